@@ -1,0 +1,19 @@
+"""fastcore: an HTTP/1.1 server for Python whose hot path is compiled Cython with the GIL released.
+
+    import fastcore
+
+    def hello(request):
+        return fastcore.Response(b"Hello, World!", content_type="text/plain")
+
+    server = fastcore.Server(hello, host="127.0.0.1", port=8000, threads=2)
+    server.add_static("/health", b"OK")      # answered in C, never takes the GIL
+    server.serve_forever()
+"""
+from ._core import Headers, Request, Response
+from .config import ServerConfig
+from .errors import ConfigError, FastcoreError, ServerStateError
+from .server import Server
+
+__version__ = "0.1.0"
+__all__ = ["Server", "ServerConfig", "Request", "Response", "Headers",
+           "FastcoreError", "ConfigError", "ServerStateError"]

@@ -1,0 +1,54 @@
+"""ServerConfig: the one source of fastcore's options and their defaults.
+
+Every option is a field here, with its default and a one-line help text in the field metadata;
+the Server constructor, the command line and the documentation are derived from these fields, so
+an option is written down once. A leaf module.
+
+Limits, next to what peers use by default:
+    max_request_line  8190 bytes   gunicorn limit_request_line 4094; nginx large_client_header_buffers 8k
+    max_head_size     32768 bytes  nginx 4 x 8k buffers; gunicorn 100 fields x 8190
+    max_header_count  100          gunicorn limit_request_fields 100
+    max_body_size     1 MiB        nginx client_max_body_size 1m; gunicorn none
+"""
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+def _option(default, help_text, minimum=None):
+    return field(default=default, metadata={"help": help_text, "minimum": minimum})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = _option("127.0.0.1", "address to bind")
+    port: int = _option(8000, "TCP port to bind (0 picks a free one)", 0)
+    threads: int = _option(2, "worker threads, each with its own epoll set", 1)
+    queue_size: int = _option(1024, "accepted connections waiting for a worker; beyond it: 503 and close", 1)
+    backlog: int = _option(1024, "listen() backlog", 1)
+    max_request_line: int = _option(8190, "longest request line in bytes (414 beyond)", 16)
+    max_head_size: int = _option(32768, "largest request head in bytes (431 beyond)", 64)
+    max_header_count: int = _option(100, "most header fields in a request (431 beyond)", 1)
+    max_body_size: int = _option(1048576, "largest request body in bytes (413 beyond)", 0)
+    python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
+    server_name: str = _option("fastcore", "value of the Server response field")
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
+                raise ConfigError(f"{spec.name} must be {spec.type.__name__}, not {type(value).__name__}")
+            minimum = spec.metadata.get("minimum")
+            if minimum is not None and value < minimum:
+                raise ConfigError(f"{spec.name} must be at least {minimum}, not {value}")
+        if self.port > 65535:
+            raise ConfigError(f"port must be at most 65535, not {self.port}")
+        if any(c in self.server_name for c in "\r\n\0"):
+            raise ConfigError("server_name must not contain CR, LF or NUL")
+
+    def replace(self, **changes) -> "ServerConfig":
+        unknown = set(changes) - {spec.name for spec in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)

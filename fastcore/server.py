@@ -1,0 +1,193 @@
+"""Server: the Python face of the compiled core, and its lifecycle.
+
+Theory of operation. start() creates the listening socket (non-blocking, SO_REUSEADDR), hands its
+fd to a fastcore._core.Core together with the options and static routes, and starts one listener
+thread and `threads` worker threads. Their targets are Core methods that release the GIL and stay
+in C until stopped, so Python sees them as ordinary threads (faulthandler, py-spy). The calling
+thread returns at once; serve_forever() then waits on an Event, which a signal handler (main
+thread only), stop() or the end of a `with` block sets.
+
+stop(timeout) goes in the order that strands nothing: stop the listener and join it (no new
+connection reaches the queue), close the listening socket (new clients are refused), ask the
+workers to finish in-flight requests (their responses say Connection: close; idle keep-alive
+connections close at once; everything left is force-closed at the deadline), join them, then free
+the C state. If a handler never returns, its thread cannot be joined: the C state is then leaked
+on purpose (freeing it under a running thread would crash) and a warning is logged.
+"""
+import logging
+import signal
+import socket
+import threading
+import weakref
+
+from . import _core
+from .config import ServerConfig
+from .errors import ServerStateError
+
+log = logging.getLogger("fastcore.error")
+
+# Servers still running at interpreter exit are stopped, so their threads leave C cleanly.
+_running_servers = weakref.WeakSet()
+
+
+class Server:
+    """An HTTP/1.1 server: `handler(request) -> Response` for Python routes, static routes in C.
+
+        server = Server(handler, host="127.0.0.1", port=8000, threads=2)
+        server.add_static("/health", b"OK")
+        server.serve_forever()          # or: with Server(handler, port=0) as s: ... s.port ...
+    """
+
+    def __init__(self, handler=None, config=None, **options):
+        if handler is not None and not callable(handler):
+            raise TypeError("handler must be callable (request -> Response) or None")
+        base = config if config is not None else ServerConfig()
+        self.config = base.replace(**options) if options else base
+        self.handler = handler
+        self._static_routes = {}
+        self._core = None
+        self._socket = None
+        self._listener_thread = None
+        self._worker_threads = []
+        self._lifecycle_lock = threading.Lock()
+        self._stop_requested = threading.Event()
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def add_static(self, path, body, content_type="text/plain", status=200):
+        """Answer GET and HEAD on exactly `path` (query ignored) with a fixed response, in C."""
+        if self._core is not None:
+            raise ServerStateError("add_static must be called before start()")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError("a static route's path is a str starting with '/'")
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if any(c in content_type for c in "\r\n\0"):
+            raise ValueError("content_type must not contain CR, LF or NUL")
+        self._static_routes[path] = (path, int(status), content_type, bytes(body))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def running(self):
+        return self._core is not None
+
+    @property
+    def host(self):
+        return self.config.host
+
+    @property
+    def port(self):
+        """The bound port (the real one when the config asked for port 0)."""
+        if self._socket is None:
+            return self.config.port
+        return self._socket.getsockname()[1]
+
+    def start(self):
+        with self._lifecycle_lock:
+            if self._core is not None:
+                raise ServerStateError("server already started")
+            config = self.config
+            family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+            listening = socket.create_server((config.host, config.port), family=family, backlog=config.backlog)
+            listening.setblocking(False)
+            try:
+                core = _core.Core(
+                    listening.fileno(), self.handler,
+                    threads=config.threads, queue_size=config.queue_size,
+                    max_request_line=config.max_request_line, max_head_size=config.max_head_size,
+                    max_header_count=config.max_header_count, max_body_size=config.max_body_size,
+                    python_batch=config.python_batch, server_name=config.server_name,
+                    static_routes=list(self._static_routes.values()),
+                )
+            except BaseException:
+                listening.close()
+                raise
+            self._socket = listening
+            self._core = core
+            self._stop_requested.clear()
+            self._listener_thread = threading.Thread(
+                target=core.run_listener, name=f"fastcore-listener:{self.port}", daemon=True)
+            self._worker_threads = [
+                threading.Thread(target=core.run_worker, args=(index,),
+                                 name=f"fastcore-worker-{index}:{self.port}", daemon=True)
+                for index in range(config.threads)
+            ]
+            for thread in self._worker_threads:
+                thread.start()
+            self._listener_thread.start()
+            _running_servers.add(self)
+        return self
+
+    def stop(self, timeout=5.0):
+        """Stop accepting, finish in-flight requests within `timeout` seconds, join every thread.
+        Idempotent, callable from any thread."""
+        with self._lifecycle_lock:
+            core = self._core
+            if core is None:
+                return
+            core.stop_listener()
+            self._listener_thread.join()
+            self._socket.close()
+            core.stop_workers(float(timeout))
+            for thread in self._worker_threads:
+                thread.join(timeout + 5.0)
+            stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
+            if stuck:
+                log.warning("fastcore: %s did not stop (a handler that never returns?); "
+                            "its memory is left allocated", ", ".join(stuck))
+                self._abandoned_core = core
+            else:
+                core.release()
+            self._core = None
+            self._socket = None
+            self._worker_threads = []
+            self._listener_thread = None
+            _running_servers.discard(self)
+            self._stop_requested.set()
+
+    def serve_forever(self):
+        """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
+        the main thread; elsewhere no signal handler is installed)."""
+        if self._core is None:
+            self.start()
+        previous_handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            def request_stop(signum, frame):
+                self._stop_requested.set()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous_handlers[signum] = signal.signal(signum, request_stop)
+        try:
+            while not self._stop_requested.wait(1.0):
+                pass
+        finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+            self.stop()
+
+    def stats(self):
+        """Counters from the compiled core: accepted, rejected_queue_full, open_connections."""
+        core = self._core
+        return core.stats() if core is not None else {}
+
+    def __enter__(self):
+        if self._core is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def __repr__(self):
+        state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
+        return f"<fastcore.Server {state}, {self.config.threads} threads>"
+
+
+def _stop_running_servers():
+    for server in list(_running_servers):
+        server.stop(timeout=1.0)
+
+
+import atexit  # noqa: E402  (registered after the class it serves)
+
+atexit.register(_stop_running_servers)

@@ -1,0 +1,32 @@
+# cython: language_level=3
+"""fastcore._core: the compiled hot path of fastcore.
+
+Theory of operation (../shared/DESIGN.md has the whole picture):
+
+    main thread (Python)     creates the listening socket, builds a Core, starts the threads,
+                             waits for the stop
+    listener thread (C)      epoll on the listening socket; accept4; push the fd on the bounded
+                             queue; wake one worker through its eventfd          (listener.pxi)
+    queue                    ring of fds under one mutex                          (queue.pxi)
+    worker threads (C)       own an epoll set each; read, parse, answer, write, keep-alive,
+                             pipelining, close                 (worker.pxi, connection.pxi)
+    Python batch             once per worker loop turn, the GIL is taken to call the handler
+                             for every request that needs it (capped)             (python.pxi)
+
+The threads run with the GIL released: every function they call is `noexcept nogil`, except
+worker_run_python_batch, which takes the GIL on purpose. The fragments are included in
+dependency order; each opens with its own theory of operation.
+"""
+
+include "system.pxi"
+include "buffer.pxi"
+include "parser.pxi"
+include "state.pxi"
+include "queue.pxi"
+include "response.pxi"
+include "connection.pxi"
+include "worker.pxi"
+include "listener.pxi"
+include "python.pxi"
+include "core.pxi"
+include "testing.pxi"

@@ -1,0 +1,236 @@
+# connection.pxi: one client connection inside its worker: read, answer, write, close.
+#
+# Theory of operation. A connection is READING (epoll waits for EPOLLIN) or WRITING (output the
+# socket would not take yet; epoll waits for EPOLLOUT only, so a client that stops reading stops
+# being read: backpressure). Each readable event does one recv into `input`, then
+# serve_buffered_requests() answers every complete request found there, in order, appending the
+# responses to `output`: static routes and errors right away, in C; at the first request for the
+# Python handler it stops and the connection joins the worker's Python batch (python.pxi), which
+# calls the handler and resumes serving. When the connection has nothing left to answer, its
+# output leaves in one send() (pipelined responses included). Buffers are released when empty, so
+# an idle keep-alive connection holds only this struct.
+
+cdef enum ServeResult:
+    SERVE_DONE = 0                    # every complete request answered; waiting for more bytes
+    SERVE_NEEDS_PYTHON = 1            # stopped at a request for the Python handler
+    SERVE_CLOSE = 2                   # answer written; close once output is flushed
+
+cdef enum:
+    READ_CHUNK = 16384
+    LINGER_DRAIN_BYTES = 65536        # unread input discarded before closing, so close() sends FIN not RST
+
+
+cdef inline bint request_method_is(const Conn* conn, const char* method, size_t length) noexcept nogil:
+    return conn.request.method_length == length and memcmp(conn.input.data + conn.input.start, method, length) == 0
+
+
+cdef inline void finish_request(Conn* conn, size_t request_length) noexcept nogil:
+    """The current request is answered: drop its bytes and get ready for the next one."""
+    buffer_consume(&conn.input, request_length)
+    conn.head_complete = False
+    memset(&conn.scan, 0, sizeof(HeadScan))
+    memset(&conn.request, 0, sizeof(ParsedRequest))
+
+
+cdef ServeResult fail_request(Worker* worker, Conn* conn, int status) noexcept nogil:
+    """Answer a protocol error with its status and close: the stream cannot be trusted after it."""
+    conn.keep_alive = False
+    conn.close_after_write = True
+    conn.linger_on_close = True
+    append_error_response(worker, conn, status)
+    return SERVE_CLOSE
+
+
+cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept nogil:
+    cdef ServerState* server = worker.server
+    cdef Py_ssize_t result
+    cdef const char* data
+    cdef size_t available, request_length
+    cdef const StaticRoute* route
+    cdef bint head_only
+    while True:
+        if conn.close_after_write:
+            return SERVE_CLOSE
+        available = buffer_length(&conn.input)
+        if not conn.head_complete:
+            # RFC 9112 section 2.2: ignore empty lines received before a request line.
+            while (conn.scan.position == 0 and available >= 2 and conn.input.data[conn.input.start] == 13
+                   and conn.input.data[conn.input.start + 1] == 10):
+                buffer_consume(&conn.input, 2)
+                available -= 2
+            if available == 0:
+                return SERVE_DONE
+            data = conn.input.data + conn.input.start
+            result = head_scan(data, available, &conn.scan, &server.limits)
+            if result == PARSE_NEED_MORE:
+                return SERVE_DONE
+            if result < 0:
+                return fail_request(worker, conn, <int>-result)
+            result = parse_head(data, <size_t>result, &conn.request, &server.limits)
+            if result < 0:
+                return fail_request(worker, conn, <int>-result)
+            if conn.request.content_length > server.limits.max_body_size:
+                return fail_request(worker, conn, 413)
+            conn.head_complete = True
+            if conn.request.version_minor == 1:
+                conn.keep_alive = not conn.request.connection_close
+            else:
+                conn.keep_alive = conn.request.connection_keep_alive and not conn.request.connection_close
+            if worker.stopping:
+                conn.keep_alive = False                 # a stopping server answers, then closes
+        request_length = conn.request.head_length
+        if conn.request.content_length > 0:
+            request_length += <size_t>conn.request.content_length
+        if available < request_length:
+            # Make room for the whole body now, so it is read without repeated growth.
+            if buffer_reserve(&conn.input, request_length - available) != 0:
+                return fail_request(worker, conn, 500)
+            return SERVE_DONE
+
+        # A complete request: answer it.
+        if not conn.keep_alive:
+            conn.close_after_write = True
+        head_only = request_method_is(conn, "HEAD", 4)
+        route = NULL
+        if server.route_count and (head_only or request_method_is(conn, "GET", 3)):
+            route = find_static_route(server, conn.input.data + conn.input.start + conn.request.target_offset,
+                                      conn.request.path_length)
+        if route != NULL:
+            append_static_response(worker, conn, route, head_only)
+        elif server.has_python_handler:
+            return SERVE_NEEDS_PYTHON
+        else:
+            append_error_response(worker, conn, 404)
+        finish_request(conn, request_length)
+
+
+cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
+    """Close the socket (which also removes it from epoll) and free everything the connection owns."""
+    cdef char discard[4096]
+    cdef size_t drained = 0
+    cdef ssize_t n
+    if conn.linger_on_close and not conn.peer_closed:
+        # We answered and close first. Unread request bytes would make close() send RST, which can
+        # destroy the response before the client reads it; so half-close, then discard what is
+        # already here (bounded). Lingering until the client's FIN needs timers (a later change).
+        shutdown(conn.fd, SHUT_WR)
+        while drained < LINGER_DRAIN_BYTES:
+            n = recv(conn.fd, discard, sizeof(discard), MSG_DONTWAIT)
+            if n <= 0:
+                break
+            drained += <size_t>n
+    close(conn.fd)
+    buffer_release(&conn.input)
+    buffer_release(&conn.output)
+    if conn.previous != NULL:
+        conn.previous.next = conn.next
+    else:
+        worker.connections = conn.next
+    if conn.next != NULL:
+        conn.next.previous = conn.previous
+    worker.connection_count -= 1
+    free(conn)
+
+
+cdef void conn_set_state(Worker* worker, Conn* conn, ConnState state) noexcept nogil:
+    cdef epoll_event event
+    if conn.state == state:
+        return
+    conn.state = state
+    event.events = EPOLLOUT if state == CONN_WRITING else EPOLLIN
+    event.data.ptr = conn
+    epoll_ctl(worker.epoll_fd, EPOLL_CTL_MOD, conn.fd, &event)
+
+
+cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
+    """Send the pending output; close, go back to reading, or wait for EPOLLOUT."""
+    cdef ssize_t sent
+    while buffer_length(&conn.output):
+        sent = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
+        if sent > 0:
+            buffer_consume(&conn.output, <size_t>sent)
+        elif sent < 0 and errno == EINTR:
+            continue
+        elif sent < 0 and errno == EAGAIN:
+            conn_set_state(worker, conn, CONN_WRITING)
+            return
+        else:
+            conn.peer_closed = True                     # EPIPE, ECONNRESET: the client is gone
+            conn_close(worker, conn)
+            return
+    if conn.close_after_write:
+        if buffer_length(&conn.input):
+            conn.linger_on_close = True                 # pipelined bytes after a Connection: close
+        conn_close(worker, conn)
+        return
+    conn_set_state(worker, conn, CONN_READING)
+    buffer_release_if_empty(&conn.output)
+    buffer_release_if_empty(&conn.input)
+
+
+cdef void conn_finish_turn(Worker* worker, Conn* conn, ServeResult result) noexcept nogil:
+    """After serving: queue for Python, or flush what was answered (and close if that is the end)."""
+    if result == SERVE_NEEDS_PYTHON:
+        conn.awaiting_python = True
+        conn.next_awaiting_python = NULL
+        if worker.python_last != NULL:
+            worker.python_last.next_awaiting_python = conn
+        else:
+            worker.python_first = conn
+        worker.python_last = conn
+        return
+    if conn.peer_closed:
+        # The client sent its last byte: what is complete has been answered; a partial request
+        # can never complete.
+        conn.close_after_write = True
+    conn_flush(worker, conn)
+
+
+cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
+    cdef ssize_t received
+    if buffer_reserve(&conn.input, READ_CHUNK) != 0:
+        conn_close(worker, conn)
+        return
+    received = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
+    if received > 0:
+        conn.input.end += <size_t>received
+    elif received == 0:
+        conn.peer_closed = True
+    elif errno == EAGAIN or errno == EINTR:
+        buffer_release_if_empty(&conn.input)
+        return
+    else:
+        conn.peer_closed = True
+        conn_close(worker, conn)
+        return
+    conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
+
+
+cdef void conn_adopt(Worker* worker, int fd) noexcept nogil:
+    """Take a freshly accepted socket into this worker's epoll set and try reading at once: the
+    client usually sent its request right after connecting, so this saves an epoll round."""
+    cdef epoll_event event
+    cdef Conn* conn = <Conn*>calloc(1, sizeof(Conn))
+    if conn == NULL:
+        close(fd)
+        return
+    conn.fd = fd
+    conn.state = CONN_READING
+    event.events = EPOLLIN
+    event.data.ptr = conn
+    if epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0:
+        close(fd)
+        free(conn)
+        return
+    conn.next = worker.connections
+    if worker.connections != NULL:
+        worker.connections.previous = conn
+    worker.connections = conn
+    worker.connection_count += 1
+    conn_on_readable(worker, conn)
+
+
+cdef inline bint conn_is_idle(const Conn* conn) noexcept nogil:
+    """Between requests: nothing read, nothing owed. Safe to close when stopping."""
+    return (not conn.awaiting_python and conn.state == CONN_READING and buffer_length(&conn.input) == 0
+            and buffer_length(&conn.output) == 0)

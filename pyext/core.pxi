@@ -1,0 +1,301 @@
+# core.pxi: Core, the Python object that owns one server's C state and runs its threads.
+#
+# fastcore.server creates the listening socket, builds a Core around its fd, and starts
+# threading.Thread objects whose targets are run_listener() and run_worker(i): they drop the GIL
+# and stay in C until stopped. Stopping is two steps so that no connection is stranded:
+# stop_listener() (then join that thread), then stop_workers(timeout) (then join them), then
+# close(), which frees what the threads used. Core never closes the listening socket: the Python
+# socket object that made it does.
+
+cdef enum:
+    CONTENT_TYPE_CACHE_SIZE = 64
+
+
+cdef class Core:
+    cdef ServerState state
+    cdef Worker* workers
+    cdef object handler
+    cdef list _owned_bytes            # keeps the bytes behind StaticRoute pointers alive
+    cdef dict _status_lines           # status -> b"HTTP/1.1 200 OK\r\n"
+    cdef dict _content_type_lines     # content type -> b"Content-Type: ...\r\n"
+    cdef bytes _server_field
+    cdef bint _released
+
+    def __cinit__(self, int listen_fd, handler, *, int threads, int queue_size,
+                  Py_ssize_t max_request_line, Py_ssize_t max_head_size, Py_ssize_t max_header_count,
+                  long long max_body_size, int python_batch, str server_name, list static_routes):
+        cdef epoll_event event
+        cdef Worker* worker
+        cdef int i
+        memset(&self.state, 0, sizeof(ServerState))
+        self.state.listen_fd = listen_fd
+        self.state.listener_epoll_fd = -1
+        self.state.listener_wake_fd = -1
+        self.handler = handler
+        self._owned_bytes = []
+        self._status_lines = {}
+        self._content_type_lines = {}
+        if threads < 1 or queue_size < 1 or python_batch < 1:
+            raise ValueError("threads, queue_size and python_batch must be at least 1")
+
+        self.state.limits.max_request_line = max_request_line
+        self.state.limits.max_head_size = max_head_size
+        self.state.limits.max_header_count = max_header_count
+        self.state.limits.max_body_size = max_body_size
+        self.state.has_python_handler = handler is not None
+        self.state.python_batch = python_batch
+        self.state.core = <void*>self
+        self._server_field = b"Server: " + server_name.encode("latin-1") + b"\r\n"
+        self.state.server_field = PyBytes_AS_STRING(self._server_field)
+        self.state.server_field_length = PyBytes_GET_SIZE(self._server_field)
+        self._set_static_routes(static_routes)
+        if queue_init(&self.state.queue, queue_size) != 0:
+            raise MemoryError()
+
+        self.state.listener_epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+        self.state.listener_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self.state.listener_epoll_fd < 0 or self.state.listener_wake_fd < 0:
+            raise OSError(errno, "cannot create the listener's epoll set")
+        event.events = EPOLLIN
+        event.data.fd = listen_fd
+        if epoll_ctl(self.state.listener_epoll_fd, EPOLL_CTL_ADD, listen_fd, &event) != 0:
+            raise OSError(errno, "cannot watch the listening socket")
+        event.data.fd = self.state.listener_wake_fd
+        epoll_ctl(self.state.listener_epoll_fd, EPOLL_CTL_ADD, self.state.listener_wake_fd, &event)
+
+        self.workers = <Worker*>calloc(threads, sizeof(Worker))
+        if self.workers == NULL:
+            raise MemoryError()
+        self.state.workers = self.workers
+        self.state.worker_count = threads
+        for i in range(threads):
+            worker = &self.workers[i]
+            worker.index = i
+            worker.server = &self.state
+            worker.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+            worker.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+            worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))
+            if worker.epoll_fd < 0 or worker.wake_fd < 0 or worker.flush_after_python == NULL:
+                raise OSError(errno, "cannot create a worker's epoll set")
+            event.events = EPOLLIN
+            event.data.ptr = NULL                       # NULL marks the wake-up eventfd
+            epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
+
+    cdef _set_static_routes(self, list static_routes):
+        cdef StaticRoute* route
+        cdef bytes path, head, body
+        self.state.routes = <StaticRoute*>calloc(max(1, len(static_routes)), sizeof(StaticRoute))
+        if self.state.routes == NULL:
+            raise MemoryError()
+        for path_text, status, content_type, body in static_routes:
+            path = path_text.encode("latin-1")
+            head = (self._status_line(status) + self._server_field
+                    + b"Content-Type: " + content_type.encode("latin-1") + b"\r\n"
+                    + b"Content-Length: " + str(len(body)).encode() + b"\r\n")
+            self._owned_bytes += [path, head, body]
+            route = &self.state.routes[self.state.route_count]
+            route.path = PyBytes_AS_STRING(path)
+            route.path_length = PyBytes_GET_SIZE(path)
+            route.head = PyBytes_AS_STRING(head)
+            route.head_length = PyBytes_GET_SIZE(head)
+            route.body = PyBytes_AS_STRING(body)
+            route.body_length = PyBytes_GET_SIZE(body)
+            self.state.route_count += 1
+
+    cdef bytes _status_line(self, int status):
+        line = self._status_lines.get(status)
+        if line is None:
+            if not 100 <= status <= 999:
+                raise ValueError(f"invalid HTTP status {status}")
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = ""
+            line = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+            self._status_lines[status] = line
+        return line
+
+    cdef bytes _content_type_line(self, object content_type):
+        line = self._content_type_lines.get(content_type)
+        if line is None:
+            value = _as_latin1(content_type)
+            _check_field(b"Content-Type", value)
+            line = b"Content-Type: " + value + b"\r\n"
+            if len(self._content_type_lines) < CONTENT_TYPE_CACHE_SIZE:
+                self._content_type_lines[content_type] = line
+        return line
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def run_listener(self):
+        with nogil:
+            listener_loop(&self.state)
+
+    def run_worker(self, int index):
+        if not 0 <= index < self.state.worker_count:
+            raise IndexError(index)
+        with nogil:
+            worker_loop(&self.workers[index])
+
+    def stop_listener(self):
+        cdef uint64_t one = 1
+        fc_atomic_store(&self.state.listener_stop, 1)
+        write(self.state.listener_wake_fd, &one, sizeof(one))
+
+    def stop_workers(self, double timeout):
+        """Graceful stop: finish in-flight requests, close idle connections, force-close at the deadline."""
+        cdef uint64_t one = 1
+        cdef long long deadline = fc_now_ms() + <long long>(timeout * 1000)
+        cdef int i
+        for i in range(self.state.worker_count):
+            fc_atomic_store64(&self.workers[i].stop_deadline_ms, deadline)
+            fc_atomic_store(&self.workers[i].stop_requested, 1)
+            write(self.workers[i].wake_fd, &one, sizeof(one))
+
+    def release(self):
+        """Free the C state. Only once every thread has returned from run_listener/run_worker."""
+        cdef int i
+        if self._released:
+            return
+        self._released = True
+        queue_destroy(&self.state.queue)
+        if self.state.listener_epoll_fd >= 0:
+            close(self.state.listener_epoll_fd)
+        if self.state.listener_wake_fd >= 0:
+            close(self.state.listener_wake_fd)
+        if self.workers != NULL:
+            for i in range(self.state.worker_count):
+                worker_close_all_connections(&self.workers[i])
+                if self.workers[i].epoll_fd > 0:
+                    close(self.workers[i].epoll_fd)
+                if self.workers[i].wake_fd > 0:
+                    close(self.workers[i].wake_fd)
+                free(self.workers[i].flush_after_python)
+            free(self.workers)
+            self.workers = NULL
+        free(self.state.routes)
+        self.state.routes = NULL
+
+    def stats(self):
+        """Counters kept in C (more come with the stats issue)."""
+        cdef int i
+        cdef long long open_connections = 0
+        if self.workers != NULL:
+            for i in range(self.state.worker_count):
+                open_connections += self.workers[i].connection_count
+        return {
+            "accepted": fc_atomic_load64(&self.state.accepted),
+            "rejected_queue_full": fc_atomic_load64(&self.state.rejected_queue_full),
+            "open_connections": open_connections,
+        }
+
+    def __dealloc__(self):
+        # If threads are still running (a handler that never returned), leaking is the safe choice;
+        # fastcore.server only drops a Core whose threads have all been joined.
+        pass
+
+    # -- the Python batch (GIL held) --------------------------------------------------------------
+
+    cdef void run_python_batch(self, Worker* worker) noexcept:
+        cdef int budget = self.state.python_batch
+        cdef Conn* conn
+        cdef ServeResult result = SERVE_DONE
+        worker.flush_after_python_count = 0
+        while worker.python_first != NULL and budget > 0:
+            conn = worker.python_first
+            while True:
+                self.answer_with_handler(worker, conn)
+                budget -= 1
+                result = serve_buffered_requests(worker, conn)
+                if result != SERVE_NEEDS_PYTHON or budget == 0:
+                    break
+            if result == SERVE_NEEDS_PYTHON:
+                break                                   # budget spent; this one goes first next turn
+            worker.python_first = conn.next_awaiting_python
+            if worker.python_first == NULL:
+                worker.python_last = NULL
+            conn.awaiting_python = False
+            conn.next_awaiting_python = NULL
+            worker.flush_after_python[worker.flush_after_python_count] = conn
+            worker.flush_after_python_count += 1
+
+    cdef void answer_with_handler(self, Worker* worker, Conn* conn) noexcept:
+        cdef const char* data = conn.input.data + conn.input.start
+        cdef ParsedRequest* parsed = &conn.request
+        cdef size_t body_length = <size_t>parsed.content_length if parsed.content_length > 0 else 0
+        cdef size_t output_before = buffer_length(&conn.output)
+        cdef bint head_only = request_method_is(conn, "HEAD", 4)
+        cdef Request request = Request.__new__(Request)
+        request._head = PyBytes_FromStringAndSize(data, parsed.head_length)
+        request.body = PyBytes_FromStringAndSize(data + parsed.head_length, body_length) if body_length else _EMPTY
+        request.keep_alive = conn.keep_alive
+        request._method_length = parsed.method_length
+        request._target_offset = parsed.target_offset
+        request._target_length = parsed.target_length
+        request._path_length = parsed.path_length
+        request._version_minor = parsed.version_minor
+        try:
+            self.append_handler_response(worker, conn, self.handler(request), head_only)
+        except BaseException:
+            conn.output.end = conn.output.start + output_before     # drop a half-written response
+            try:
+                _error_log.exception("handler failed on %r", request)
+            except BaseException:
+                pass
+            append_error_response(worker, conn, 500)
+        finish_request(conn, parsed.head_length + body_length)
+
+    cdef int append_handler_response(self, Worker* worker, Conn* conn, object result, bint head_only) except -1:
+        cdef Buffer* out = &conn.output
+        cdef Response response
+        cdef int status = 200
+        cdef object body, headers = None, content_type = None
+        cdef bytes name, value, lowered
+        cdef bint bodyless
+        if type(result) is Response:
+            response = <Response>result
+            status = response.status
+            body = response.body
+            headers = response.headers
+            content_type = response.content_type
+        elif isinstance(result, (bytes, str)):
+            body = result
+        else:
+            raise TypeError(f"a handler returns fastcore.Response, bytes or str, not {type(result).__name__}")
+        if isinstance(body, str):
+            body = (<str>body).encode("utf-8")
+        elif not isinstance(body, bytes):
+            body = bytes(body)
+
+        _append_bytes(out, self._status_line(status))
+        if buffer_append(out, self.state.server_field, self.state.server_field_length) != 0:
+            raise MemoryError()
+        if buffer_append(out, worker.date.line, worker.date.length) != 0:
+            raise MemoryError()
+        if content_type is not None:
+            _append_bytes(out, self._content_type_line(content_type))
+        if headers:
+            for field_name, field_value in (headers.items() if isinstance(headers, dict) else headers):
+                name = _as_latin1(field_name)
+                value = _as_latin1(field_value)
+                _check_field(name, value)
+                lowered = name.lower()
+                if lowered == b"content-length" or lowered == b"transfer-encoding":
+                    continue                            # framing is ours to decide
+                if lowered == b"connection":
+                    if b"close" in value.lower():
+                        conn.keep_alive = False
+                        conn.close_after_write = True
+                    continue
+                _append_bytes(out, name + b": " + value + b"\r\n")
+        bodyless = status < 200 or status == 204 or status == 304
+        if not bodyless:
+            if buffer_append(out, b"Content-Length: ", 16) != 0 or buffer_append_decimal(out, len(body)) != 0:
+                raise MemoryError()
+            if buffer_append(out, b"\r\n", 2) != 0:
+                raise MemoryError()
+        if append_connection_field(out, conn) != 0 or buffer_append(out, b"\r\n", 2) != 0:
+            raise MemoryError()
+        if not bodyless and not head_only:
+            _append_bytes(out, <bytes>body)
+        return 0

@@ -1,0 +1,71 @@
+# listener.pxi: the listener thread: accept, hand over to the queue, wake a worker.
+#
+# Its epoll set holds the listening socket and a wake-up eventfd (for stop). On readiness it
+# accept4()s until EAGAIN. Each new socket goes on the bounded queue and one worker is woken,
+# preferring one that is idle in epoll_wait, so a worker busy in a slow handler does not collect
+# new connections. A full queue means a canned 503 and a close. When the process is out of file
+# descriptors the listening socket is taken out of the epoll set for 100 ms instead of spinning.
+
+cdef enum:
+    ACCEPT_PAUSE_MS = 100
+
+
+cdef Worker* choose_worker(ServerState* server) noexcept nogil:
+    cdef int i, index
+    cdef int start = server.next_worker
+    for i in range(server.worker_count):
+        index = (start + i) % server.worker_count
+        if fc_atomic_load(&server.workers[index].idle):
+            server.next_worker = (index + 1) % server.worker_count
+            return &server.workers[index]
+    server.next_worker = (start + 1) % server.worker_count
+    return &server.workers[start]
+
+
+cdef int accept_ready_connections(ServerState* server) noexcept nogil:
+    """Accept until EAGAIN. Returns 0, or -1 when out of descriptors or memory (pause accepting)."""
+    cdef int fd
+    cdef int one = 1
+    cdef uint64_t wakeup = 1
+    while True:
+        fd = accept4(server.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+        if fd < 0:
+            if errno == EINTR or errno == ECONNABORTED:
+                continue
+            if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
+                return -1
+            return 0                                    # EAGAIN, or the socket is being closed
+        fc_atomic_add64(&server.accepted, 1)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+        if queue_push(&server.queue, fd) != 0:
+            fc_atomic_add64(&server.rejected_queue_full, 1)
+            send_canned_503(fd)
+            close(fd)
+            continue
+        write(choose_worker(server).wake_fd, &wakeup, sizeof(wakeup))
+
+
+cdef void listener_set_accepting(ServerState* server, bint accepting) noexcept nogil:
+    cdef epoll_event event
+    event.events = EPOLLIN if accepting else 0
+    event.data.fd = server.listen_fd
+    epoll_ctl(server.listener_epoll_fd, EPOLL_CTL_MOD, server.listen_fd, &event)
+
+
+cdef void listener_loop(ServerState* server) noexcept nogil:
+    cdef epoll_event events[2]
+    cdef int ready, i
+    cdef int timeout = -1
+    while not fc_atomic_load(&server.listener_stop):
+        ready = epoll_wait(server.listener_epoll_fd, events, 2, timeout)
+        if ready < 0:
+            continue                                    # EINTR
+        if ready == 0 and timeout >= 0:
+            listener_set_accepting(server, True)        # the pause after fd exhaustion is over
+            timeout = -1
+            continue
+        for i in range(ready):
+            if events[i].data.fd == server.listen_fd:
+                if accept_ready_connections(server) < 0:
+                    listener_set_accepting(server, False)
+                    timeout = ACCEPT_PAUSE_MS

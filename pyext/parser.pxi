@@ -1,0 +1,248 @@
+# parser.pxi: the HTTP/1.1 request-head parser (RFC 9112), stateless and allocation-free.
+#
+# Theory of operation. Parsing happens in two steps over the connection's read buffer:
+#   1. head_scan() looks for the blank line that ends the head. It is incremental: a HeadScan
+#      remembers how far the previous call got, so a head trickled in byte by byte is scanned once,
+#      not once per byte. It already rejects a bare LF (400) and enforces the request-line (414)
+#      and head-size (431) limits while the head is still incomplete.
+#   2. parse_head() walks the complete head once, validating every byte, and fills a ParsedRequest
+#      with offsets (never pointers: the buffer may move) and the header facts the server acts on
+#      (Content-Length, Transfer-Encoding, Host, Connection).
+# Both return a positive length or 0 for "need more bytes", or a negative HTTP status for the
+# error to answer before closing (-400, -414, -431, -501, -505). Neither reads past `length`.
+#
+# Strict on purpose (request smuggling lives in lenient parsers): CRLF only, no obs-fold, no
+# whitespace before the colon, token bytes only in the method and field names, no control bytes in
+# field values, Content-Length digits only and at most once, exactly one Host on HTTP/1.1.
+
+cdef enum:
+    PARSE_NEED_MORE = 0
+    CONTENT_LENGTH_MAX_DIGITS = 18      # 10**18 - 1 fits in int64_t with room to spare
+
+ctypedef struct Limits:
+    size_t max_request_line
+    size_t max_head_size
+    size_t max_header_count
+    int64_t max_body_size
+
+ctypedef struct HeadScan:
+    size_t position             # bytes already searched for LF
+    size_t line_start           # start of the line being scanned
+    size_t request_line_end     # 0 until the request line's LF has been seen
+
+ctypedef struct ParsedRequest:
+    size_t head_length          # bytes from the method to the blank line's LF, inclusive
+    size_t method_length        # the method starts at offset 0
+    size_t target_offset
+    size_t target_length
+    size_t path_length          # target bytes before '?'
+    int version_minor           # HTTP/1.<minor>, 0 or 1
+    int64_t content_length      # -1 when absent
+    int header_count
+    int host_count
+    bint has_transfer_encoding
+    bint connection_close
+    bint connection_keep_alive
+
+
+# tchar from RFC 9110 section 5.6.2: "!#$%&'*+-.^_`|~", digits and letters.
+cdef uint8_t TOKEN_BYTE[256]
+# Field value bytes (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. Not CR, LF, NUL, other controls, DEL.
+cdef uint8_t FIELD_VALUE_BYTE[256]
+# Request-target bytes: anything visible, obs-text tolerated; never a control byte or a space.
+cdef uint8_t TARGET_BYTE[256]
+
+
+cdef void _init_byte_classes() noexcept:
+    cdef int i
+    cdef bytes specials = b"!#$%&'*+-.^_`|~"
+    for i in range(256):
+        TOKEN_BYTE[i] = (48 <= i <= 57) or (65 <= i <= 90) or (97 <= i <= 122)
+        FIELD_VALUE_BYTE[i] = i == 9 or (32 <= i <= 126) or i >= 128
+        TARGET_BYTE[i] = (33 <= i <= 126) or i >= 128
+    for i in specials:
+        TOKEN_BYTE[i] = 1
+
+_init_byte_classes()
+
+
+cdef inline uint8_t ascii_lower(uint8_t c) noexcept nogil:
+    return c + 32 if 65 <= c <= 90 else c
+
+
+cdef bint equals_lowercase(const char* data, size_t length, const char* lowercase_literal) noexcept nogil:
+    """Case-insensitive comparison of data[:length] with a lowercase C literal of the same length."""
+    cdef size_t i
+    for i in range(length):
+        if ascii_lower(<uint8_t>data[i]) != <uint8_t>lowercase_literal[i]:
+            return False
+    return lowercase_literal[length] == 0
+
+
+cdef Py_ssize_t head_scan(const char* data, size_t length, HeadScan* scan, const Limits* limits) noexcept nogil:
+    """Find the end of the head in data[:length]. Returns the head length, 0, or -status."""
+    cdef const char* newline
+    cdef size_t at
+    while scan.position < length:
+        newline = <const char*>memchr(data + scan.position, 10, length - scan.position)
+        if newline == NULL:
+            scan.position = length
+            break
+        at = newline - data
+        if at == scan.line_start or data[at - 1] != 13:
+            return -400                                 # bare LF (an LF not preceded by CR)
+        if scan.request_line_end == 0:
+            if at - 1 > limits.max_request_line:
+                return -414
+            scan.request_line_end = at + 1
+        elif at - 1 == scan.line_start:
+            # The empty line: the head is complete.
+            if at + 1 > limits.max_head_size:
+                return -431
+            return at + 1
+        scan.line_start = at + 1
+        scan.position = at + 1
+    if scan.request_line_end == 0 and length > limits.max_request_line + 1:
+        return -414
+    if length > limits.max_head_size:
+        return -431
+    return PARSE_NEED_MORE
+
+
+cdef int parse_content_length(const char* value, size_t length, int64_t* out) noexcept nogil:
+    cdef size_t i
+    cdef int64_t result = 0
+    cdef uint8_t c
+    if length == 0 or length > CONTENT_LENGTH_MAX_DIGITS:
+        return -400                                     # empty, or large enough to overflow
+    for i in range(length):
+        c = <uint8_t>value[i]
+        if c < 48 or c > 57:
+            return -400                                 # signs, spaces, commas, anything not a digit
+        result = result * 10 + (c - 48)
+    out[0] = result
+    return 0
+
+
+cdef void parse_connection_options(const char* value, size_t length, ParsedRequest* request) noexcept nogil:
+    """Connection is a comma-separated token list; only `close` and `keep-alive` matter here."""
+    cdef size_t i = 0, start, end
+    while i < length:
+        while i < length and (value[i] == 32 or value[i] == 9 or value[i] == 44):
+            i += 1
+        start = i
+        while i < length and value[i] != 44:
+            i += 1
+        end = i
+        while end > start and (value[end - 1] == 32 or value[end - 1] == 9):
+            end -= 1
+        if end - start == 5 and equals_lowercase(value + start, 5, "close"):
+            request.connection_close = True
+        elif end - start == 10 and equals_lowercase(value + start, 10, "keep-alive"):
+            request.connection_keep_alive = True
+
+
+cdef int parse_request_line(const char* data, size_t line_end, ParsedRequest* request) noexcept nogil:
+    """data[:line_end] is the request line without its CRLF. Returns 0 or -status."""
+    cdef size_t i = 0
+    cdef const char* version
+    while i < line_end and TOKEN_BYTE[<uint8_t>data[i]]:
+        i += 1
+    if i == 0 or i >= line_end or data[i] != 32:
+        return -400
+    request.method_length = i
+    i += 1
+    request.target_offset = i
+    request.path_length = 0
+    while i < line_end and TARGET_BYTE[<uint8_t>data[i]]:
+        if data[i] == 63 and request.path_length == 0:  # '?' ends the path
+            request.path_length = i - request.target_offset
+        i += 1
+    request.target_length = i - request.target_offset
+    if request.target_length == 0 or i >= line_end or data[i] != 32:
+        return -400
+    if request.path_length == 0:
+        request.path_length = request.target_length
+    i += 1
+    # HTTP-version = "HTTP/" DIGIT "." DIGIT, then the line ends.
+    if line_end - i != 8 or memcmp(data + i, b"HTTP/", 5) != 0:
+        return -400
+    version = data + i + 5
+    if not (48 <= version[0] <= 57 and version[1] == 46 and 48 <= version[2] <= 57):
+        return -400
+    if version[0] != 49 or version[2] > 49:
+        return -505
+    request.version_minor = version[2] - 48
+    return 0
+
+
+cdef int parse_header_field(const char* line, size_t length, ParsedRequest* request) noexcept nogil:
+    """One field line without its CRLF. Returns 0 or -status."""
+    cdef size_t name_length = 0, value_start, value_end, i
+    cdef int status
+    if length == 0 or line[0] == 32 or line[0] == 9:
+        return -400                                     # obs-fold (a continuation line)
+    while name_length < length and TOKEN_BYTE[<uint8_t>line[name_length]]:
+        name_length += 1
+    if name_length == 0 or name_length >= length or line[name_length] != 58:
+        return -400                                     # empty name, whitespace or junk before ':'
+    value_start = name_length + 1
+    while value_start < length and (line[value_start] == 32 or line[value_start] == 9):
+        value_start += 1
+    value_end = length
+    while value_end > value_start and (line[value_end - 1] == 32 or line[value_end - 1] == 9):
+        value_end -= 1
+    for i in range(value_start, value_end):
+        if not FIELD_VALUE_BYTE[<uint8_t>line[i]]:
+            return -400                                 # control bytes, a bare CR, DEL
+    request.header_count += 1
+
+    if name_length == 4 and equals_lowercase(line, 4, "host"):
+        request.host_count += 1
+    elif name_length == 14 and equals_lowercase(line, 14, "content-length"):
+        if request.content_length != -1:
+            return -400                                 # several Content-Length fields
+        status = parse_content_length(line + value_start, value_end - value_start, &request.content_length)
+        if status != 0:
+            return status
+    elif name_length == 17 and equals_lowercase(line, 17, "transfer-encoding"):
+        request.has_transfer_encoding = True
+    elif name_length == 10 and equals_lowercase(line, 10, "connection"):
+        parse_connection_options(line + value_start, value_end - value_start, request)
+    return 0
+
+
+cdef int parse_head(const char* data, size_t head_length, ParsedRequest* request, const Limits* limits) noexcept nogil:
+    """Validate a complete head (as found by head_scan) and fill `request`. Returns 0 or -status."""
+    cdef size_t line_start, line_end
+    cdef const char* newline
+    cdef int status
+    memset(request, 0, sizeof(ParsedRequest))
+    request.head_length = head_length
+    request.content_length = -1
+    newline = <const char*>memchr(data, 10, head_length)
+    line_end = newline - data - 1                       # head_scan guaranteed the CR before it
+    status = parse_request_line(data, line_end, request)
+    if status != 0:
+        return status
+    line_start = line_end + 2
+    while True:
+        newline = <const char*>memchr(data + line_start, 10, head_length - line_start)
+        line_end = newline - data - 1
+        if line_end == line_start:
+            break                                       # the blank line
+        if <size_t>request.header_count >= limits.max_header_count:
+            return -431
+        status = parse_header_field(data + line_start, line_end - line_start, request)
+        if status != 0:
+            return status
+        line_start = line_end + 2
+    if request.has_transfer_encoding:
+        if request.content_length != -1 or request.version_minor == 0:
+            return -400                                 # smuggling shapes: CL with TE, TE on 1.0
+        return -501                                     # chunked request bodies: not yet
+    if request.version_minor == 1 and request.host_count != 1:
+        return -400
+    if request.host_count > 1:
+        return -400
+    return 0

@@ -1,0 +1,173 @@
+# python.pxi: the boundary where requests meet Python: Request, Response, Headers, and the batch.
+#
+# Theory of operation. worker_run_python_batch() is the only place a worker thread takes the GIL.
+# It takes it once per loop turn and calls the handler for the connections queued in that turn, at
+# most `python_batch` times, so one busy worker cannot hold the GIL for long. For each call it
+# copies the request's head and body out of the connection buffer into bytes (the buffer may move
+# once the GIL is released), calls the handler, serializes the result straight into the
+# connection's output buffer, and lets serve_buffered_requests() continue with the next pipelined
+# request. Every exception stops here: it becomes a 500 and a line on the "fastcore.error" logger.
+# Sending happens after the GIL is released (worker.pxi).
+#
+# Request decodes lazily: a handler that never looks at the headers never pays for them.
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+import logging
+from http import HTTPStatus
+
+_error_log = logging.getLogger("fastcore.error")
+cdef bytes _EMPTY = b""
+
+
+class Headers:
+    """Request header fields in arrival order, looked up without regard to case.
+
+    h["Content-Type"] and h.get(name, default) give the first value of a field; h.getall(name)
+    gives every value; h.items() the (name, value) pairs as received (values decoded latin-1)."""
+
+    __slots__ = ("_items", "_by_name")
+
+    def __init__(self, items):
+        self._items = list(items)
+        self._by_name = None
+
+    def _index(self):
+        if self._by_name is None:
+            by_name = {}
+            for name, value in self._items:
+                by_name.setdefault(name.lower(), []).append(value)
+            self._by_name = by_name
+        return self._by_name
+
+    def __getitem__(self, name):
+        return self._index()[name.lower()][0]
+
+    def get(self, name, default=None):
+        values = self._index().get(name.lower())
+        return values[0] if values else default
+
+    def getall(self, name):
+        return list(self._index().get(name.lower(), ()))
+
+    def __contains__(self, name):
+        return isinstance(name, str) and name.lower() in self._index()
+
+    def items(self):
+        return list(self._items)
+
+    def keys(self):
+        return [name for name, _ in self._items]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self._items)
+
+    def __repr__(self):
+        return f"Headers({self._items!r})"
+
+
+cdef class Request:
+    """One HTTP request, as given to a native handler."""
+    cdef bytes _head
+    cdef readonly bytes body
+    cdef readonly bint keep_alive
+    cdef Py_ssize_t _method_length, _target_offset, _target_length, _path_length
+    cdef int _version_minor
+    cdef object _headers
+
+    @property
+    def method(self):
+        return self._head[:self._method_length].decode("ascii")
+
+    @property
+    def target(self):
+        """The request-target exactly as sent (path and query)."""
+        return self._head[self._target_offset:self._target_offset + self._target_length].decode("latin-1")
+
+    @property
+    def path(self):
+        return self._head[self._target_offset:self._target_offset + self._path_length].decode("latin-1")
+
+    @property
+    def query_string(self):
+        if self._path_length == self._target_length:
+            return ""
+        return self._head[self._target_offset + self._path_length + 1:
+                          self._target_offset + self._target_length].decode("latin-1")
+
+    @property
+    def http_version(self):
+        return "1.1" if self._version_minor == 1 else "1.0"
+
+    @property
+    def headers(self):
+        if self._headers is None:
+            lines = self._head.split(b"\r\n")
+            # lines[0] is the request line; the head ends with an empty line (two empty strings).
+            pairs = []
+            for line in lines[1:]:
+                if not line:
+                    break
+                name, _, value = line.partition(b":")
+                pairs.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+            self._headers = Headers(pairs)
+        return self._headers
+
+    def __repr__(self):
+        return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
+
+
+cdef class Response:
+    """What a native handler returns: a status, a body (bytes, or str sent as UTF-8), header fields
+    (a dict or a list of (name, value) pairs) and an optional Content-Type. The server adds Date,
+    Server, Content-Length and Connection itself; Content-Length and Transfer-Encoding fields given
+    here are ignored, and `Connection: close` closes the connection after this response."""
+    cdef public int status
+    cdef public object body
+    cdef public object headers
+    cdef public object content_type
+
+    def __init__(self, body=b"", int status=200, headers=None, content_type=None):
+        self.body = body
+        self.status = status
+        self.headers = headers
+        self.content_type = content_type
+
+    def __repr__(self):
+        return f"<Response {self.status}>"
+
+
+cdef inline bytes _as_latin1(object text):
+    if isinstance(text, bytes):
+        return <bytes>text
+    return (<str>text).encode("latin-1")
+
+
+cdef int _check_field(bytes name, bytes value) except -1:
+    """Refuse response fields that would corrupt the framing (response splitting)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
+    if n == 0:
+        raise ValueError("empty response header name")
+    for i in range(n):
+        if not TOKEN_BYTE[p[i]]:
+            raise ValueError(f"invalid response header name {name!r}")
+    p = <const unsigned char*>PyBytes_AS_STRING(value)
+    n = PyBytes_GET_SIZE(value)
+    for i in range(n):
+        if not FIELD_VALUE_BYTE[p[i]]:
+            raise ValueError(f"invalid byte in response header {name!r}")
+    return 0
+
+
+cdef inline int _append_bytes(Buffer* out, bytes data) except -1:
+    if buffer_append(out, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data)) != 0:
+        raise MemoryError()
+    return 0
+
+
+cdef void worker_run_python_batch(Worker* worker) noexcept with gil:
+    (<Core>worker.server.core).run_python_batch(worker)

@@ -1,0 +1,52 @@
+# queue.pxi: the bounded hand-off of accepted sockets from the listener thread to the workers.
+#
+# A ring of fds under one mutex. The listener pushes and then adds 1 to one worker's eventfd; a
+# woken worker takes as many fds as its eventfd counted. Every push is counted by exactly one
+# eventfd, so the fds taken always match the wake-ups given and none is stranded. A full queue
+# means the workers are not keeping up: the listener refuses the connection instead of growing.
+
+cdef int queue_init(ConnQueue* queue, size_t capacity) noexcept nogil:
+    queue.fds = <int*>malloc(capacity * sizeof(int))
+    if queue.fds == NULL:
+        return -1
+    queue.capacity = capacity
+    queue.head = 0
+    queue.count = 0
+    pthread_mutex_init(&queue.lock, NULL)
+    return 0
+
+
+cdef void queue_destroy(ConnQueue* queue) noexcept nogil:
+    """Close whatever is still queued (accepted but never served) and free the ring."""
+    cdef int fd
+    if queue.fds == NULL:
+        return
+    while queue_take(queue, &fd, 1):
+        close(fd)
+    pthread_mutex_destroy(&queue.lock)
+    free(queue.fds)
+    queue.fds = NULL
+
+
+cdef int queue_push(ConnQueue* queue, int fd) noexcept nogil:
+    """Returns 0, or -1 when the queue already holds `capacity` connections."""
+    cdef int result = -1
+    pthread_mutex_lock(&queue.lock)
+    if queue.count < queue.capacity:
+        queue.fds[(queue.head + queue.count) % queue.capacity] = fd
+        queue.count += 1
+        result = 0
+    pthread_mutex_unlock(&queue.lock)
+    return result
+
+
+cdef size_t queue_take(ConnQueue* queue, int* out, size_t wanted) noexcept nogil:
+    cdef size_t taken = 0
+    pthread_mutex_lock(&queue.lock)
+    while taken < wanted and queue.count > 0:
+        out[taken] = queue.fds[queue.head]
+        queue.head = (queue.head + 1) % queue.capacity
+        queue.count -= 1
+        taken += 1
+    pthread_mutex_unlock(&queue.lock)
+    return taken

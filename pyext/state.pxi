@@ -1,0 +1,92 @@
+# state.pxi: the C structs every thread works on, in one place so their relations read at a glance.
+#
+#   Core (Python object, core.pxi) owns one ServerState and an array of Worker.
+#   ServerState: what all threads share: the connection queue, limits, static routes, the listener.
+#   Worker: one worker thread's private world: its epoll set, wake-up eventfd, connections, batch.
+#   Conn: one client connection; lives in exactly one worker and is touched only by that thread.
+# Nothing here is global: two servers in one process have two of everything.
+
+cdef enum:
+    EPOLL_BATCH = 256                 # events taken per epoll_wait
+
+cdef enum ConnState:
+    CONN_READING = 0                  # waiting for / parsing requests (EPOLLIN)
+    CONN_WRITING = 1                  # output pending that the socket would not take (EPOLLOUT)
+
+ctypedef struct DateCache:
+    time_t second                     # the second `line` was formatted for
+    char line[48]                     # "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+    size_t length
+
+ctypedef struct StaticRoute:
+    const char* path
+    size_t path_length
+    const char* head                  # status line + fixed fields, without Date and the blank line
+    size_t head_length
+    const char* body
+    size_t body_length
+
+ctypedef struct ConnQueue:
+    pthread_mutex_t lock              # the only lock on the hot path
+    int* fds                          # ring of accepted sockets, capacity slots
+    size_t capacity
+    size_t head
+    size_t count
+
+cdef struct Worker
+cdef struct ServerState
+
+ctypedef struct Conn:
+    int fd
+    ConnState state
+    Buffer input
+    Buffer output
+    HeadScan scan
+    ParsedRequest request             # valid while head_complete
+    bint head_complete
+    bint keep_alive                   # of the current request
+    bint close_after_write            # answer what is buffered, then close
+    bint peer_closed                  # recv returned 0: no more input will come
+    bint awaiting_python              # queued in the worker's Python batch
+    bint linger_on_close              # the client may still be sending: half-close and drain first
+    Conn* next_awaiting_python
+    Conn* previous                    # the worker's list of all its connections
+    Conn* next
+
+cdef struct ServerState:
+    ConnQueue queue
+    Limits limits
+    StaticRoute* routes
+    size_t route_count
+    bint has_python_handler
+    int python_batch                  # handler calls per GIL acquisition, at most
+    void* core                        # the Core object (borrowed; it outlives every thread)
+    const char* server_field          # "Server: fastcore\r\n"
+    size_t server_field_length
+    int listen_fd
+    int listener_epoll_fd
+    int listener_wake_fd
+    int listener_stop                 # atomic flag
+    Worker* workers
+    int worker_count
+    int next_worker                   # round-robin start; listener thread only
+    long long accepted                # atomic counters, summed for stats
+    long long rejected_queue_full
+
+cdef struct Worker:
+    int index
+    int epoll_fd
+    int wake_fd                       # eventfd: the listener adds one per connection queued for us
+    int idle                          # atomic: 1 while blocked in epoll_wait with no work in hand
+    int stop_requested                # atomic: graceful stop asked for
+    long long stop_deadline_ms        # atomic: force-close everything after this (monotonic ms)
+    bint stopping                     # this thread's own copy of stop_requested, once seen
+    ServerState* server
+    DateCache date
+    Conn* connections
+    size_t connection_count
+    Conn* python_first                # FIFO of connections waiting for a Python handler call
+    Conn* python_last
+    Conn** flush_after_python         # connections answered in the last batch, flushed after the GIL
+    int flush_after_python_count
+    epoll_event events[EPOLL_BATCH]

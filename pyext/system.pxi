@@ -1,0 +1,116 @@
+# system.pxi: the C library and Linux interfaces the core uses, declared once, every block nogil.
+#
+# Cython ships declarations for libc and part of POSIX; epoll, eventfd, accept4, pthread mutexes and
+# the socket calls are declared here. Small C helpers (atomics, clocks) are written inline in C
+# because Cython has no atomic operations of its own.
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy, memchr, memcmp, memmove, memset, strlen
+from libc.stdlib cimport malloc, realloc, free, calloc
+from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void* buf, size_t count)
+    ssize_t write(int fd, const void* buf, size_t count)
+    int close(int fd)
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct tm:
+        int tm_sec
+        int tm_min
+        int tm_hour
+        int tm_mday
+        int tm_mon
+        int tm_year
+        int tm_wday
+    time_t time(time_t* t)
+    tm* gmtime_r(const time_t* timep, tm* result)
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    enum:
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    enum:
+        EFD_NONBLOCK
+        EFD_CLOEXEC
+    int eventfd(unsigned int initval, int flags)
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    cdef struct sockaddr:
+        pass
+    enum:
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+        MSG_NOSIGNAL
+        MSG_DONTWAIT
+        SOL_SOCKET
+        SHUT_WR
+    int accept4(int sockfd, sockaddr* addr, socklen_t* addrlen, int flags)
+    ssize_t recv(int sockfd, void* buf, size_t len, int flags)
+    ssize_t send(int sockfd, const void* buf, size_t len, int flags)
+    int setsockopt(int sockfd, int level, int optname, const void* optval, socklen_t optlen)
+    int shutdown(int sockfd, int how)
+
+cdef extern from "<netinet/in.h>" nogil:
+    enum:
+        IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_mutexattr_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t* mutex, const pthread_mutexattr_t* attr)
+    int pthread_mutex_destroy(pthread_mutex_t* mutex)
+    int pthread_mutex_lock(pthread_mutex_t* mutex)
+    int pthread_mutex_unlock(pthread_mutex_t* mutex)
+
+cdef extern from *:
+    """
+    #include <time.h>
+    /* Flags shared between threads (worker idle/stop flags, the stop deadline): acquire/release
+       atomics, so a thread never acts on a stale flag and no lock is needed for them. */
+    static inline int fc_atomic_load(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void fc_atomic_store(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline long long fc_atomic_load64(const long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void fc_atomic_store64(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+    /* Monotonic milliseconds, for deadlines. */
+    static inline long long fc_now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    """
+    int fc_atomic_load(const int* p) nogil
+    void fc_atomic_store(int* p, int v) nogil
+    long long fc_atomic_load64(const long long* p) nogil
+    void fc_atomic_store64(long long* p, long long v) nogil
+    void fc_atomic_add64(long long* p, long long v) nogil
+    long long fc_now_ms() nogil

@@ -1,0 +1,95 @@
+# worker.pxi: a worker thread's event loop.
+#
+# Theory of operation. Each worker owns an epoll set holding its wake-up eventfd and its
+# connections. One loop turn: epoll_wait; refresh the Date line; for the eventfd, take the
+# connections the listener queued for us; for each connection, read / serve / write
+# (connection.pxi). Requests for the Python handler are collected over the whole turn and answered
+# in one GIL acquisition at its end (python.pxi), capped at `python_batch` calls; what the cap
+# leaves waits for the next turn, which then does not block in epoll_wait. The loop never touches a
+# Python object: the GIL is taken only inside worker_run_python_batch.
+#
+# Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
+# response says Connection: close, connections idle between requests are closed at once, the rest
+# finish their request, and at the deadline whatever remains is closed. The loop ends when the
+# worker has no connection left.
+
+cdef void worker_take_queued_connections(Worker* worker) noexcept nogil:
+    cdef uint64_t wakeups = 0
+    cdef int fds[64]
+    cdef size_t wanted, taken, i
+    if read(worker.wake_fd, &wakeups, sizeof(wakeups)) != sizeof(wakeups):
+        return
+    while wakeups > 0:
+        wanted = wakeups if wakeups < 64 else 64
+        taken = queue_take(&worker.server.queue, fds, wanted)
+        for i in range(taken):
+            conn_adopt(worker, fds[i])
+        if taken < wanted:
+            break
+        wakeups -= taken
+
+
+cdef void worker_close_idle_connections(Worker* worker) noexcept nogil:
+    cdef Conn* conn = worker.connections
+    cdef Conn* following
+    while conn != NULL:
+        following = conn.next
+        if conn_is_idle(conn):
+            conn_close(worker, conn)
+        conn = following
+
+
+cdef void worker_close_all_connections(Worker* worker) noexcept nogil:
+    worker.python_first = NULL
+    worker.python_last = NULL
+    while worker.connections != NULL:
+        worker.connections.awaiting_python = False
+        conn_close(worker, worker.connections)
+
+
+cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil:
+    cdef Conn* conn = <Conn*>event.data.ptr
+    if conn == NULL:
+        worker_take_queued_connections(worker)
+    elif conn.awaiting_python:
+        pass                                            # its Python batch runs at the end of this turn
+    elif conn.state == CONN_WRITING:
+        conn_flush(worker, conn)
+    else:
+        conn_on_readable(worker, conn)
+
+
+cdef void worker_loop(Worker* worker) noexcept nogil:
+    cdef int ready, i, timeout
+    cdef long long remaining
+    date_refresh(&worker.date)
+    while True:
+        if worker.stopping:
+            worker_close_idle_connections(worker)
+            if worker.connection_count == 0:
+                break
+            remaining = fc_atomic_load64(&worker.stop_deadline_ms) - fc_now_ms()
+            if remaining <= 0:
+                worker_close_all_connections(worker)
+                break
+            timeout = <int>remaining if remaining < 1000 else 1000
+        else:
+            timeout = -1
+        if worker.python_first != NULL:
+            timeout = 0
+        else:
+            fc_atomic_store(&worker.idle, 1)
+        ready = epoll_wait(worker.epoll_fd, worker.events, EPOLL_BATCH, timeout)
+        fc_atomic_store(&worker.idle, 0)
+        if ready < 0:
+            ready = 0                                   # EINTR; nothing else is expected here
+        date_refresh(&worker.date)
+        if not worker.stopping and fc_atomic_load(&worker.stop_requested):
+            worker.stopping = True
+        for i in range(ready):
+            worker_handle_event(worker, &worker.events[i])
+        if worker.python_first != NULL:
+            worker_run_python_batch(worker)
+            for i in range(worker.flush_after_python_count):
+                conn_finish_turn(worker, worker.flush_after_python[i], SERVE_DONE)
+            worker.flush_after_python_count = 0
