@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """fastcore._core: the compiled hot path of fastcore.
 
 Theory of operation (../shared/DESIGN.md has the whole picture):

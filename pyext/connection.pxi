@@ -44,8 +44,7 @@ cdef ServeResult fail_request(Worker* worker, Conn* conn, int status) noexcept n
 cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept nogil:
     cdef ServerState* server = worker.server
     cdef Py_ssize_t result
-    cdef const char* data
-    cdef size_t available, request_length
+    cdef size_t available
     cdef const StaticRoute* route
     cdef bint head_only
     while True:
@@ -60,30 +59,30 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
                 available -= 2
             if available == 0:
                 return SERVE_DONE
-            data = conn.input.data + conn.input.start
-            result = head_scan(data, available, &conn.scan, &server.limits)
+            result = head_scan(conn.input.data + conn.input.start, available, &conn.scan, &server.limits)
             if result == PARSE_NEED_MORE:
                 return SERVE_DONE
             if result < 0:
                 return fail_request(worker, conn, <int>-result)
-            result = parse_head(data, <size_t>result, &conn.request, &server.limits)
+            result = parse_head(conn.input.data + conn.input.start, <size_t>result, &conn.request, &server.limits)
             if result < 0:
                 return fail_request(worker, conn, <int>-result)
-            if conn.request.content_length > server.limits.max_body_size:
-                return fail_request(worker, conn, 413)
+            result = start_body(worker, conn, available)
+            if result < 0:
+                return fail_request(worker, conn, <int>-result)
             conn.head_complete = True
-            if conn.request.version_minor == 1:
-                conn.keep_alive = not conn.request.connection_close
-            else:
-                conn.keep_alive = conn.request.connection_keep_alive and not conn.request.connection_close
-            if worker.stopping:
-                conn.keep_alive = False                 # a stopping server answers, then closes
-        request_length = conn.request.head_length
-        if conn.request.content_length > 0:
-            request_length += <size_t>conn.request.content_length
-        if available < request_length:
+
+        if conn.request.chunked:
+            result = chunked_decode(conn.input.data + conn.input.start, available, &conn.chunked_body, &server.limits)
+            if result == PARSE_NEED_MORE:
+                return SERVE_DONE
+            if result < 0:
+                return fail_request(worker, conn, <int>-result)
+            conn.request.request_length = <size_t>result
+            conn.request.body_length = conn.chunked_body.decoded_end - conn.request.head_length
+        elif available < conn.request.request_length:
             # Make room for the whole body now, so it is read without repeated growth.
-            if buffer_reserve(&conn.input, request_length - available) != 0:
+            if buffer_reserve(&conn.input, conn.request.request_length - available) != 0:
                 return fail_request(worker, conn, 500)
             return SERVE_DONE
 
@@ -101,7 +100,37 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             return SERVE_NEEDS_PYTHON
         else:
             append_error_response(worker, conn, 404)
-        finish_request(conn, request_length)
+        finish_request(conn, conn.request.request_length)
+
+
+cdef int start_body(Worker* worker, Conn* conn, size_t available) noexcept nogil:
+    """The head is valid: decide keep-alive and how the body is framed, answer Expect.
+    Returns 0 or -status."""
+    cdef ParsedRequest* request = &conn.request
+    if request.version_minor == 1:
+        conn.keep_alive = not request.connection_close
+    else:
+        conn.keep_alive = request.connection_keep_alive and not request.connection_close
+    if fc_atomic_load(&worker.stop_requested):
+        conn.keep_alive = False                         # a stopping server answers, then closes
+    if request.expect_unknown:
+        return -417
+    if request.content_length > worker.server.limits.max_body_size:
+        return -413                                     # refused before a byte of it is read
+    if request.chunked:
+        memset(&conn.chunked_body, 0, sizeof(ChunkedBody))
+        conn.chunked_body.body_start = request.head_length
+        conn.chunked_body.read_offset = request.head_length
+        conn.chunked_body.decoded_end = request.head_length
+    else:
+        request.body_length = <size_t>request.content_length if request.content_length > 0 else 0
+        request.request_length = request.head_length + request.body_length
+    if (request.expect_continue and request.version_minor == 1 and available == request.head_length
+            and (request.chunked or request.body_length > 0)):
+        # RFC 9110 10.1.1: the client waits for this before sending the body.
+        if buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25) != 0:
+            return -500
+    return 0
 
 
 cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:

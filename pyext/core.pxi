@@ -222,7 +222,7 @@ cdef class Core:
     cdef void answer_with_handler(self, Worker* worker, Conn* conn) noexcept:
         cdef const char* data = conn.input.data + conn.input.start
         cdef ParsedRequest* parsed = &conn.request
-        cdef size_t body_length = <size_t>parsed.content_length if parsed.content_length > 0 else 0
+        cdef size_t body_length = parsed.body_length
         cdef size_t output_before = buffer_length(&conn.output)
         cdef bint head_only = request_method_is(conn, "HEAD", 4)
         cdef Request request = Request.__new__(Request)
@@ -234,6 +234,9 @@ cdef class Core:
         request._target_length = parsed.target_length
         request._path_length = parsed.path_length
         request._version_minor = parsed.version_minor
+        if fc_atomic_load(&worker.stop_requested):
+            conn.keep_alive = False                     # stop() came while this request waited
+            conn.close_after_write = True
         try:
             self.append_handler_response(worker, conn, self.handler(request), head_only)
         except BaseException:
@@ -243,7 +246,7 @@ cdef class Core:
             except BaseException:
                 pass
             append_error_response(worker, conn, 500)
-        finish_request(conn, parsed.head_length + body_length)
+        finish_request(conn, parsed.request_length)
 
     cdef int append_handler_response(self, Worker* worker, Conn* conn, object result, bint head_only) except -1:
         cdef Buffer* out = &conn.output

@@ -38,11 +38,18 @@ ctypedef struct ParsedRequest:
     size_t path_length          # target bytes before '?'
     int version_minor           # HTTP/1.<minor>, 0 or 1
     int64_t content_length      # -1 when absent
+    size_t body_length          # known once the body is complete (decoded length when chunked)
+    size_t request_length       # bytes the whole request occupies in the buffer, once complete
     int header_count
     int host_count
     bint has_transfer_encoding
+    bint chunked                # Transfer-Encoding ends with chunked (the body is chunk-framed)
+    bint transfer_coding_unknown  # a coding other than chunked (501: we decode none)
+    int chunked_count           # times `chunked` appears across all Transfer-Encoding fields
     bint connection_close
     bint connection_keep_alive
+    bint expect_continue        # Expect: 100-continue
+    bint expect_unknown         # any other expectation (417)
 
 
 # tchar from RFC 9110 section 5.6.2: "!#$%&'*+-.^_`|~", digits and letters.
@@ -122,6 +129,30 @@ cdef int parse_content_length(const char* value, size_t length, int64_t* out) no
         result = result * 10 + (c - 48)
     out[0] = result
     return 0
+
+
+cdef void parse_transfer_codings(const char* value, size_t length, ParsedRequest* request) noexcept nogil:
+    """Transfer-Encoding is a comma-separated list of codings (with optional parameters); fields
+    accumulate in order. Only the last coding may be `chunked`; anything else is a coding we do
+    not decode."""
+    cdef size_t i = 0, start, end
+    while i < length:
+        while i < length and (value[i] == 32 or value[i] == 9 or value[i] == 44):
+            i += 1
+        if i >= length:
+            break
+        start = i
+        while i < length and value[i] != 44:
+            i += 1
+        end = i
+        while end > start and (value[end - 1] == 32 or value[end - 1] == 9):
+            end -= 1
+        if end - start == 7 and equals_lowercase(value + start, 7, "chunked"):
+            request.chunked_count += 1
+            request.chunked = True
+        else:
+            request.transfer_coding_unknown = True
+            request.chunked = False                     # chunked is no longer the last coding
 
 
 cdef void parse_connection_options(const char* value, size_t length, ParsedRequest* request) noexcept nogil:
@@ -207,6 +238,12 @@ cdef int parse_header_field(const char* line, size_t length, ParsedRequest* requ
             return status
     elif name_length == 17 and equals_lowercase(line, 17, "transfer-encoding"):
         request.has_transfer_encoding = True
+        parse_transfer_codings(line + value_start, value_end - value_start, request)
+    elif name_length == 6 and equals_lowercase(line, 6, "expect"):
+        if value_end - value_start == 12 and equals_lowercase(line + value_start, 12, "100-continue"):
+            request.expect_continue = True
+        else:
+            request.expect_unknown = True
     elif name_length == 10 and equals_lowercase(line, 10, "connection"):
         parse_connection_options(line + value_start, value_end - value_start, request)
     return 0
@@ -240,9 +277,185 @@ cdef int parse_head(const char* data, size_t head_length, ParsedRequest* request
     if request.has_transfer_encoding:
         if request.content_length != -1 or request.version_minor == 0:
             return -400                                 # smuggling shapes: CL with TE, TE on 1.0
-        return -501                                     # chunked request bodies: not yet
+        if not request.chunked or request.chunked_count != 1:
+            return -400                                 # RFC 9112 6.3: the final coding must be chunked, once
+        if request.transfer_coding_unknown:
+            return -501                                 # e.g. gzip, chunked: a coding we do not decode
     if request.version_minor == 1 and request.host_count != 1:
         return -400
     if request.host_count > 1:
         return -400
     return 0
+
+
+# -- chunked request bodies (RFC 9112 section 7.1) ----------------------------------------------
+#
+# The body is decoded in place: chunk data is moved down so that the decoded body follows the head
+# contiguously, data[head_length:decoded_end]. Decoded bytes never outrun encoded ones, so the move
+# never overwrites bytes not yet read. The decoder is resumable: ChunkedBody remembers where it is,
+# and every byte is examined once however the body arrives.
+
+cdef enum ChunkPhase:
+    CHUNK_SIZE_LINE = 0
+    CHUNK_DATA = 1
+    CHUNK_DATA_CRLF = 2
+    CHUNK_TRAILER = 3
+
+cdef enum:
+    CHUNK_SIZE_MAX_DIGITS = 15          # 16**15 - 1 fits in int64_t; the body limit bites far earlier
+    CHUNK_LINE_MAX = 4096               # a size line with its extensions
+
+ctypedef struct ChunkedBody:
+    ChunkPhase phase
+    size_t body_start                   # = head_length: where the decoded body begins
+    size_t read_offset                  # next encoded byte, from the start of the request
+    size_t decoded_end                  # end of the decoded body, from the start of the request
+    uint64_t chunk_remaining
+    size_t trailer_bytes
+
+
+cdef inline bint is_whitespace(char c) noexcept nogil:
+    return c == 32 or c == 9
+
+
+cdef int validate_chunk_extensions(const char* text, size_t length) noexcept nogil:
+    """chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )."""
+    cdef size_t i = 0, start
+    cdef uint8_t c
+    while True:
+        while i < length and is_whitespace(text[i]):
+            i += 1
+        if i == length:
+            return 0
+        if text[i] != 59:                                   # ';'
+            return -400
+        i += 1
+        while i < length and is_whitespace(text[i]):
+            i += 1
+        start = i
+        while i < length and TOKEN_BYTE[<uint8_t>text[i]]:
+            i += 1
+        if i == start:
+            return -400
+        while i < length and is_whitespace(text[i]):
+            i += 1
+        if i < length and text[i] == 61:                    # '='
+            i += 1
+            while i < length and is_whitespace(text[i]):
+                i += 1
+            if i < length and text[i] == 34:                # quoted-string
+                i += 1
+                while True:
+                    if i >= length:
+                        return -400
+                    c = <uint8_t>text[i]
+                    if c == 34:
+                        i += 1
+                        break
+                    if c == 92:                             # quoted-pair
+                        if i + 1 >= length or not FIELD_VALUE_BYTE[<uint8_t>text[i + 1]]:
+                            return -400
+                        i += 2
+                        continue
+                    if not FIELD_VALUE_BYTE[c]:
+                        return -400
+                    i += 1
+            else:
+                start = i
+                while i < length and TOKEN_BYTE[<uint8_t>text[i]]:
+                    i += 1
+                if i == start:
+                    return -400
+
+
+cdef int validate_field_line(const char* line, size_t length) noexcept nogil:
+    """A trailer field: the same rules as a header field; its value is not used."""
+    cdef ParsedRequest ignored                          # framing fields in trailers are not acted on
+    memset(&ignored, 0, sizeof(ignored))
+    ignored.content_length = -1
+    return parse_header_field(line, length, &ignored)
+
+
+cdef Py_ssize_t chunked_decode(char* request, size_t available, ChunkedBody* body, const Limits* limits) noexcept nogil:
+    """Advance the decoder over request[:available]. Returns the encoded length of the whole request
+    once the last chunk and the trailer section are in, 0 for more bytes, or -status."""
+    cdef const char* newline
+    cdef size_t line_start, line_length, i, n
+    cdef uint64_t size
+    cdef uint8_t c
+    cdef int status
+    while True:
+        if body.phase == CHUNK_SIZE_LINE or body.phase == CHUNK_TRAILER:
+            line_start = body.read_offset
+            newline = <const char*>memchr(request + line_start, 10, available - line_start)
+            if newline == NULL:
+                if body.phase == CHUNK_SIZE_LINE and available - line_start > CHUNK_LINE_MAX:
+                    return -400
+                if body.phase == CHUNK_TRAILER and body.trailer_bytes + (available - line_start) > limits.max_head_size:
+                    return -431
+                return PARSE_NEED_MORE
+            line_length = newline - (request + line_start)
+            if line_length == 0 or request[line_start + line_length - 1] != 13:
+                return -400                                 # bare LF
+            line_length -= 1
+            body.read_offset = line_start + line_length + 2
+            if body.phase == CHUNK_TRAILER:
+                if line_length == 0:
+                    return <Py_ssize_t>body.read_offset     # the end of the message
+                body.trailer_bytes += line_length + 2
+                if body.trailer_bytes > limits.max_head_size:
+                    return -431
+                status = validate_field_line(request + line_start, line_length)
+                if status != 0:
+                    return status
+                continue
+            size = 0
+            i = 0
+            while i < line_length:
+                c = <uint8_t>request[line_start + i]
+                if 48 <= c <= 57:
+                    size = size * 16 + (c - 48)
+                elif 97 <= c <= 102:
+                    size = size * 16 + (c - 87)
+                elif 65 <= c <= 70:
+                    size = size * 16 + (c - 55)
+                else:
+                    break
+                i += 1
+                if i > CHUNK_SIZE_MAX_DIGITS:
+                    return -400                             # overflowing chunk size
+            if i == 0:
+                return -400                                 # no hex digits
+            status = validate_chunk_extensions(request + line_start + i, line_length - i)
+            if status != 0:
+                return status
+            if size == 0:
+                body.phase = CHUNK_TRAILER
+                continue
+            if <int64_t>(body.decoded_end - body.body_start + size) > limits.max_body_size:
+                return -413
+            body.chunk_remaining = size
+            body.phase = CHUNK_DATA
+        elif body.phase == CHUNK_DATA:
+            n = available - body.read_offset
+            if n == 0:
+                return PARSE_NEED_MORE
+            if n > body.chunk_remaining:
+                n = <size_t>body.chunk_remaining
+            if body.decoded_end != body.read_offset:
+                memmove(request + body.decoded_end, request + body.read_offset, n)
+            body.decoded_end += n
+            body.read_offset += n
+            body.chunk_remaining -= n
+            if body.chunk_remaining == 0:
+                body.phase = CHUNK_DATA_CRLF
+        else:                                               # CHUNK_DATA_CRLF
+            n = available - body.read_offset
+            if n >= 1 and request[body.read_offset] != 13:
+                return -400
+            if n < 2:
+                return PARSE_NEED_MORE
+            if request[body.read_offset + 1] != 10:
+                return -400
+            body.read_offset += 2
+            body.phase = CHUNK_SIZE_LINE

@@ -11,6 +11,7 @@
 #
 # Request decodes lazily: a handler that never looks at the headers never pays for them.
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 import logging
@@ -69,6 +70,8 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+@cython.auto_pickle(False)
+@cython.final
 cdef class Request:
     """One HTTP request, as given to a native handler."""
     cdef bytes _head
@@ -120,6 +123,7 @@ cdef class Request:
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
 
 
+@cython.auto_pickle(False)
 cdef class Response:
     """What a native handler returns: a status, a body (bytes, or str sent as UTF-8), header fields
     (a dict or a list of (name, value) pairs) and an optional Content-Type. The server adds Date,

@@ -43,6 +43,7 @@ ctypedef struct Conn:
     Buffer output
     HeadScan scan
     ParsedRequest request             # valid while head_complete
+    ChunkedBody chunked_body          # decoder state while a chunked body arrives
     bint head_complete
     bint keep_alive                   # of the current request
     bint close_after_write            # answer what is buffered, then close

@@ -1,0 +1,288 @@
+"""Shared fixtures and helpers for the fastcore test suite.
+
+Every test is bounded in time without signal.alarm:
+  * the autouse `hang_guard` fixture arms faulthandler.dump_traceback_later(..., exit=True), so a
+    test that hangs (a server thread stuck, a client waiting forever) dumps every thread's stack and
+    kills the run instead of stalling CI. The default is 60 s per test; a test can ask for another
+    bound with @pytest.mark.hang_timeout(seconds);
+  * every socket gets a timeout, every thread is joined with a timeout and asserted dead.
+
+Nothing ever sleeps to wait for the server: after Server.start() returns it is accepting.
+"""
+import faulthandler
+import http.client
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if PROJECT_ROOT not in sys.path:
+    sys.path.insert(0, PROJECT_ROOT)
+
+import fastcore  # noqa: E402
+
+HANG_TIMEOUT_DEFAULT = 60.0
+
+# A duplicate of the real stderr taken in pytest_configure (capture is suspended then), so the
+# faulthandler dump of a hung test reaches the terminal / CI log even under fd capture.
+_hang_dump_fd = None
+
+
+def pytest_configure(config):
+    global _hang_dump_fd
+    config.addinivalue_line(
+        "markers", "hang_timeout(seconds): kill the run with a traceback dump if the test runs longer")
+    try:
+        _hang_dump_fd = os.dup(sys.__stderr__.fileno())
+    except (AttributeError, OSError, ValueError):
+        _hang_dump_fd = None
+
+
+def pytest_unconfigure(config):
+    global _hang_dump_fd
+    if _hang_dump_fd is not None:
+        os.close(_hang_dump_fd)
+        _hang_dump_fd = None
+
+
+@pytest.fixture(autouse=True)
+def hang_guard(request):
+    """Dump all stacks and exit if this test (setup + call + teardown) outlives its bound."""
+    marker = request.node.get_closest_marker("hang_timeout")
+    seconds = float(marker.args[0]) if marker else HANG_TIMEOUT_DEFAULT
+    target = _hang_dump_fd if _hang_dump_fd is not None else sys.__stderr__
+    faulthandler.dump_traceback_later(seconds, exit=True, file=target)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def server():
+    """Factory: server(handler=None, threads=2, static=None, **options) -> a started fastcore.Server.
+
+    `static` maps a path to a body, or to a dict of add_static keyword arguments
+    ({"body": ..., "content_type": ..., "status": ...}). Every server started here is stopped at
+    teardown (and stopping one the test already stopped is harmless)."""
+    started = []
+
+    def start(handler=None, threads=2, static=None, **options):
+        srv = fastcore.Server(handler, host="127.0.0.1", port=0, threads=threads, **options)
+        for path, spec in (static or {}).items():
+            if isinstance(spec, dict):
+                srv.add_static(path, **spec)
+            else:
+                srv.add_static(path, spec)
+        srv.start()
+        started.append(srv)
+        assert srv.running
+        assert srv.port > 0
+        return srv
+
+    yield start
+    for srv in reversed(started):
+        srv.stop()
+
+
+def echo_handler(request):
+    """Describe the request as JSON: method, path, query, version, headers and body.
+
+    `lookups` shows the case-insensitive header API for a few fixed spellings."""
+    headers = request.headers
+    lookups = {}
+    for name in ("x-test-header", "X-TEST-HEADER", "X-Test-Header", "x-repeated", "X-Missing"):
+        lookups[name] = {
+            "getitem": headers[name] if name in headers else None,
+            "get": headers.get(name, "<default>"),
+            "in": name in headers,
+            "getall": headers.getall(name),
+        }
+    described = {
+        "method": request.method,
+        "path": request.path,
+        "query_string": request.query_string,
+        "http_version": request.http_version,
+        "keep_alive": request.keep_alive,
+        "headers": [list(pair) for pair in headers.items()],
+        "header_count": len(headers),
+        "lookups": lookups,
+        "body": request.body.decode("latin-1"),
+        "body_type": type(request.body).__name__,
+    }
+    return fastcore.Response(json.dumps(described), content_type="application/json")
+
+
+# -- raw HTTP over sockets -----------------------------------------------------------------------
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection before a complete response arrived."""
+
+
+@dataclass
+class RawResponse:
+    version: str
+    status: int
+    reason: str
+    header_list: list            # [(name, value)] as received
+    body: bytes
+    raw: bytes = field(repr=False, default=b"")
+
+    @property
+    def headers(self):
+        """Header names lowercased; the last value wins for repeated names."""
+        return {name.lower(): value for name, value in self.header_list}
+
+    def getall(self, name):
+        return [value for key, value in self.header_list if key.lower() == name.lower()]
+
+
+def _parse_head(head):
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].decode("latin-1").partition(" ")
+    code, _, reason = rest.partition(" ")
+    assert version.startswith("HTTP/"), f"bad status line {lines[0]!r}"
+    header_list = []
+    for line in lines[1:]:
+        name, sep, value = line.decode("latin-1").partition(":")
+        assert sep, f"bad response header line {line!r}"
+        header_list.append((name, value.strip(" \t")))
+    return version, int(code), reason, header_list
+
+
+def _body_length(status, header_list, method):
+    if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
+        return 0
+    lengths = [value for name, value in header_list if name.lower() == "content-length"]
+    if not lengths:
+        return None                          # delimited by close
+    assert len(lengths) == 1, f"several Content-Length fields: {lengths}"
+    return int(lengths[0])
+
+
+def try_parse_response(buffer, method="GET", eof=False):
+    """Parse one response from the start of `buffer`. Returns (RawResponse, bytes consumed), or
+    None if more bytes are needed."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    version, status, reason, header_list = _parse_head(buffer[:end])
+    start = end + 4
+    length = _body_length(status, header_list, method)
+    if length is None:
+        if not eof:
+            return None
+        length = len(buffer) - start
+    if len(buffer) - start < length:
+        return None
+    stop = start + length
+    return RawResponse(version, status, reason, header_list, buffer[start:stop], buffer[:stop]), stop
+
+
+def parse_response(data, method="GET"):
+    """Parse exactly one complete response from bytes (e.g. raw_request's result)."""
+    parsed = try_parse_response(data, method, eof=True)
+    assert parsed is not None, f"incomplete response: {data[:300]!r}"
+    return parsed[0]
+
+
+class ResponseReader:
+    """Reads responses one after another from a socket (keep-alive, pipelining)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionClosed(f"closed with {len(self.buffer)} unparsed bytes: {self.buffer[:200]!r}")
+        self.buffer += data
+
+    def read_response(self, method="GET"):
+        """The next response; raises ConnectionClosed, socket.timeout or ConnectionResetError."""
+        while True:
+            parsed = try_parse_response(self.buffer, method)
+            if parsed is not None:
+                response, used = parsed
+                self.buffer = self.buffer[used:]
+                return response
+            self._fill()
+
+    def closed_by_peer(self):
+        """True when the peer closed (EOF or reset) with nothing more sent; raises socket.timeout
+        if the connection stays open past the socket's timeout."""
+        assert self.buffer == b"", f"unexpected bytes after the response: {self.buffer[:200]!r}"
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        assert data == b"", f"unexpected bytes after the response: {data[:200]!r}"
+        return True
+
+
+def connect(port, timeout=5.0):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def raw_request(port, data, timeout=5.0, method=None):
+    """Send raw bytes on a fresh connection; return what came back, read until the peer closes or
+    one complete response has arrived."""
+    if method is None:
+        method = data.split(b" ", 1)[0].decode("latin-1", "replace")
+    with connect(port, timeout) as sock:
+        sock.sendall(data)
+        buffer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return buffer
+            if not chunk:
+                return buffer
+            buffer += chunk
+            try:
+                if try_parse_response(buffer, method) is not None:
+                    return buffer
+            except (AssertionError, ValueError):
+                continue                     # not parseable yet / not HTTP: keep reading to close
+
+
+def exchange_and_check_close(port, data, timeout=5.0):
+    """Send `data` on a fresh connection, read one response, and report whether the server then
+    closed the connection. Returns (RawResponse, closed: bool)."""
+    with connect(port, timeout) as sock:
+        sock.sendall(data)
+        reader = ResponseReader(sock)
+        response = reader.read_response()
+        try:
+            closed = reader.closed_by_peer()
+        except socket.timeout:
+            closed = False
+        return response, closed
+
+
+def get(port, path="/", timeout=5.0, headers=None):
+    """A GET through http.client on a fresh connection: (status, HTTPMessage, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.msg, response.read()
+    finally:
+        conn.close()
+
+
+def assert_standard_fields(response):
+    """Every response carries Date, Server and Content-Length (API contract)."""
+    headers = response.headers
+    assert "date" in headers, response.header_list
+    assert "server" in headers, response.header_list
+    assert "content-length" in headers, response.header_list
+    assert int(headers["content-length"]) == len(response.body) or response.body == b""
