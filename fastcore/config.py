@@ -9,6 +9,11 @@ Limits, next to what peers use by default:
     max_head_size     32768 bytes  nginx 4 x 8k buffers; gunicorn 100 fields x 8190
     max_header_count  100          gunicorn limit_request_fields 100
     max_body_size     1 MiB        nginx client_max_body_size 1m; gunicorn none
+Timeouts (0 disables one):
+    header_timeout    30 s         nginx client_header_timeout 60s
+    body_timeout      60 s         nginx client_body_timeout 60s (between two reads)
+    keepalive_timeout 5 s          gunicorn keepalive 2s, uvicorn 5s, nginx keepalive_timeout 75s
+    write_timeout     60 s         nginx send_timeout 60s (between two writes)
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -31,13 +36,19 @@ class ServerConfig:
     max_head_size: int = _option(32768, "largest request head in bytes (431 beyond)", 64)
     max_header_count: int = _option(100, "most header fields in a request (431 beyond)", 1)
     max_body_size: int = _option(1048576, "largest request body in bytes (413 beyond)", 0)
+    max_connections: int = _option(10000, "open connections at most; beyond: 503 and close (0: no cap)", 0)
+    header_timeout: float = _option(30.0, "seconds for a request head to arrive, from its first byte (408)", 0)
+    body_timeout: float = _option(60.0, "seconds between two reads of a request body (408)", 0)
+    keepalive_timeout: float = _option(5.0, "seconds an idle keep-alive connection stays open", 0)
+    write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
     python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
     server_name: str = _option("fastcore", "value of the Server response field")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
+            expected = (int, float) if spec.type is float else spec.type
+            if not isinstance(value, expected) or isinstance(value, bool):
                 raise ConfigError(f"{spec.name} must be {spec.type.__name__}, not {type(value).__name__}")
             minimum = spec.metadata.get("minimum")
             if minimum is not None and value < minimum:

@@ -99,6 +99,9 @@ class Server:
                     max_header_count=config.max_header_count, max_body_size=config.max_body_size,
                     python_batch=config.python_batch, server_name=config.server_name,
                     static_routes=list(self._static_routes.values()),
+                    max_connections=config.max_connections, header_timeout=config.header_timeout,
+                    body_timeout=config.body_timeout, keepalive_timeout=config.keepalive_timeout,
+                    write_timeout=config.write_timeout,
                 )
             except BaseException:
                 listening.close()

@@ -149,6 +149,8 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
                 break
             drained += <size_t>n
     close(conn.fd)
+    fc_atomic_add64(&worker.server.open_connections, -1)
+    timer_unlink(worker, conn)
     buffer_release(&conn.input)
     buffer_release(&conn.output)
     if conn.previous != NULL:
@@ -174,14 +176,18 @@ cdef void conn_set_state(Worker* worker, Conn* conn, ConnState state) noexcept n
 cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
     """Send the pending output; close, go back to reading, or wait for EPOLLOUT."""
     cdef ssize_t sent
+    cdef bint progressed = False
     while buffer_length(&conn.output):
         sent = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
         if sent > 0:
             buffer_consume(&conn.output, <size_t>sent)
+            progressed = True
         elif sent < 0 and errno == EINTR:
             continue
         elif sent < 0 and errno == EAGAIN:
             conn_set_state(worker, conn, CONN_WRITING)
+            if progressed or conn.timer_kind != TIMER_WRITE:
+                timer_arm(worker, conn, TIMER_WRITE)    # the client must keep taking bytes
             return
         else:
             conn.peer_closed = True                     # EPIPE, ECONNRESET: the client is gone
@@ -195,11 +201,24 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
     conn_set_state(worker, conn, CONN_READING)
     buffer_release_if_empty(&conn.output)
     buffer_release_if_empty(&conn.input)
+    conn_arm_read_timer(worker, conn)
+
+
+cdef void conn_arm_read_timer(Worker* worker, Conn* conn) noexcept nogil:
+    """Pick the timeout for what the connection now waits on from the client."""
+    if conn.head_complete:
+        timer_arm(worker, conn, TIMER_BODY)             # re-armed by every read that brings body bytes
+    elif buffer_length(&conn.input):
+        if conn.timer_kind != TIMER_HEADER:
+            timer_arm(worker, conn, TIMER_HEADER)       # once per head: trickling does not extend it
+    else:
+        timer_arm(worker, conn, TIMER_IDLE)
 
 
 cdef void conn_finish_turn(Worker* worker, Conn* conn, ServeResult result) noexcept nogil:
     """After serving: queue for Python, or flush what was answered (and close if that is the end)."""
     if result == SERVE_NEEDS_PYTHON:
+        timer_arm(worker, conn, TIMER_NONE)             # the handler's time is not the client's
         conn.awaiting_python = True
         conn.next_awaiting_python = NULL
         if worker.python_last != NULL:
@@ -242,6 +261,7 @@ cdef void conn_adopt(Worker* worker, int fd) noexcept nogil:
     cdef Conn* conn = <Conn*>calloc(1, sizeof(Conn))
     if conn == NULL:
         close(fd)
+        fc_atomic_add64(&worker.server.open_connections, -1)
         return
     conn.fd = fd
     conn.state = CONN_READING
@@ -249,6 +269,7 @@ cdef void conn_adopt(Worker* worker, int fd) noexcept nogil:
     event.data.ptr = conn
     if epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0:
         close(fd)
+        fc_atomic_add64(&worker.server.open_connections, -1)
         free(conn)
         return
     conn.next = worker.connections
@@ -256,6 +277,7 @@ cdef void conn_adopt(Worker* worker, int fd) noexcept nogil:
         worker.connections.previous = conn
     worker.connections = conn
     worker.connection_count += 1
+    timer_arm(worker, conn, TIMER_HEADER)               # the first request is due
     conn_on_readable(worker, conn)
 
 

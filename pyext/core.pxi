@@ -23,7 +23,9 @@ cdef class Core:
 
     def __cinit__(self, int listen_fd, handler, *, int threads, int queue_size,
                   Py_ssize_t max_request_line, Py_ssize_t max_head_size, Py_ssize_t max_header_count,
-                  long long max_body_size, int python_batch, str server_name, list static_routes):
+                  long long max_body_size, int python_batch, str server_name, list static_routes,
+                  int max_connections=0, double header_timeout=0, double body_timeout=0,
+                  double keepalive_timeout=0, double write_timeout=0):
         cdef epoll_event event
         cdef Worker* worker
         cdef int i
@@ -44,6 +46,7 @@ cdef class Core:
         self.state.limits.max_body_size = max_body_size
         self.state.has_python_handler = handler is not None
         self.state.python_batch = python_batch
+        self.state.max_connections = max_connections
         self.state.core = <void*>self
         self._server_field = b"Server: " + server_name.encode("latin-1") + b"\r\n"
         self.state.server_field = PyBytes_AS_STRING(self._server_field)
@@ -77,6 +80,10 @@ cdef class Core:
             worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))
             if worker.epoll_fd < 0 or worker.wake_fd < 0 or worker.flush_after_python == NULL:
                 raise OSError(errno, "cannot create a worker's epoll set")
+            worker.timers[<int>TIMER_HEADER].duration_ms = <long long>(header_timeout * 1000)
+            worker.timers[<int>TIMER_BODY].duration_ms = <long long>(body_timeout * 1000)
+            worker.timers[<int>TIMER_IDLE].duration_ms = <long long>(keepalive_timeout * 1000)
+            worker.timers[<int>TIMER_WRITE].duration_ms = <long long>(write_timeout * 1000)
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
@@ -178,15 +185,11 @@ cdef class Core:
 
     def stats(self):
         """Counters kept in C (more come with the stats issue)."""
-        cdef int i
-        cdef long long open_connections = 0
-        if self.workers != NULL:
-            for i in range(self.state.worker_count):
-                open_connections += self.workers[i].connection_count
         return {
             "accepted": fc_atomic_load64(&self.state.accepted),
             "rejected_queue_full": fc_atomic_load64(&self.state.rejected_queue_full),
-            "open_connections": open_connections,
+            "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
+            "open_connections": fc_atomic_load64(&self.state.open_connections),
         }
 
     def __dealloc__(self):

@@ -3,7 +3,7 @@
 # Its epoll set holds the listening socket and a wake-up eventfd (for stop). On readiness it
 # accept4()s until EAGAIN. Each new socket goes on the bounded queue and one worker is woken,
 # preferring one that is idle in epoll_wait, so a worker busy in a slow handler does not collect
-# new connections. A full queue means a canned 503 and a close. When the process is out of file
+# new connections. A full queue, or `max_connections` already open, means a canned 503 and a close. When the process is out of file
 # descriptors the listening socket is taken out of the epoll set for 100 ms instead of spinning.
 
 cdef enum:
@@ -36,8 +36,15 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
                 return -1
             return 0                                    # EAGAIN, or the socket is being closed
         fc_atomic_add64(&server.accepted, 1)
+        if server.max_connections and fc_atomic_load64(&server.open_connections) >= server.max_connections:
+            fc_atomic_add64(&server.rejected_connection_limit, 1)
+            send_canned_503(fd)
+            close(fd)
+            continue
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+        fc_atomic_add64(&server.open_connections, 1)
         if queue_push(&server.queue, fd) != 0:
+            fc_atomic_add64(&server.open_connections, -1)
             fc_atomic_add64(&server.rejected_queue_full, 1)
             send_canned_503(fd)
             close(fd)

@@ -49,6 +49,7 @@ cdef const char* status_reason(int status) noexcept nogil:
     if status == 200: return "OK"
     if status == 400: return "Bad Request"
     if status == 404: return "Not Found"
+    if status == 408: return "Request Timeout"
     if status == 413: return "Content Too Large"
     if status == 414: return "URI Too Long"
     if status == 417: return "Expectation Failed"

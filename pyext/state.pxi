@@ -33,10 +33,25 @@ ctypedef struct ConnQueue:
     size_t head
     size_t count
 
+cdef enum TimerKind:
+    TIMER_NONE = 0
+    TIMER_HEADER = 1                  # a request head is due: armed once, never extended by trickling bytes
+    TIMER_BODY = 2                    # the next bytes of a body are due (re-armed on each read)
+    TIMER_IDLE = 3                    # keep-alive: the next request is due
+    TIMER_WRITE = 4                   # the client must take more of the response (re-armed on progress)
+    TIMER_KINDS = 5
+
+cdef struct Conn
+
+ctypedef struct TimerList:
+    Conn* first                       # earliest deadline: every entry has the same duration, so
+    Conn* last                        # appending at the tail keeps the list sorted (O(1) re-arm)
+    long long duration_ms
+
 cdef struct Worker
 cdef struct ServerState
 
-ctypedef struct Conn:
+cdef struct Conn:
     int fd
     ConnState state
     Buffer input
@@ -53,6 +68,10 @@ ctypedef struct Conn:
     Conn* next_awaiting_python
     Conn* previous                    # the worker's list of all its connections
     Conn* next
+    TimerKind timer_kind
+    long long deadline_ms
+    Conn* timer_previous
+    Conn* timer_next
 
 cdef struct ServerState:
     ConnQueue queue
@@ -71,8 +90,11 @@ cdef struct ServerState:
     Worker* workers
     int worker_count
     int next_worker                   # round-robin start; listener thread only
+    int max_connections
+    long long open_connections        # atomic: accepted and not yet closed, across all workers
     long long accepted                # atomic counters, summed for stats
     long long rejected_queue_full
+    long long rejected_connection_limit
 
 cdef struct Worker:
     int index
@@ -89,5 +111,7 @@ cdef struct Worker:
     Conn* python_first                # FIFO of connections waiting for a Python handler call
     Conn* python_last
     Conn** flush_after_python         # connections answered in the last batch, flushed after the GIL
+    long long now_ms                  # monotonic clock, read once per loop turn
+    TimerList timers[TIMER_KINDS]
     int flush_after_python_count
     epoll_event events[EPOLL_BATCH]

@@ -8,6 +8,9 @@
 # leaves waits for the next turn, which then does not block in epoll_wait. The loop never touches a
 # Python object: the GIL is taken only inside worker_run_python_batch.
 #
+# Timeouts: timers.pxi keeps one list per kind; epoll_wait sleeps until the earliest deadline and
+# worker_expire_timers() runs at the end of every turn.
+#
 # Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
 # response says Connection: close, connections idle between requests are closed at once, the rest
 # finish their request, and at the deadline whatever remains is closed. The loop ends when the
@@ -59,30 +62,57 @@ cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil
         conn_on_readable(worker, conn)
 
 
-cdef void worker_loop(Worker* worker) noexcept nogil:
-    cdef int ready, i, timeout
+cdef void worker_expire_timers(Worker* worker) noexcept nogil:
+    """Act on every connection whose deadline has passed: a request that stalls mid-way gets a
+    408 and a close; an idle or never-used connection, or one that stopped reading, is closed."""
+    cdef int kind
+    cdef Conn* conn
+    for kind in range(1, TIMER_KINDS):
+        while worker.timers[kind].first != NULL and worker.timers[kind].first.deadline_ms <= worker.now_ms:
+            conn = worker.timers[kind].first
+            timer_unlink(worker, conn)
+            if kind == TIMER_BODY or (kind == TIMER_HEADER and buffer_length(&conn.input)):
+                fail_request(worker, conn, 408)
+                conn_flush(worker, conn)
+            else:
+                conn_close(worker, conn)
+
+
+cdef int worker_wait_ms(Worker* worker) noexcept nogil:
+    """How long epoll_wait may sleep: until the earliest timer, the stop deadline, or not at all
+    when a Python batch is left over from the last turn."""
+    cdef int timeout = timers_wait_ms(worker)
     cdef long long remaining
+    if worker.python_first != NULL:
+        return 0
+    if worker.stopping:
+        remaining = fc_atomic_load64(&worker.stop_deadline_ms) - worker.now_ms
+        if remaining < 0:
+            remaining = 0
+        if timeout < 0 or remaining < timeout:
+            timeout = <int>remaining
+    return timeout
+
+
+cdef void worker_loop(Worker* worker) noexcept nogil:
+    cdef int ready, i
+    worker.now_ms = fc_now_ms()
     date_refresh(&worker.date)
     while True:
         if worker.stopping:
             worker_close_idle_connections(worker)
             if worker.connection_count == 0:
                 break
-            remaining = fc_atomic_load64(&worker.stop_deadline_ms) - fc_now_ms()
-            if remaining <= 0:
+            if worker.now_ms >= fc_atomic_load64(&worker.stop_deadline_ms):
                 worker_close_all_connections(worker)
                 break
-            timeout = <int>remaining if remaining < 1000 else 1000
-        else:
-            timeout = -1
-        if worker.python_first != NULL:
-            timeout = 0
-        else:
+        if worker.python_first == NULL:
             fc_atomic_store(&worker.idle, 1)
-        ready = epoll_wait(worker.epoll_fd, worker.events, EPOLL_BATCH, timeout)
+        ready = epoll_wait(worker.epoll_fd, worker.events, EPOLL_BATCH, worker_wait_ms(worker))
         fc_atomic_store(&worker.idle, 0)
         if ready < 0:
             ready = 0                                   # EINTR; nothing else is expected here
+        worker.now_ms = fc_now_ms()
         date_refresh(&worker.date)
         if not worker.stopping and fc_atomic_load(&worker.stop_requested):
             worker.stopping = True
@@ -93,3 +123,4 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
             for i in range(worker.flush_after_python_count):
                 conn_finish_turn(worker, worker.flush_after_python[i], SERVE_DONE)
             worker.flush_after_python_count = 0
+        worker_expire_timers(worker)

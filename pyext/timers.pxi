@@ -1,0 +1,61 @@
+# timers.pxi: per-worker timeout lists (header read, body read, keep-alive idle, write).
+#
+# Theory of operation. A connection is on at most one list at a time, the one for what it is
+# waiting on. All entries of a list share one duration, so a connection re-armed now has the
+# latest deadline and goes to the tail: the list stays sorted with O(1) arm and cancel, and no timer
+# fd per connection. Each loop turn epoll_wait sleeps until the earliest head deadline (or an
+# event), then worker_expire_timers() acts on every head that is due. A duration of 0 disables a
+# kind.
+
+cdef inline void timer_unlink(Worker* worker, Conn* conn) noexcept nogil:
+    cdef TimerList* timers
+    if conn.timer_kind == TIMER_NONE:
+        return
+    timers = &worker.timers[<int>conn.timer_kind]
+    if conn.timer_previous != NULL:
+        conn.timer_previous.timer_next = conn.timer_next
+    else:
+        timers.first = conn.timer_next
+    if conn.timer_next != NULL:
+        conn.timer_next.timer_previous = conn.timer_previous
+    else:
+        timers.last = conn.timer_previous
+    conn.timer_previous = NULL
+    conn.timer_next = NULL
+    conn.timer_kind = TIMER_NONE
+
+
+cdef inline void timer_arm(Worker* worker, Conn* conn, TimerKind kind) noexcept nogil:
+    """Put `conn` on the `kind` list with a fresh deadline (TIMER_NONE: on no list)."""
+    cdef TimerList* timers
+    timer_unlink(worker, conn)
+    if kind == TIMER_NONE:
+        return
+    timers = &worker.timers[<int>kind]
+    if timers.duration_ms <= 0:
+        return                                          # this kind of timeout is disabled
+    conn.timer_kind = kind
+    conn.deadline_ms = worker.now_ms + timers.duration_ms
+    conn.timer_previous = timers.last
+    conn.timer_next = NULL
+    if timers.last != NULL:
+        timers.last.timer_next = conn
+    else:
+        timers.first = conn
+    timers.last = conn
+
+
+cdef int timers_wait_ms(const Worker* worker) noexcept nogil:
+    """Milliseconds until the earliest deadline, or -1 when no timer runs."""
+    cdef int kind
+    cdef long long earliest = -1, deadline
+    for kind in range(1, TIMER_KINDS):
+        if worker.timers[kind].first != NULL:
+            deadline = worker.timers[kind].first.deadline_ms
+            if earliest < 0 or deadline < earliest:
+                earliest = deadline
+    if earliest < 0:
+        return -1
+    if earliest <= worker.now_ms:
+        return 0
+    return <int>(earliest - worker.now_ms) if earliest - worker.now_ms < 3600000 else 3600000

@@ -1,0 +1,165 @@
+"""HTTP/1.1 framing the core implements: chunked request bodies, Expect: 100-continue, strict
+Transfer-Encoding rules; and the parser entry point the differential tests use."""
+import socket
+
+import pytest
+
+from conftest import ResponseReader, connect, exchange_and_check_close
+from fastcore._core import parse_request
+
+
+def body_echo(request):
+    return request.body
+
+
+HEAD = b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("chunks, body", [
+    (b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world"),
+    (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+    (b"5;name=value;flag\r\nhello\r\n0\r\n\r\n", b"hello"),                      # chunk extensions
+    (b'5 ; q="quoted \\" ext"\r\nhello\r\n0\r\n\r\n', b"hello"),                # quoted-string ext
+    (b"5\r\nhello\r\n0\r\nTrailer-One: 1\r\nTrailer-Two: two\r\n\r\n", b"hello"),  # trailers
+    (b"0\r\n\r\n", b""),
+])
+def test_chunked_request_body_is_decoded(server, chunks, body):
+    srv = server(body_echo)
+    with connect(srv.port) as sock:
+        sock.sendall(HEAD + chunks)
+        response = ResponseReader(sock).read_response()
+    assert response.status == 200
+    assert response.body == body
+
+
+def test_chunked_body_split_at_every_offset_gives_the_same_body(server):
+    srv = server(body_echo)
+    message = HEAD + b"5;x=y\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nT: v\r\n\r\n"
+    with connect(srv.port) as sock:
+        reader = ResponseReader(sock)
+        for offset in range(1, len(message)):
+            sock.sendall(message[:offset])
+            sock.sendall(message[offset:])
+            response = reader.read_response()
+            assert (offset, response.status, response.body) == (offset, 200, b"hello world")
+
+
+def test_chunked_then_pipelined_request_on_the_same_connection(server):
+    srv = server(body_echo)
+    second = b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+    with connect(srv.port) as sock:
+        sock.sendall(HEAD + b"3\r\nxyz\r\n0\r\n\r\n" + second)
+        reader = ResponseReader(sock)
+        assert reader.read_response().body == b"xyz"
+        assert reader.read_response().body == b"abc"
+
+
+@pytest.mark.parametrize("chunks", [
+    b"5\nhello\r\n0\r\n\r\n",                # bare LF after the size
+    b"5\r\nhello\n0\r\n\r\n",                # bare LF after the data
+    b"5\r\nhelloXY0\r\n\r\n",                # data longer than the size
+    b"g\r\nhello\r\n0\r\n\r\n",              # not hex
+    b"-5\r\nhello\r\n0\r\n\r\n",             # sign
+    b"0x5\r\nhello\r\n0\r\n\r\n",            # 0x prefix
+    b"fffffffffffffffff\r\n",                # overflowing size
+    b"5;\r\nhello\r\n0\r\n\r\n",             # empty extension name
+    b"5\r\nhello\r\n0\r\nBad Trailer: x\r\n\r\n",   # trailer with whitespace in the name
+    b"5\r\nhello\r\n0\r\n folded\r\n\r\n",   # obs-fold in trailers
+])
+def test_bad_chunk_framing_is_400_and_close(server, chunks):
+    srv = server(body_echo)
+    response, closed = exchange_and_check_close(srv.port, HEAD + chunks)
+    assert response.status == 400
+    assert closed
+
+
+def test_chunked_body_over_the_limit_is_413_while_reading(server):
+    srv = server(body_echo, max_body_size=10)
+    response, closed = exchange_and_check_close(srv.port, HEAD + b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n")
+    assert response.status == 413
+    assert closed
+
+
+@pytest.mark.parametrize("fields, status", [
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", 400),      # CL and TE together
+    (b"Transfer-Encoding: gzip\r\n", 400),                             # final coding not chunked
+    (b"Transfer-Encoding: chunked, gzip\r\n", 400),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 400),   # chunked twice
+    (b"Transfer-Encoding: gzip, chunked\r\n", 501),                    # a coding we do not decode
+    (b"Transfer-Encoding: identity, chunked\r\n", 501),
+])
+def test_transfer_encoding_rules(server, fields, status):
+    srv = server(body_echo)
+    request = b"POST / HTTP/1.1\r\nHost: t\r\n" + fields + b"\r\n0\r\n\r\n"
+    response, closed = exchange_and_check_close(srv.port, request)
+    assert response.status == status
+    assert closed
+
+
+def test_transfer_encoding_on_http10_is_400(server):
+    srv = server(body_echo)
+    response, closed = exchange_and_check_close(
+        srv.port, b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert response.status == 400
+    assert closed
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(server):
+    srv = server(body_echo)
+    with connect(srv.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        reader = ResponseReader(sock)
+        interim = reader.read_response()
+        assert interim.status == 100
+        sock.sendall(b"hello")
+        final = reader.read_response()
+    assert (final.status, final.body) == (200, b"hello")
+
+
+def test_expect_100_continue_is_not_sent_when_the_body_came_with_the_head(server):
+    srv = server(body_echo)
+    with connect(srv.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+        response = ResponseReader(sock).read_response()
+    assert (response.status, response.body) == (200, b"hello")
+
+
+def test_expect_100_continue_with_a_body_over_the_limit_gets_413_not_100(server):
+    srv = server(body_echo, max_body_size=4)
+    response, closed = exchange_and_check_close(
+        srv.port, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert response.status == 413
+    assert closed
+
+
+def test_unknown_expectation_is_417(server):
+    srv = server(body_echo)
+    response, closed = exchange_and_check_close(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\n\r\n")
+    assert response.status == 417
+    assert closed
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodyless_statuses_carry_no_body(server, status):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(b"ignored", status=status))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        for _ in range(2):                       # the second response proves no body bytes leaked
+            response = reader.read_response()
+            assert response.status == status
+            assert response.body == b""
+            assert "content-length" not in response.headers
+
+
+def test_parse_request_reports_fields():
+    status, fields = parse_request(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert status == "ok"
+    assert (fields["method"], fields["path"], fields["target"], fields["version"]) == ("GET", "/a/b", "/a/b?x=1", "1.1")
+    assert fields["headers"] == [(b"Host", b"h"), (b"Connection", b"close")]
+    assert fields["connection_close"]
+
+
+def test_parse_request_needs_more_for_a_partial_head():
+    assert parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n") == ("need-more", None)

@@ -1,0 +1,132 @@
+"""Timeouts and the connection cap, each with short values: header read (slowloris), body read,
+keep-alive idle, write (a client that stops reading), and max_connections."""
+import socket
+import time
+
+import pytest
+
+from conftest import ConnectionClosed, ResponseReader, connect, get
+
+
+def hello(request):
+    return b"hello"
+
+
+def wait_until(predicate, seconds):
+    """Poll a condition the server reaches on its own (a timer firing), bounded in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def read_until_closed(sock):
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_slowloris_is_cut_off_at_the_header_deadline_not_kept_alive_by_each_byte(server):
+    srv = server(hello, header_timeout=1.0)
+    request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 200
+    started = time.monotonic()
+    with connect(srv.port, timeout=5) as sock:
+        closed_at = None
+        for byte in request:                     # one byte every 50 ms: 10 s if never cut off
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.05)
+            sock.setblocking(False)
+            try:
+                if sock.recv(65536, socket.MSG_PEEK) is not None:
+                    closed_at = time.monotonic()
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+        sock.settimeout(5)
+        answer = read_until_closed(sock)
+    elapsed = (closed_at or time.monotonic()) - started
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 <= elapsed < 3.0
+    assert get(srv.port)[0] == 200              # everyone else is still served
+
+
+def test_idle_keepalive_connection_is_closed_after_keepalive_timeout(server):
+    srv = server(hello, keepalive_timeout=0.3)
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.read_response().status == 200
+        started = time.monotonic()
+        assert reader.closed_by_peer()
+        assert time.monotonic() - started < 2.0
+
+
+def test_keepalive_timer_restarts_after_each_response(server):
+    srv = server(hello, keepalive_timeout=0.5)
+    with connect(srv.port) as sock:
+        reader = ResponseReader(sock)
+        for _ in range(4):                       # 4 x 0.3 s > 0.5 s: alive only if re-armed
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert reader.read_response().status == 200
+            time.sleep(0.3)
+
+
+def test_stalled_body_gets_408_after_body_timeout(server):
+    srv = server(hello, body_timeout=0.5)
+    with connect(srv.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < 3.0
+
+
+def test_client_that_never_reads_is_closed_after_write_timeout_and_others_are_served(server):
+    big = b"x" * (32 * 1024 * 1024)
+    srv = server(lambda request: big, write_timeout=0.5, threads=1)
+    stuck = connect(srv.port)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stuck.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wait_until(lambda: srv.stats()["open_connections"] == 1, 5)
+        # Another client is served while the first one's response is stuck.
+        status, _, body = get(srv.port, timeout=5)
+        assert status == 200 and len(body) == len(big)
+        assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
+    finally:
+        stuck.close()
+
+
+def test_connection_cap_refuses_with_503_and_recovers(server):
+    srv = server(hello, max_connections=2)
+    held = [connect(srv.port), connect(srv.port)]
+    try:
+        for sock in held:                        # both are open and served
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert ResponseReader(sock).read_response().status == 200
+        with connect(srv.port) as third:
+            third.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            try:
+                response = ResponseReader(third).read_response()
+                assert response.status == 503
+            except (ConnectionClosed, ConnectionResetError):
+                pass                             # the canned 503 is best effort
+        assert srv.stats()["rejected_connection_limit"] >= 1
+    finally:
+        for sock in held:
+            sock.close()
+    assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
+    assert get(srv.port)[0] == 200
