@@ -92,7 +92,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
         head_only = request_method_is(conn, "HEAD", 4)
         route = NULL
         if server.route_count and (head_only or request_method_is(conn, "GET", 3)):
-            route = find_static_route(server, conn.input.data + conn.input.start + conn.request.target_offset,
+            route = find_static_route(server, conn.input.data + conn.input.start + conn.request.path_offset,
                                       conn.request.path_length)
         if route != NULL:
             append_static_response(worker, conn, route, head_only)

@@ -235,6 +235,7 @@ cdef class Core:
         request._method_length = parsed.method_length
         request._target_offset = parsed.target_offset
         request._target_length = parsed.target_length
+        request._path_offset = parsed.path_offset
         request._path_length = parsed.path_length
         request._version_minor = parsed.version_minor
         if fc_atomic_load(&worker.stop_requested):

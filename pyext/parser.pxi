@@ -35,7 +35,8 @@ ctypedef struct ParsedRequest:
     size_t method_length        # the method starts at offset 0
     size_t target_offset
     size_t target_length
-    size_t path_length          # target bytes before '?'
+    size_t path_offset          # the path inside the target (after scheme://authority in absolute-form)
+    size_t path_length          # path bytes, up to '?'
     int version_minor           # HTTP/1.<minor>, 0 or 1
     int64_t content_length      # -1 when absent
     size_t body_length          # known once the body is complete (decoded length when chunked)
@@ -173,6 +174,40 @@ cdef void parse_connection_options(const char* value, size_t length, ParsedReque
             request.connection_keep_alive = True
 
 
+cdef int locate_path(const char* data, ParsedRequest* request) noexcept nogil:
+    """Find the path in the request-target (RFC 9112 section 3.2): origin-form "/p?q", absolute-form
+    "http://host/p?q", asterisk-form "*" (OPTIONS only), authority-form "host:port" (CONNECT only)."""
+    cdef const char* target = data + request.target_offset
+    cdef size_t length = request.target_length, start = 0, end
+    if target[0] == 47:                                 # '/': origin-form
+        start = 0
+    elif length == 1 and target[0] == 42:               # '*'
+        if not (request.method_length == 7 and memcmp(data, b"OPTIONS", 7) == 0):
+            return -1
+        request.path_offset = request.target_offset
+        request.path_length = 1
+        return 0
+    elif request.method_length == 7 and memcmp(data, b"CONNECT", 7) == 0:
+        request.path_offset = request.target_offset    # authority-form: no path, keep it whole
+        request.path_length = length
+        return 0
+    elif length > 7 and equals_lowercase(target, 7, "http://"):
+        start = 7
+    elif length > 8 and equals_lowercase(target, 8, "https://"):
+        start = 8
+    else:
+        return -1
+    if start:
+        while start < length and target[start] != 47 and target[start] != 63:
+            start += 1                                  # skip the authority
+    end = start
+    while end < length and target[end] != 63:           # '?' ends the path
+        end += 1
+    request.path_offset = request.target_offset + start
+    request.path_length = end - start
+    return 0
+
+
 cdef int parse_request_line(const char* data, size_t line_end, ParsedRequest* request) noexcept nogil:
     """data[:line_end] is the request line without its CRLF. Returns 0 or -status."""
     cdef size_t i = 0
@@ -184,16 +219,13 @@ cdef int parse_request_line(const char* data, size_t line_end, ParsedRequest* re
     request.method_length = i
     i += 1
     request.target_offset = i
-    request.path_length = 0
     while i < line_end and TARGET_BYTE[<uint8_t>data[i]]:
-        if data[i] == 63 and request.path_length == 0:  # '?' ends the path
-            request.path_length = i - request.target_offset
         i += 1
     request.target_length = i - request.target_offset
     if request.target_length == 0 or i >= line_end or data[i] != 32:
         return -400
-    if request.path_length == 0:
-        request.path_length = request.target_length
+    if locate_path(data, request) != 0:
+        return -400
     i += 1
     # HTTP-version = "HTTP/" DIGIT "." DIGIT, then the line ends.
     if line_end - i != 8 or memcmp(data + i, b"HTTP/", 5) != 0:

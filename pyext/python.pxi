@@ -77,7 +77,7 @@ cdef class Request:
     cdef bytes _head
     cdef readonly bytes body
     cdef readonly bint keep_alive
-    cdef Py_ssize_t _method_length, _target_offset, _target_length, _path_length
+    cdef Py_ssize_t _method_length, _target_offset, _target_length, _path_offset, _path_length
     cdef int _version_minor
     cdef object _headers
 
@@ -92,14 +92,19 @@ cdef class Request:
 
     @property
     def path(self):
-        return self._head[self._target_offset:self._target_offset + self._path_length].decode("latin-1")
+        """The path as sent (still percent-encoded); "/" for an absolute-form target without one."""
+        if self._path_length == 0:
+            return "/"
+        return self._head[self._path_offset:self._path_offset + self._path_length].decode("latin-1")
 
     @property
     def query_string(self):
-        if self._path_length == self._target_length:
+        """What follows the first '?' of the target, without it; "" when there is none."""
+        cdef Py_ssize_t query_start = self._path_offset + self._path_length
+        cdef Py_ssize_t target_end = self._target_offset + self._target_length
+        if query_start >= target_end or self._head[query_start] != 63:
             return ""
-        return self._head[self._target_offset + self._path_length + 1:
-                          self._target_offset + self._target_length].decode("latin-1")
+        return self._head[query_start + 1:target_end].decode("latin-1")
 
     @property
     def http_version(self):

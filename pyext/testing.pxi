@@ -59,7 +59,7 @@ def parse_request(bytes data, *, Py_ssize_t max_request_line=8190, Py_ssize_t ma
     return ("ok", {
         "method": head[:request.method_length].decode("ascii"),
         "target": head[request.target_offset:request.target_offset + request.target_length].decode("latin-1"),
-        "path": head[request.target_offset:request.target_offset + request.path_length].decode("latin-1"),
+        "path": head[request.path_offset:request.path_offset + request.path_length].decode("latin-1"),
         "version": "1.%d" % request.version_minor,
         "headers": headers,
         "content_length": None if request.content_length < 0 else request.content_length,

@@ -163,3 +163,37 @@ def test_parse_request_reports_fields():
 
 def test_parse_request_needs_more_for_a_partial_head():
     assert parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n") == ("need-more", None)
+
+
+def describe_target(request):
+    return f"{request.method} {request.path} {request.query_string}"
+
+
+@pytest.mark.parametrize("target, described", [
+    (b"http://example.com/a/b?x=1", "GET /a/b x=1"),           # absolute-form (RFC 9112 3.2.2)
+    (b"HTTP://example.com", "GET / "),                          # scheme is case-insensitive; no path
+    (b"/plain?", "GET /plain "),
+    (b"/q?a?b", "GET /q a?b"),                                  # only the first '?' separates
+])
+def test_request_target_forms(server, target, described):
+    srv = server(describe_target)
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        response = ResponseReader(sock).read_response()
+    assert response.body.decode() == described
+
+
+def test_options_asterisk_is_accepted_and_asterisk_elsewhere_is_400(server):
+    srv = server(describe_target)
+    with connect(srv.port) as sock:
+        sock.sendall(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert ResponseReader(sock).read_response().body == b"OPTIONS * "
+    response, closed = exchange_and_check_close(srv.port, b"GET * HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert response.status == 400 and closed
+
+
+def test_absolute_form_reaches_a_static_route(server):
+    srv = server(None, static={"/health": b"OK"})
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET http://t/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert ResponseReader(sock).read_response().body == b"OK"
