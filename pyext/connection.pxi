@@ -50,6 +50,8 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
     while True:
         if conn.close_after_write:
             return SERVE_CLOSE
+        if conn.stream != NULL:
+            return SERVE_DONE                           # the response being streamed comes first
         available = buffer_length(&conn.input)
         if not conn.head_complete:
             # RFC 9112 section 2.2: ignore empty lines received before a request line.
@@ -148,6 +150,8 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
             if n <= 0:
                 break
             drained += <size_t>n
+    if conn.stream != NULL:
+        worker_orphan_stream(worker, conn)
     close(conn.fd)
     fc_atomic_add64(&worker.server.open_connections, -1)
     timer_unlink(worker, conn)
@@ -193,6 +197,10 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
             conn.peer_closed = True                     # EPIPE, ECONNRESET: the client is gone
             conn_close(worker, conn)
             return
+    if conn.stream != NULL:
+        conn_set_state(worker, conn, CONN_READING)
+        conn_queue_for_python(worker, conn)             # drained: pull the next part of the body
+        return
     if conn.close_after_write:
         if buffer_length(&conn.input):
             conn.linger_on_close = True                 # pipelined bytes after a Connection: close
@@ -215,17 +223,42 @@ cdef void conn_arm_read_timer(Worker* worker, Conn* conn) noexcept nogil:
         timer_arm(worker, conn, TIMER_IDLE)
 
 
+cdef void conn_queue_for_python(Worker* worker, Conn* conn) noexcept nogil:
+    timer_arm(worker, conn, TIMER_NONE)                 # the handler's time is not the client's
+    conn.awaiting_python = True
+    conn.next_awaiting_python = NULL
+    if worker.python_last != NULL:
+        worker.python_last.next_awaiting_python = conn
+    else:
+        worker.python_first = conn
+    worker.python_last = conn
+
+
+cdef void worker_orphan_stream(Worker* worker, Conn* conn) noexcept nogil:
+    """A connection with a streamed body is closing, and the body's iterator must be closed and
+    released under the GIL: park it for the next Python batch (or Core.release)."""
+    cdef void** grown
+    cdef int capacity
+    if worker.orphaned_count + 2 > worker.orphaned_capacity:
+        capacity = worker.orphaned_capacity * 2 if worker.orphaned_capacity else 16
+        grown = <void**>realloc(worker.orphaned_streams, capacity * sizeof(void*))
+        if grown == NULL:
+            conn.stream = NULL                          # out of memory: leak rather than crash
+            conn.stream_owner = NULL
+            return
+        worker.orphaned_streams = grown
+        worker.orphaned_capacity = capacity
+    worker.orphaned_streams[worker.orphaned_count] = conn.stream
+    worker.orphaned_streams[worker.orphaned_count + 1] = conn.stream_owner
+    worker.orphaned_count += 2
+    conn.stream = NULL
+    conn.stream_owner = NULL
+
+
 cdef void conn_finish_turn(Worker* worker, Conn* conn, ServeResult result) noexcept nogil:
     """After serving: queue for Python, or flush what was answered (and close if that is the end)."""
     if result == SERVE_NEEDS_PYTHON:
-        timer_arm(worker, conn, TIMER_NONE)             # the handler's time is not the client's
-        conn.awaiting_python = True
-        conn.next_awaiting_python = NULL
-        if worker.python_last != NULL:
-            worker.python_last.next_awaiting_python = conn
-        else:
-            worker.python_first = conn
-        worker.python_last = conn
+        conn_queue_for_python(worker, conn)
         return
     if conn.peer_closed:
         # The client sent its last byte: what is complete has been answered; a partial request

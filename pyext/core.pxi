@@ -9,6 +9,56 @@
 
 cdef enum:
     CONTENT_TYPE_CACHE_SIZE = 64
+    STREAM_HIGH_WATER = 65536         # bytes of a streamed body buffered before waiting for the socket
+
+cdef object _END_OF_STREAM = object()
+
+
+cdef bytes _as_body_bytes(object part):
+    if isinstance(part, bytes):
+        return <bytes>part
+    if isinstance(part, str):
+        return (<str>part).encode("utf-8")
+    if isinstance(part, (bytearray, memoryview)):
+        return bytes(part)
+    raise TypeError(f"a response body part must be bytes or str, not {type(part).__name__}")
+
+
+cdef void _close_iterable(object iterable) noexcept:
+    """Call iterable.close() if it has one (PEP 3333 asks it always be called); log its errors."""
+    try:
+        close_method = getattr(iterable, "close", None)
+        if close_method is not None:
+            close_method()
+    except BaseException:
+        try:
+            _error_log.exception("closing a response body failed")
+        except BaseException:
+            pass
+
+
+cdef void release_stream(Conn* conn) noexcept:
+    """Drop the connection's references to its streamed body and close it (GIL held)."""
+    cdef PyObject* iterator = <PyObject*>conn.stream
+    cdef PyObject* owner = <PyObject*>conn.stream_owner
+    conn.stream = NULL
+    conn.stream_owner = NULL
+    if owner != NULL:
+        _close_iterable(<object>owner)
+        Py_DECREF(<object>owner)
+    if iterator != NULL:
+        Py_DECREF(<object>iterator)
+
+
+cdef void release_orphaned_streams(Worker* worker) noexcept:
+    """Close the bodies of connections that closed mid-stream (client gone, timeout, stop)."""
+    cdef int i
+    cdef Conn parked
+    for i in range(0, worker.orphaned_count, 2):
+        parked.stream = worker.orphaned_streams[i]
+        parked.stream_owner = worker.orphaned_streams[i + 1]
+        release_stream(&parked)
+    worker.orphaned_count = 0
 
 
 cdef class Core:
@@ -173,6 +223,8 @@ cdef class Core:
         if self.workers != NULL:
             for i in range(self.state.worker_count):
                 worker_close_all_connections(&self.workers[i])
+                release_orphaned_streams(&self.workers[i])
+                free(self.workers[i].orphaned_streams)
                 if self.workers[i].epoll_fd > 0:
                     close(self.workers[i].epoll_fd)
                 if self.workers[i].wake_fd > 0:
@@ -204,10 +256,14 @@ cdef class Core:
         cdef Conn* conn
         cdef ServeResult result = SERVE_DONE
         worker.flush_after_python_count = 0
+        release_orphaned_streams(worker)
         while worker.python_first != NULL and budget > 0:
             conn = worker.python_first
             while True:
-                self.answer_with_handler(worker, conn)
+                if conn.stream != NULL:
+                    self.pull_stream(worker, conn)
+                else:
+                    self.answer_with_handler(worker, conn)
                 budget -= 1
                 result = serve_buffered_requests(worker, conn)
                 if result != SERVE_NEEDS_PYTHON or budget == 0:
@@ -269,10 +325,17 @@ cdef class Core:
             body = result
         else:
             raise TypeError(f"a handler returns fastcore.Response, bytes or str, not {type(result).__name__}")
-        if isinstance(body, str):
+        stream = None
+        if isinstance(body, bytes):
+            pass
+        elif isinstance(body, str):
             body = (<str>body).encode("utf-8")
-        elif not isinstance(body, bytes):
+        elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
+        elif isinstance(body, (list, tuple)):
+            body = b"".join([_as_body_bytes(part) for part in body])    # known length
+        else:
+            stream = iter(body)                         # unknown length: streamed
 
         _append_bytes(out, self._status_line(status))
         if buffer_append(out, self.state.server_field, self.state.server_field_length) != 0:
@@ -296,13 +359,62 @@ cdef class Core:
                     continue
                 _append_bytes(out, name + b": " + value + b"\r\n")
         bodyless = status < 200 or status == 204 or status == 304
-        if not bodyless:
+        if stream is not None and not bodyless:
+            if conn.request.version_minor == 1:
+                _append_bytes(out, b"Transfer-Encoding: chunked\r\n")
+            else:
+                conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
+                conn.close_after_write = True
+        elif not bodyless:
             if buffer_append(out, b"Content-Length: ", 16) != 0 or buffer_append_decimal(out, len(body)) != 0:
                 raise MemoryError()
             if buffer_append(out, b"\r\n", 2) != 0:
                 raise MemoryError()
         if append_connection_field(out, conn) != 0 or buffer_append(out, b"\r\n", 2) != 0:
             raise MemoryError()
-        if not bodyless and not head_only:
+        if stream is not None:
+            Py_INCREF(stream)
+            conn.stream = <void*>stream
+            Py_INCREF(body)
+            conn.stream_owner = <void*>body
+            conn.stream_chunked = conn.request.version_minor == 1
+            if bodyless or head_only:
+                release_stream(conn)                    # no body goes out; the iterable is closed
+            else:
+                self.pull_stream(worker, conn)
+        elif not bodyless and not head_only:
             _append_bytes(out, <bytes>body)
         return 0
+
+    cdef void pull_stream(self, Worker* worker, Conn* conn) noexcept:
+        """Append the next parts of a streamed body to the output, up to STREAM_HIGH_WATER bytes;
+        at its end, the last chunk. An exception mid-body cannot become a 500 any more: the
+        connection is closed without the last chunk, so the client sees the body is incomplete."""
+        cdef Buffer* out = &conn.output
+        cdef object iterator = <object>conn.stream
+        cdef bytes part
+        try:
+            while buffer_length(out) < STREAM_HIGH_WATER:
+                item = next(iterator, _END_OF_STREAM)
+                if item is _END_OF_STREAM:
+                    if conn.stream_chunked:
+                        _append_bytes(out, b"0\r\n\r\n")
+                    release_stream(conn)
+                    return
+                part = _as_body_bytes(item)
+                if not part:
+                    continue
+                if conn.stream_chunked:
+                    _append_bytes(out, b"%x\r\n" % len(part))
+                    _append_bytes(out, part)
+                    _append_bytes(out, b"\r\n")
+                else:
+                    _append_bytes(out, part)
+        except BaseException:
+            try:
+                _error_log.exception("streamed response body failed; closing the connection")
+            except BaseException:
+                pass
+            conn.keep_alive = False
+            conn.close_after_write = True
+            release_stream(conn)

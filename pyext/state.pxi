@@ -72,6 +72,9 @@ cdef struct Conn:
     long long deadline_ms
     Conn* timer_previous
     Conn* timer_next
+    void* stream                      # owned PyObject*: iterator of a streamed response body, or NULL
+    void* stream_owner                # owned PyObject*: the iterable itself (its close() is called)
+    bint stream_chunked               # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
 
 cdef struct ServerState:
     ConnQueue queue
@@ -112,6 +115,9 @@ cdef struct Worker:
     Conn* python_last
     Conn** flush_after_python         # connections answered in the last batch, flushed after the GIL
     long long now_ms                  # monotonic clock, read once per loop turn
+    void** orphaned_streams           # streams of closed connections, released at the next GIL batch
+    int orphaned_count
+    int orphaned_capacity
     TimerList timers[TIMER_KINDS]
     int flush_after_python_count
     epoll_event events[EPOLL_BATCH]

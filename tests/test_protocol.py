@@ -1,10 +1,12 @@
 """HTTP/1.1 framing the core implements: chunked request bodies, Expect: 100-continue, strict
 Transfer-Encoding rules; and the parser entry point the differential tests use."""
+import http.client
 import socket
+import threading
 
 import pytest
 
-from conftest import ResponseReader, connect, exchange_and_check_close
+from conftest import ResponseReader, connect, exchange_and_check_close, get
 from fastcore._core import parse_request
 
 
@@ -197,3 +199,111 @@ def test_absolute_form_reaches_a_static_route(server):
     with connect(srv.port) as sock:
         sock.sendall(b"GET http://t/health HTTP/1.1\r\nHost: t\r\n\r\n")
         assert ResponseReader(sock).read_response().body == b"OK"
+
+
+# -- streamed responses ---------------------------------------------------------------------------
+
+class TrackedBody:
+    """An iterable response body that records whether the server called close()."""
+
+    def __init__(self, parts, fail_after=None):
+        self.parts = list(parts)
+        self.fail_after = fail_after
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        for index, part in enumerate(self.parts):
+            if self.fail_after is not None and index == self.fail_after:
+                raise RuntimeError("body failed mid-stream")
+            yield part
+
+    def close(self):
+        self.closed.set()
+
+
+def read_until_closed(sock):
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_streamed_body_goes_out_chunked_on_http11_and_close_is_called(server):
+    import fastcore
+    body = TrackedBody([b"alpha,", b"", "beta,", b"gamma"])
+    srv = server(lambda request: fastcore.Response(body))
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.getheader("Content-Length") is None
+    assert response.read() == b"alpha,beta,gamma"
+    assert body.closed.wait(5)
+    conn.request("GET", "/")                     # the connection is still usable
+    assert conn.getresponse().read() == b"alpha,beta,gamma"
+    conn.close()
+
+
+def test_streamed_body_is_close_delimited_on_http10(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(iter([b"one", b"two"])))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        data = read_until_closed(sock)
+    head, _, payload = data.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head and b"Transfer-Encoding" not in head
+    assert payload == b"onetwo"
+
+
+def test_large_streamed_body_arrives_whole(server):
+    import fastcore
+    part = bytes(range(256)) * 64                      # 16 KiB
+    srv = server(lambda request: fastcore.Response(part for _ in range(512)))   # 8 MiB
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/")
+    data = conn.getresponse().read()
+    conn.close()
+    assert len(data) == len(part) * 512 and data[:len(part)] == part and data[-len(part):] == part
+
+
+def test_head_with_streamed_body_sends_no_body_and_closes_the_iterable(server):
+    import fastcore
+    body = TrackedBody([b"never sent"])
+    srv = server(lambda request: fastcore.Response(body) if request.path == "/" else b"plain")
+    with connect(srv.port) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        head = reader.read_response(method="HEAD")
+        assert head.status == 200 and head.body == b""
+        assert reader.read_response().body == b"plain"  # framing intact after the HEAD
+    assert body.closed.wait(5)
+
+
+def test_exception_mid_stream_closes_the_connection_without_the_last_chunk(server, caplog):
+    import fastcore
+    body = TrackedBody([b"first", b"second"], fail_after=1)
+    srv = server(lambda request: fastcore.Response(body))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = read_until_closed(sock)
+    assert b"5\r\nfirst\r\n" in data
+    assert not data.endswith(b"0\r\n\r\n")
+    assert body.closed.wait(5)
+    assert any("mid-stream" in record.getMessage() or record.exc_info for record in caplog.records
+               if record.name == "fastcore.error")
+
+
+def test_client_gone_mid_stream_still_gets_close_called(server):
+    import fastcore
+    body = TrackedBody([b"x" * 65536] * 2000)          # 128 MiB: far more than socket buffers
+    srv = server(lambda request: fastcore.Response(body))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    assert body.closed.wait(10)
+    assert get(srv.port)[0] == 200
