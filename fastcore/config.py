@@ -55,8 +55,8 @@ class ServerConfig:
                 raise ConfigError(f"{spec.name} must be at least {minimum}, not {value}")
         if self.port > 65535:
             raise ConfigError(f"port must be at most 65535, not {self.port}")
-        if any(c in self.server_name for c in "\r\n\0"):
-            raise ConfigError("server_name must not contain CR, LF or NUL")
+        if any(c in self.server_name for c in "\r\n\0") or len(self.server_name) > 200:
+            raise ConfigError("server_name must be at most 200 characters, without CR, LF or NUL")
 
     def replace(self, **changes) -> "ServerConfig":
         unknown = set(changes) - {spec.name for spec in dataclasses.fields(self)}

@@ -38,7 +38,7 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
         fc_atomic_add64(&server.accepted, 1)
         if server.max_connections and fc_atomic_load64(&server.open_connections) >= server.max_connections:
             fc_atomic_add64(&server.rejected_connection_limit, 1)
-            send_canned_503(fd)
+            send_canned_503(server, fd)
             close(fd)
             continue
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
@@ -46,7 +46,7 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
         if queue_push(&server.queue, fd) != 0:
             fc_atomic_add64(&server.open_connections, -1)
             fc_atomic_add64(&server.rejected_queue_full, 1)
-            send_canned_503(fd)
+            send_canned_503(server, fd)
             close(fd)
             continue
         write(choose_worker(server).wake_fd, &wakeup, sizeof(wakeup))

@@ -116,9 +116,21 @@ cdef int append_static_response(Worker* worker, Conn* conn, const StaticRoute* r
     return failed
 
 
-cdef void send_canned_503(int fd) noexcept nogil:
-    """Best effort, never blocking: the listener refuses a connection when the queue is full."""
-    cdef const char* response = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                 b"Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-                                 b"Service Unavailable\n")
-    send(fd, response, strlen(response), MSG_NOSIGNAL | MSG_DONTWAIT)
+cdef void send_canned_503(ServerState* server, int fd) noexcept nogil:
+    """Best effort, never blocking: the listener refuses a connection (queue full, or too many open)."""
+    cdef char response[512]
+    cdef size_t length = 0
+    cdef const char* status_line = b"HTTP/1.1 503 Service Unavailable\r\n"
+    cdef const char* rest = (b"Content-Type: text/plain\r\nContent-Length: 20\r\nRetry-After: 1\r\n"
+                             b"Connection: close\r\n\r\nService Unavailable\n")
+    date_refresh(&server.listener_date)
+    memcpy(response, status_line, strlen(status_line))
+    length += strlen(status_line)
+    if server.server_field_length < 256:
+        memcpy(response + length, server.server_field, server.server_field_length)
+        length += server.server_field_length
+    memcpy(response + length, server.listener_date.line, server.listener_date.length)
+    length += server.listener_date.length
+    memcpy(response + length, rest, strlen(rest))
+    length += strlen(rest)
+    send(fd, response, length, MSG_NOSIGNAL | MSG_DONTWAIT)

@@ -94,6 +94,7 @@ cdef struct ServerState:
     int worker_count
     int next_worker                   # round-robin start; listener thread only
     int max_connections
+    DateCache listener_date           # for the listener's canned 503s
     long long open_connections        # atomic: accepted and not yet closed, across all workers
     long long accepted                # atomic counters, summed for stats
     long long rejected_queue_full
