@@ -50,7 +50,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
     while True:
         if conn.close_after_write:
             return SERVE_CLOSE
-        if conn.stream != NULL:
+        if conn.stream != NULL or conn.sendfile_fd >= 0:
             return SERVE_DONE                           # the response being streamed comes first
         available = buffer_length(&conn.input)
         if not conn.head_complete:
@@ -150,7 +150,7 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
             if n <= 0:
                 break
             drained += <size_t>n
-    if conn.stream != NULL:
+    if conn.stream != NULL or conn.stream_owner != NULL:
         worker_orphan_stream(worker, conn)
     close(conn.fd)
     fc_atomic_add64(&worker.server.open_connections, -1)
@@ -197,6 +197,9 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
             conn.peer_closed = True                     # EPIPE, ECONNRESET: the client is gone
             conn_close(worker, conn)
             return
+    if conn.sendfile_fd >= 0:
+        if not conn_send_file(worker, conn, progressed):
+            return
     if conn.stream != NULL:
         conn_set_state(worker, conn, CONN_READING)
         conn_queue_for_python(worker, conn)             # drained: pull the next part of the body
@@ -210,6 +213,41 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
     buffer_release_if_empty(&conn.output)
     buffer_release_if_empty(&conn.input)
     conn_arm_read_timer(worker, conn)
+
+
+cdef enum:
+    SENDFILE_STEP = 1 << 20           # bytes per sendfile call, so one big file cannot starve the loop
+
+
+cdef bint conn_send_file(Worker* worker, Conn* conn, bint progressed) noexcept nogil:
+    """Send the rest of a file body with sendfile(2), from the worker, without the GIL. Returns True
+    when the file is done (its owner object is parked for close() under the GIL), False when the
+    connection waits for EPOLLOUT or was closed."""
+    cdef ssize_t sent
+    cdef size_t step
+    while conn.sendfile_remaining:
+        step = conn.sendfile_remaining if conn.sendfile_remaining < SENDFILE_STEP else SENDFILE_STEP
+        sent = sendfile(conn.fd, conn.sendfile_fd, &conn.sendfile_offset, step)
+        if sent > 0:
+            conn.sendfile_remaining -= <size_t>sent
+            fc_atomic_add64(&worker.server.sendfile_bytes, sent)
+            progressed = True
+        elif sent < 0 and errno == EINTR:
+            continue
+        elif sent < 0 and errno == EAGAIN:
+            conn_set_state(worker, conn, CONN_WRITING)
+            if progressed or conn.timer_kind != TIMER_WRITE:
+                timer_arm(worker, conn, TIMER_WRITE)
+            return False
+        else:
+            # The file shrank under us (0) or the client went away: the promised length cannot
+            # be delivered, so the connection ends here.
+            conn.sendfile_fd = -1
+            conn_close(worker, conn)
+            return False
+    conn.sendfile_fd = -1
+    worker_orphan_stream(worker, conn)                  # close() the file wrapper at the next batch
+    return True
 
 
 cdef void conn_arm_read_timer(Worker* worker, Conn* conn) noexcept nogil:
@@ -287,16 +325,19 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
 
 
-cdef void conn_adopt(Worker* worker, int fd) noexcept nogil:
+cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogil:
     """Take a freshly accepted socket into this worker's epoll set and try reading at once: the
     client usually sent its request right after connecting, so this saves an epoll round."""
     cdef epoll_event event
+    cdef int fd = accepted.fd
     cdef Conn* conn = <Conn*>calloc(1, sizeof(Conn))
     if conn == NULL:
         close(fd)
         fc_atomic_add64(&worker.server.open_connections, -1)
         return
     conn.fd = fd
+    conn.peer = accepted.peer
+    conn.sendfile_fd = -1
     conn.state = CONN_READING
     event.events = EPOLLIN
     event.data.ptr = conn

@@ -241,6 +241,7 @@ cdef class Core:
             "accepted": fc_atomic_load64(&self.state.accepted),
             "rejected_queue_full": fc_atomic_load64(&self.state.rejected_queue_full),
             "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
+            "sendfile_bytes": fc_atomic_load64(&self.state.sendfile_bytes),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
         }
 
@@ -294,6 +295,7 @@ cdef class Core:
         request._path_offset = parsed.path_offset
         request._path_length = parsed.path_length
         request._version_minor = parsed.version_minor
+        request._peer = conn.peer
         if fc_atomic_load(&worker.stop_requested):
             conn.keep_alive = False                     # stop() came while this request waited
             conn.close_after_write = True
@@ -326,8 +328,11 @@ cdef class Core:
         else:
             raise TypeError(f"a handler returns fastcore.Response, bytes or str, not {type(result).__name__}")
         stream = None
+        file_span = None
         if isinstance(body, bytes):
             pass
+        elif type(body) is FileWrapper and (file_span := (<FileWrapper>body).regular_file_span()) is not None:
+            pass                                        # sent with sendfile(2) once the head is out
         elif isinstance(body, str):
             body = (<str>body).encode("utf-8")
         elif isinstance(body, (bytearray, memoryview)):
@@ -366,13 +371,24 @@ cdef class Core:
                 conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
                 conn.close_after_write = True
         elif not bodyless:
-            if buffer_append(out, b"Content-Length: ", 16) != 0 or buffer_append_decimal(out, len(body)) != 0:
+            if buffer_append(out, b"Content-Length: ", 16) != 0:
+                raise MemoryError()
+            if buffer_append_decimal(out, file_span[2] if file_span is not None else len(body)) != 0:
                 raise MemoryError()
             if buffer_append(out, b"\r\n", 2) != 0:
                 raise MemoryError()
         if append_connection_field(out, conn) != 0 or buffer_append(out, b"\r\n", 2) != 0:
             raise MemoryError()
-        if stream is not None:
+        if file_span is not None:
+            Py_INCREF(body)
+            conn.stream_owner = <void*>body
+            if bodyless or head_only or file_span[2] == 0:
+                release_stream(conn)
+            else:
+                conn.sendfile_fd = file_span[0]
+                conn.sendfile_offset = file_span[1]
+                conn.sendfile_remaining = file_span[2]
+        elif stream is not None:
             Py_INCREF(stream)
             conn.stream = <void*>stream
             Py_INCREF(body)

@@ -27,8 +27,12 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
     cdef int fd
     cdef int one = 1
     cdef uint64_t wakeup = 1
+    cdef AcceptedConn accepted
+    cdef socklen_t address_length
     while True:
-        fd = accept4(server.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+        address_length = sizeof(PeerAddress)
+        memset(&accepted.peer, 0, sizeof(PeerAddress))
+        fd = accept4(server.listen_fd, &accepted.peer.any, &address_length, SOCK_NONBLOCK | SOCK_CLOEXEC)
         if fd < 0:
             if errno == EINTR or errno == ECONNABORTED:
                 continue
@@ -43,7 +47,8 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
             continue
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
         fc_atomic_add64(&server.open_connections, 1)
-        if queue_push(&server.queue, fd) != 0:
+        accepted.fd = fd
+        if queue_push(&server.queue, &accepted) != 0:
             fc_atomic_add64(&server.open_connections, -1)
             fc_atomic_add64(&server.rejected_queue_full, 1)
             send_canned_503(server, fd)

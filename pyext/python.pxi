@@ -16,7 +16,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 
+import io
 import logging
+import os
+import stat
 from http import HTTPStatus
 
 _error_log = logging.getLogger("fastcore.error")
@@ -82,6 +85,8 @@ cdef class Request:
     cdef Py_ssize_t _method_length, _target_offset, _target_length, _path_offset, _path_length
     cdef int _version_minor
     cdef object _headers
+    cdef object _stream
+    cdef PeerAddress _peer
 
     @property
     def method(self):
@@ -126,8 +131,75 @@ cdef class Request:
             self._headers = Headers(pairs)
         return self._headers
 
+    @property
+    def stream(self):
+        """A file-like object over the body (read, readline, readlines, iteration): wsgi.input."""
+        if self._stream is None:
+            self._stream = io.BytesIO(self.body)
+        return self._stream
+
+    @property
+    def remote_addr(self):
+        """The client's IP address as text ("" when unknown, e.g. on a unix socket)."""
+        cdef char text[INET6_ADDRSTRLEN + 1]
+        if self._peer.any.sa_family == AF_INET:
+            inet_ntop(AF_INET, &self._peer.v4.sin_addr, text, sizeof(text))
+        elif self._peer.any.sa_family == AF_INET6:
+            inet_ntop(AF_INET6, &self._peer.v6.sin6_addr, text, sizeof(text))
+        else:
+            return ""
+        return text.decode("ascii")
+
+    @property
+    def remote_port(self):
+        """The client's port (0 when unknown)."""
+        if self._peer.any.sa_family == AF_INET:
+            return ntohs(self._peer.v4.sin_port)
+        if self._peer.any.sa_family == AF_INET6:
+            return ntohs(self._peer.v6.sin6_port)
+        return 0
+
     def __repr__(self):
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
+
+
+@cython.auto_pickle(False)
+cdef class FileWrapper:
+    """A response body read from a file-like object (PEP 3333's wsgi.file_wrapper). When it wraps
+    a regular file with fileno(), the worker sends it with sendfile(2) without the GIL, from the
+    file's current position to its end; otherwise it is iterated in `block_size` reads. Its close()
+    closes the file and is always called by the server."""
+    cdef readonly object filelike
+    cdef readonly Py_ssize_t block_size
+
+    def __init__(self, filelike, Py_ssize_t block_size=8192):
+        self.filelike = filelike
+        self.block_size = block_size if block_size > 0 else 8192
+
+    def __iter__(self):
+        read = self.filelike.read
+        while True:
+            block = read(self.block_size)
+            if not block:
+                return
+            yield block
+
+    def close(self):
+        close_method = getattr(self.filelike, "close", None)
+        if close_method is not None:
+            close_method()
+
+    cdef tuple regular_file_span(self):
+        """(fd, offset, length) to sendfile, or None when this is not a regular file."""
+        try:
+            fd = self.filelike.fileno()
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            offset = self.filelike.tell() if hasattr(self.filelike, "tell") else 0
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+        return (fd, offset, max(0, status.st_size - offset))
 
 
 @cython.auto_pickle(False)

@@ -6,7 +6,7 @@
 # means the workers are not keeping up: the listener refuses the connection instead of growing.
 
 cdef int queue_init(ConnQueue* queue, size_t capacity) noexcept nogil:
-    queue.fds = <int*>malloc(capacity * sizeof(int))
+    queue.fds = <AcceptedConn*>malloc(capacity * sizeof(AcceptedConn))
     if queue.fds == NULL:
         return -1
     queue.capacity = capacity
@@ -18,29 +18,29 @@ cdef int queue_init(ConnQueue* queue, size_t capacity) noexcept nogil:
 
 cdef void queue_destroy(ConnQueue* queue) noexcept nogil:
     """Close whatever is still queued (accepted but never served) and free the ring."""
-    cdef int fd
+    cdef AcceptedConn leftover
     if queue.fds == NULL:
         return
-    while queue_take(queue, &fd, 1):
-        close(fd)
+    while queue_take(queue, &leftover, 1):
+        close(leftover.fd)
     pthread_mutex_destroy(&queue.lock)
     free(queue.fds)
     queue.fds = NULL
 
 
-cdef int queue_push(ConnQueue* queue, int fd) noexcept nogil:
+cdef int queue_push(ConnQueue* queue, const AcceptedConn* accepted) noexcept nogil:
     """Returns 0, or -1 when the queue already holds `capacity` connections."""
     cdef int result = -1
     pthread_mutex_lock(&queue.lock)
     if queue.count < queue.capacity:
-        queue.fds[(queue.head + queue.count) % queue.capacity] = fd
+        queue.fds[(queue.head + queue.count) % queue.capacity] = accepted[0]
         queue.count += 1
         result = 0
     pthread_mutex_unlock(&queue.lock)
     return result
 
 
-cdef size_t queue_take(ConnQueue* queue, int* out, size_t wanted) noexcept nogil:
+cdef size_t queue_take(ConnQueue* queue, AcceptedConn* out, size_t wanted) noexcept nogil:
     cdef size_t taken = 0
     pthread_mutex_lock(&queue.lock)
     while taken < wanted and queue.count > 0:

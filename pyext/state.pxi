@@ -26,9 +26,18 @@ ctypedef struct StaticRoute:
     const char* body
     size_t body_length
 
+ctypedef union PeerAddress:          # what accept4 told us about the client (no extra syscall)
+    sockaddr any
+    sockaddr_in v4
+    sockaddr_in6 v6
+
+ctypedef struct AcceptedConn:
+    int fd
+    PeerAddress peer
+
 ctypedef struct ConnQueue:
     pthread_mutex_t lock              # the only lock on the hot path
-    int* fds                          # ring of accepted sockets, capacity slots
+    AcceptedConn* fds                 # ring of accepted sockets, capacity slots
     size_t capacity
     size_t head
     size_t count
@@ -53,6 +62,10 @@ cdef struct ServerState
 
 cdef struct Conn:
     int fd
+    PeerAddress peer
+    int sendfile_fd                   # a file being sent with sendfile(2), or -1
+    long sendfile_offset
+    size_t sendfile_remaining
     ConnState state
     Buffer input
     Buffer output
@@ -99,6 +112,7 @@ cdef struct ServerState:
     long long accepted                # atomic counters, summed for stats
     long long rejected_queue_full
     long long rejected_connection_limit
+    long long sendfile_bytes          # body bytes sent with sendfile(2)
 
 cdef struct Worker:
     int index

@@ -58,8 +58,9 @@ cdef extern from "<sys/eventfd.h>" nogil:
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
     cdef struct sockaddr:
-        pass
+        sa_family_t sa_family
     enum:
         SOCK_NONBLOCK
         SOCK_CLOEXEC
@@ -76,6 +77,28 @@ cdef extern from "<sys/socket.h>" nogil:
 cdef extern from "<netinet/in.h>" nogil:
     enum:
         IPPROTO_TCP
+        AF_INET
+        AF_INET6
+        INET6_ADDRSTRLEN
+    cdef struct in_addr:
+        pass
+    cdef struct in6_addr:
+        pass
+    cdef struct sockaddr_in:
+        sa_family_t sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    cdef struct sockaddr_in6:
+        sa_family_t sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short ntohs(unsigned short value)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
+
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, long* offset, size_t count)
 
 cdef extern from "<netinet/tcp.h>" nogil:
     enum:

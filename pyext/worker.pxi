@@ -18,15 +18,15 @@
 
 cdef void worker_take_queued_connections(Worker* worker) noexcept nogil:
     cdef uint64_t wakeups = 0
-    cdef int fds[64]
+    cdef AcceptedConn accepted[64]
     cdef size_t wanted, taken, i
     if read(worker.wake_fd, &wakeups, sizeof(wakeups)) != sizeof(wakeups):
         return
     while wakeups > 0:
         wanted = wakeups if wakeups < 64 else 64
-        taken = queue_take(&worker.server.queue, fds, wanted)
+        taken = queue_take(&worker.server.queue, accepted, wanted)
         for i in range(taken):
-            conn_adopt(worker, fds[i])
+            conn_adopt(worker, &accepted[i])
         if taken < wanted:
             break
         wakeups -= taken

@@ -1,6 +1,8 @@
 """HTTP/1.1 framing the core implements: chunked request bodies, Expect: 100-continue, strict
 Transfer-Encoding rules; and the parser entry point the differential tests use."""
 import http.client
+import io
+import os
 import socket
 import threading
 
@@ -307,3 +309,60 @@ def test_client_gone_mid_stream_still_gets_close_called(server):
         assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     assert body.closed.wait(10)
     assert get(srv.port)[0] == 200
+
+
+# -- files and peers ------------------------------------------------------------------------------
+
+def test_file_wrapper_goes_out_with_sendfile_and_is_closed(server, tmp_path):
+    import fastcore
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "payload.bin"
+    path.write_bytes(payload)
+    opened = []
+
+    def handler(request):
+        handle = open(path, "rb")
+        handle.seek(17)                          # from the current position to the end
+        opened.append(handle)
+        return fastcore.Response(fastcore.FileWrapper(handle), content_type="application/octet-stream")
+
+    srv = server(handler)
+    status, headers, body = get(srv.port, timeout=10)
+    assert status == 200
+    assert int(headers["Content-Length"]) == len(payload) - 17
+    assert body == payload[17:]
+    assert srv.stats()["sendfile_bytes"] == len(payload) - 17
+    assert wait_for(lambda: opened[0].closed, 5)
+
+
+def test_file_wrapper_over_a_non_file_is_iterated(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(fastcore.FileWrapper(io.BytesIO(b"abc" * 5000), 1000)))
+    status, _, body = get(srv.port)
+    assert (status, body) == (200, b"abc" * 5000)
+    assert srv.stats()["sendfile_bytes"] == 0
+
+
+def test_request_knows_the_client_address(server):
+    srv = server(lambda request: f"{request.remote_addr} {request.remote_port}")
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        body = ResponseReader(sock).read_response().body.decode()
+        assert body == f"127.0.0.1 {sock.getsockname()[1]}"
+
+
+def test_request_stream_reads_the_body(server):
+    srv = server(lambda request: b"|".join([request.stream.readline(), request.stream.read(2), request.stream.read()]))
+    with connect(srv.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\nline\nabcdefg")
+        assert ResponseReader(sock).read_response().body == b"line\n|ab|cdefg"
+
+
+def wait_for(predicate, seconds):
+    import time
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
