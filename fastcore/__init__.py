@@ -9,11 +9,11 @@
     server.add_static("/health", b"OK")      # answered in C, never takes the GIL
     server.serve_forever()
 """
-from ._core import FileWrapper, Headers, Request, Response
+from ._core import FileWrapper, Headers, Request, RequestBodyError, Response
 from .config import ServerConfig
 from .errors import ConfigError, FastcoreError, ServerStateError
 from .server import Server
 
 __version__ = "0.1.0"
-__all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper",
+__all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
            "FastcoreError", "ConfigError", "ServerStateError"]

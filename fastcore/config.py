@@ -36,6 +36,8 @@ class ServerConfig:
     max_head_size: int = _option(32768, "largest request head in bytes (431 beyond)", 64)
     max_header_count: int = _option(100, "most header fields in a request (431 beyond)", 1)
     max_body_size: int = _option(1048576, "largest request body in bytes (413 beyond)", 0)
+    body_buffer_size: int = _option(262144, "bodies up to this size are read whole before the handler runs; "
+                                    "larger ones are streamed to it through request.stream", 1)
     max_connections: int = _option(10000, "open connections at most; beyond: 503 and close (0: no cap)", 0)
     header_timeout: float = _option(30.0, "seconds for a request head to arrive, from its first byte (408)", 0)
     body_timeout: float = _option(60.0, "seconds between two reads of a request body (408)", 0)

@@ -101,7 +101,7 @@ class Server:
                     static_routes=list(self._static_routes.values()),
                     max_connections=config.max_connections, header_timeout=config.header_timeout,
                     body_timeout=config.body_timeout, keepalive_timeout=config.keepalive_timeout,
-                    write_timeout=config.write_timeout,
+                    write_timeout=config.write_timeout, body_buffer_size=config.body_buffer_size,
                 )
             except BaseException:
                 listening.close()

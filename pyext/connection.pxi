@@ -28,6 +28,8 @@ cdef inline void finish_request(Conn* conn, size_t request_length) noexcept nogi
     """The current request is answered: drop its bytes and get ready for the next one."""
     buffer_consume(&conn.input, request_length)
     conn.head_complete = False
+    conn.body_streamed = False
+    conn.continue_deferred = False
     memset(&conn.scan, 0, sizeof(HeadScan))
     memset(&conn.request, 0, sizeof(ParsedRequest))
 
@@ -77,12 +79,20 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
         if conn.request.chunked:
             result = chunked_decode(conn.input.data + conn.input.start, available, &conn.chunked_body, &server.limits)
             if result == PARSE_NEED_MORE:
+                if (<int64_t>(conn.chunked_body.decoded_end - conn.chunked_body.body_start) > server.limits.body_buffer_size
+                        and request_goes_to_python(worker, conn)):
+                    conn.body_streamed = True           # too big to hold: the handler reads it as it comes
+                    return SERVE_NEEDS_PYTHON
                 return SERVE_DONE
             if result < 0:
                 return fail_request(worker, conn, <int>-result)
             conn.request.request_length = <size_t>result
             conn.request.body_length = conn.chunked_body.decoded_end - conn.request.head_length
         elif available < conn.request.request_length:
+            if (conn.request.content_length > server.limits.body_buffer_size
+                    and request_goes_to_python(worker, conn)):
+                conn.body_streamed = True               # too big to hold: the handler reads it as it comes
+                return SERVE_NEEDS_PYTHON
             # Make room for the whole body now, so it is read without repeated growth.
             if buffer_reserve(&conn.input, conn.request.request_length - available) != 0:
                 return fail_request(worker, conn, 500)
@@ -91,11 +101,8 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
         # A complete request: answer it.
         if not conn.keep_alive:
             conn.close_after_write = True
-        head_only = request_method_is(conn, "HEAD", 4)
-        route = NULL
-        if server.route_count and (head_only or request_method_is(conn, "GET", 3)):
-            route = find_static_route(server, conn.input.data + conn.input.start + conn.request.path_offset,
-                                      conn.request.path_length)
+        head_only = conn.request.is_head
+        route = conn_static_route(worker, conn)
         if route != NULL:
             append_static_response(worker, conn, route, head_only)
         elif server.has_python_handler:
@@ -103,6 +110,20 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
         else:
             append_error_response(worker, conn, 404)
         finish_request(conn, conn.request.request_length)
+
+
+cdef const StaticRoute* conn_static_route(Worker* worker, Conn* conn) noexcept nogil:
+    """The static route answering the current request (GET or HEAD on its exact path), or NULL."""
+    if worker.server.route_count == 0:
+        return NULL
+    if not (conn.request.is_head or request_method_is(conn, "GET", 3)):
+        return NULL
+    return find_static_route(worker.server, conn.input.data + conn.input.start + conn.request.path_offset,
+                             conn.request.path_length)
+
+
+cdef inline bint request_goes_to_python(Worker* worker, Conn* conn) noexcept nogil:
+    return worker.server.has_python_handler and conn_static_route(worker, conn) == NULL
 
 
 cdef int start_body(Worker* worker, Conn* conn, size_t available) noexcept nogil:
@@ -129,6 +150,9 @@ cdef int start_body(Worker* worker, Conn* conn, size_t available) noexcept nogil
         request.request_length = request.head_length + request.body_length
     if (request.expect_continue and request.version_minor == 1 and available == request.head_length
             and (request.chunked or request.body_length > 0)):
+        if request.content_length > worker.server.limits.body_buffer_size and request_goes_to_python(worker, conn):
+            conn.continue_deferred = True               # streamed: sent only if the handler reads
+            return 0
         # RFC 9110 10.1.1: the client waits for this before sending the body.
         if buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25) != 0:
             return -500
@@ -323,6 +347,50 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
         conn_close(worker, conn)
         return
     conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
+
+
+cdef int conn_receive_blocking(Conn* conn, int timeout_ms) noexcept nogil:
+    """For a body reader inside a handler (the worker thread is busy there anyway): send what
+    output is pending (a 100 Continue, earlier pipelined responses), then wait up to timeout_ms for
+    body bytes and append them to the input. Returns bytes received, 0 on timeout, -1 when the
+    client closed or failed."""
+    cdef pollfd waiting
+    cdef ssize_t n
+    waiting.fd = conn.fd
+    while buffer_length(&conn.output):
+        n = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
+        if n > 0:
+            conn.output_sent_early += <size_t>n
+            buffer_consume(&conn.output, <size_t>n)
+        elif n < 0 and errno == EINTR:
+            continue
+        elif n < 0 and errno == EAGAIN:
+            waiting.events = POLLOUT
+            if poll(&waiting, 1, timeout_ms) == 0:
+                return 0
+        else:
+            return -1
+    if buffer_reserve(&conn.input, READ_CHUNK) != 0:
+        return -1
+    while True:
+        n = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
+        if n > 0:
+            conn.input.end += <size_t>n
+            return <int>n
+        if n == 0:
+            conn.peer_closed = True
+            return -1
+        if errno == EINTR:
+            continue
+        if errno != EAGAIN:
+            conn.peer_closed = True
+            return -1
+        waiting.events = POLLIN
+        n = poll(&waiting, 1, timeout_ms)
+        if n == 0:
+            return 0
+        if n < 0 and errno != EINTR:
+            return -1
 
 
 cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogil:

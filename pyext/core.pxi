@@ -75,7 +75,7 @@ cdef class Core:
                   Py_ssize_t max_request_line, Py_ssize_t max_head_size, Py_ssize_t max_header_count,
                   long long max_body_size, int python_batch, str server_name, list static_routes,
                   int max_connections=0, double header_timeout=0, double body_timeout=0,
-                  double keepalive_timeout=0, double write_timeout=0):
+                  double keepalive_timeout=0, double write_timeout=0, long long body_buffer_size=0):
         cdef epoll_event event
         cdef Worker* worker
         cdef int i
@@ -94,6 +94,7 @@ cdef class Core:
         self.state.limits.max_head_size = max_head_size
         self.state.limits.max_header_count = max_header_count
         self.state.limits.max_body_size = max_body_size
+        self.state.limits.body_buffer_size = body_buffer_size if body_buffer_size > 0 else max_body_size
         self.state.has_python_handler = handler is not None
         self.state.python_batch = python_batch
         self.state.max_connections = max_connections
@@ -284,10 +285,15 @@ cdef class Core:
         cdef ParsedRequest* parsed = &conn.request
         cdef size_t body_length = parsed.body_length
         cdef size_t output_before = buffer_length(&conn.output)
-        cdef bint head_only = request_method_is(conn, "HEAD", 4)
+        cdef bint head_only = parsed.is_head
         cdef Request request = Request.__new__(Request)
+        cdef BodyReader reader = None
         request._head = PyBytes_FromStringAndSize(data, parsed.head_length)
-        request.body = PyBytes_FromStringAndSize(data + parsed.head_length, body_length) if body_length else _EMPTY
+        if conn.body_streamed:
+            reader = BodyReader.__new__(BodyReader)
+            request._reader = reader
+        else:
+            request._body = PyBytes_FromStringAndSize(data + parsed.head_length, body_length) if body_length else _EMPTY
         request.keep_alive = conn.keep_alive
         request._method_length = parsed.method_length
         request._target_offset = parsed.target_offset
@@ -299,16 +305,42 @@ cdef class Core:
         if fc_atomic_load(&worker.stop_requested):
             conn.keep_alive = False                     # stop() came while this request waited
             conn.close_after_write = True
+        if reader is not None:
+            reader.attach(worker, conn)                 # the head leaves the buffer here
+            conn.output_sent_early = 0
         try:
-            self.append_handler_response(worker, conn, self.handler(request), head_only)
-        except BaseException:
+            result = self.handler(request)
+            if reader is not None:
+                self.end_streamed_body(conn, reader)
+            self.append_handler_response(worker, conn, result, head_only)
+        except BaseException as error:
+            if reader is not None:
+                self.end_streamed_body(conn, reader)
+                output_before -= min(output_before, conn.output_sent_early)
             conn.output.end = conn.output.start + output_before     # drop a half-written response
-            try:
-                _error_log.exception("handler failed on %r", request)
-            except BaseException:
-                pass
-            append_error_response(worker, conn, 500)
-        finish_request(conn, parsed.request_length)
+            if isinstance(error, RequestBodyError):
+                conn.keep_alive = False
+                conn.close_after_write = True
+                append_error_response(worker, conn, error.status)
+            else:
+                try:
+                    _error_log.exception("handler failed on %r", request)
+                except BaseException:
+                    pass
+                append_error_response(worker, conn, 500)
+        finish_request(conn, 0 if reader is not None else parsed.request_length)
+
+    cdef void end_streamed_body(self, Conn* conn, BodyReader reader) noexcept:
+        """The handler is done with a streamed body. Unread body bytes cannot be told from the next
+        request without reading them all, so a connection whose body was not read to the end closes
+        after the response."""
+        if reader.conn == NULL:
+            return
+        reader.detach()
+        if not reader.finished:
+            conn.keep_alive = False
+            conn.close_after_write = True
+            conn.linger_on_close = True
 
     cdef int append_handler_response(self, Worker* worker, Conn* conn, object result, bint head_only) except -1:
         cdef Buffer* out = &conn.output

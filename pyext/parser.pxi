@@ -24,6 +24,7 @@ ctypedef struct Limits:
     size_t max_head_size
     size_t max_header_count
     int64_t max_body_size
+    int64_t body_buffer_size          # larger bodies are streamed to the handler, not held whole
 
 ctypedef struct HeadScan:
     size_t position             # bytes already searched for LF
@@ -38,6 +39,7 @@ ctypedef struct ParsedRequest:
     size_t path_offset          # the path inside the target (after scheme://authority in absolute-form)
     size_t path_length          # path bytes, up to '?'
     int version_minor           # HTTP/1.<minor>, 0 or 1
+    bint is_head                # HEAD: the response carries no body
     int64_t content_length      # -1 when absent
     size_t body_length          # known once the body is complete (decoded length when chunked)
     size_t request_length       # bytes the whole request occupies in the buffer, once complete
@@ -217,6 +219,7 @@ cdef int parse_request_line(const char* data, size_t line_end, ParsedRequest* re
     if i == 0 or i >= line_end or data[i] != 32:
         return -400
     request.method_length = i
+    request.is_head = i == 4 and memcmp(data, b"HEAD", 4) == 0
     i += 1
     request.target_offset = i
     while i < line_end and TARGET_BYTE[<uint8_t>data[i]]:
@@ -340,6 +343,7 @@ cdef enum:
 ctypedef struct ChunkedBody:
     ChunkPhase phase
     size_t body_start                   # = head_length: where the decoded body begins
+    size_t decoded_before               # body bytes decoded and already handed on (streamed bodies)
     size_t read_offset                  # next encoded byte, from the start of the request
     size_t decoded_end                  # end of the decoded body, from the start of the request
     uint64_t chunk_remaining
@@ -464,7 +468,7 @@ cdef Py_ssize_t chunked_decode(char* request, size_t available, ChunkedBody* bod
             if size == 0:
                 body.phase = CHUNK_TRAILER
                 continue
-            if <int64_t>(body.decoded_end - body.body_start + size) > limits.max_body_size:
+            if <int64_t>(body.decoded_before + body.decoded_end - body.body_start + size) > limits.max_body_size:
                 return -413
             body.chunk_remaining = size
             body.phase = CHUNK_DATA

@@ -80,7 +80,8 @@ class Headers:
 cdef class Request:
     """One HTTP request, as given to a native handler."""
     cdef bytes _head
-    cdef readonly bytes body
+    cdef bytes _body                  # None while a streamed body has not been read whole
+    cdef BodyReader _reader           # streamed bodies only
     cdef readonly bint keep_alive
     cdef Py_ssize_t _method_length, _target_offset, _target_length, _path_offset, _path_length
     cdef int _version_minor
@@ -132,10 +133,19 @@ cdef class Request:
         return self._headers
 
     @property
+    def body(self):
+        """The whole body as bytes. For a body larger than body_buffer_size this reads the rest of it
+        from the client now; request.stream reads it piece by piece instead."""
+        if self._body is None:
+            self._body = self._reader.read()
+        return self._body
+
+    @property
     def stream(self):
-        """A file-like object over the body (read, readline, readlines, iteration): wsgi.input."""
+        """A file-like object over the body (read, readline, readlines, iteration): wsgi.input.
+        Bodies larger than body_buffer_size are read from the client as the handler asks."""
         if self._stream is None:
-            self._stream = io.BytesIO(self.body)
+            self._stream = self._reader if self._body is None else io.BytesIO(self._body)
         return self._stream
 
     @property
@@ -161,6 +171,176 @@ cdef class Request:
 
     def __repr__(self):
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
+
+
+class RequestBodyError(OSError):
+    """Reading a streamed request body failed; `status` is the HTTP answer the server gives
+    (400 malformed or cut short, 408 too slow, 413 too large) if the handler lets it propagate."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class BodyReader:
+    """request.stream for a body too large to hold: reads it from the socket as the handler asks,
+    so memory stays bounded by the read buffer. Lives only while the handler runs: the worker thread
+    is in the handler, so reading here (the GIL released while waiting) is the worker's own I/O."""
+    cdef Worker* worker
+    cdef Conn* conn
+    cdef bint chunked
+    cdef int64_t remaining            # Content-Length bodies: bytes not yet handed out
+    cdef bint chunks_complete         # chunked: the last chunk and the trailers are in
+    cdef size_t trailer_end           # chunked: where the trailers end, once complete
+    cdef readonly bint finished       # every body byte handed out
+    cdef object failure
+
+    cdef void attach(self, Worker* worker, Conn* conn):
+        """Take over a connection whose head has just been copied out: drop the head from the
+        buffer and re-base the chunked decoder so the body starts at offset 0."""
+        cdef size_t head_length = conn.request.head_length
+        self.worker = worker
+        self.conn = conn
+        self.chunked = conn.request.chunked
+        buffer_consume(&conn.input, head_length)
+        if self.chunked:
+            conn.chunked_body.read_offset -= head_length
+            conn.chunked_body.decoded_end -= head_length
+            conn.chunked_body.body_start = 0
+        else:
+            self.remaining = conn.request.content_length
+            self.finished = self.remaining == 0
+
+    cdef void detach(self):
+        self.worker = NULL
+        self.conn = NULL
+
+    cdef size_t _ready(self):
+        if self.chunked:
+            return self.conn.chunked_body.decoded_end
+        return min(buffer_length(&self.conn.input), <size_t>self.remaining)
+
+    cdef bytes _take(self, size_t count):
+        cdef Conn* conn = self.conn
+        cdef bytes taken = PyBytes_FromStringAndSize(conn.input.data + conn.input.start, count)
+        buffer_consume(&conn.input, count)
+        if self.chunked:
+            conn.chunked_body.read_offset -= count
+            conn.chunked_body.decoded_end -= count
+            conn.chunked_body.decoded_before += count
+            if self.chunks_complete:
+                self.trailer_end -= count
+                self._finish_chunks()
+        else:
+            self.remaining -= count
+            self.finished = self.remaining == 0
+        return taken
+
+    cdef void _finish_chunks(self):
+        if self.chunks_complete and self.conn.chunked_body.decoded_end == 0:
+            buffer_consume(&self.conn.input, self.trailer_end)     # the trailer section
+            self.trailer_end = 0
+            self.finished = True
+
+    cdef int _fill(self) except -1:
+        """Make at least one body byte ready, unless the body is finished."""
+        cdef int received
+        cdef Py_ssize_t decoded
+        cdef Conn* conn = self.conn
+        cdef int timeout_ms
+        if self.failure is not None:
+            raise self.failure
+        while not self.finished and self._ready() == 0:
+            if conn == NULL:
+                raise ValueError("a streamed request body can be read only while its handler runs")
+            if conn.continue_deferred:
+                conn.continue_deferred = False
+                buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25)
+            timeout_ms = <int>self.worker.timers[<int>TIMER_BODY].duration_ms
+            with nogil:
+                received = conn_receive_blocking(conn, timeout_ms if timeout_ms > 0 else -1)
+            if received == 0:
+                self.failure = RequestBodyError(408, "the client sent no body bytes within body_timeout")
+            elif received < 0:
+                self.failure = RequestBodyError(400, "the client closed before sending the whole body")
+            elif self.chunked:
+                decoded = chunked_decode(conn.input.data + conn.input.start, buffer_length(&conn.input),
+                                         &conn.chunked_body, &self.worker.server.limits)
+                if decoded < 0:
+                    self.failure = RequestBodyError(<int>-decoded, "malformed or oversized chunked body")
+                elif decoded > 0:
+                    self.chunks_complete = True
+                    self.trailer_end = <size_t>decoded
+                    self._finish_chunks()
+            if self.failure is not None:
+                raise self.failure
+        return 0
+
+    def read(self, size=-1):
+        """Up to `size` bytes (all that is left when size is negative or None); b"" at the end."""
+        cdef size_t ready, wanted
+        parts = []
+        if size is None or size < 0:
+            while True:
+                self._fill()
+                ready = self._ready()
+                if ready == 0:
+                    return b"".join(parts)
+                parts.append(self._take(ready))
+        wanted = size
+        while wanted:
+            self._fill()
+            ready = self._ready()
+            if ready == 0:
+                break
+            part = self._take(min(ready, wanted))
+            wanted -= len(part)
+            parts.append(part)
+        return b"".join(parts)
+
+    def readline(self, size=-1):
+        cdef size_t ready, count
+        cdef const char* newline
+        parts = []
+        limit = -1 if size is None or size < 0 else size
+        while limit != 0:
+            self._fill()
+            ready = self._ready()
+            if ready == 0:
+                break
+            if 0 < limit < <Py_ssize_t>ready:
+                ready = limit
+            newline = <const char*>memchr(self.conn.input.data + self.conn.input.start, 10, ready)
+            count = ready if newline == NULL else <size_t>(newline - (self.conn.input.data + self.conn.input.start)) + 1
+            parts.append(self._take(count))
+            if limit > 0:
+                limit -= count
+            if newline != NULL:
+                break
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
 
 
 @cython.auto_pickle(False)

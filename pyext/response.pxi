@@ -88,7 +88,7 @@ cdef int append_error_response(Worker* worker, Conn* conn, int status) noexcept 
     failed |= buffer_append(out, b"\r\n", 2)
     failed |= append_connection_field(out, conn)
     failed |= buffer_append(out, b"\r\n", 2)
-    if not conn.request.method_length == 4 or memcmp(conn.input.data + conn.input.start, b"HEAD", 4) != 0:
+    if not conn.request.is_head:
         failed |= buffer_append(out, reason, reason_length)
         failed |= buffer_append(out, b"\n", 1)
     return failed

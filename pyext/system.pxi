@@ -50,6 +50,16 @@ cdef extern from "<sys/epoll.h>" nogil:
     int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
 
+cdef extern from "<poll.h>" nogil:
+    cdef struct pollfd:
+        int fd
+        short events
+        short revents
+    enum:
+        POLLIN
+        POLLOUT
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+
 cdef extern from "<sys/eventfd.h>" nogil:
     enum:
         EFD_NONBLOCK
