@@ -160,7 +160,7 @@ cdef int start_body(Worker* worker, Conn* conn, size_t available) noexcept nogil
 
 
 cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
-    """Close the socket (which also removes it from epoll) and free everything the connection owns."""
+    """Take the socket out of epoll, close it, and free everything the connection owns."""
     cdef char discard[4096]
     cdef size_t drained = 0
     cdef ssize_t n
@@ -176,6 +176,10 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
             drained += <size_t>n
     if conn.stream != NULL or conn.stream_owner != NULL:
         worker_orphan_stream(worker, conn)
+    # Deregister explicitly: close() removes the fd from epoll only when no other descriptor of the
+    # socket exists, and a fork()ed child (subprocess, before its exec) briefly holds copies of
+    # them all. Without this, events for a freed Conn could arrive (epoll(7), "Q6").
+    epoll_ctl(worker.epoll_fd, EPOLL_CTL_DEL, conn.fd, NULL)
     close(conn.fd)
     fc_atomic_add64(&worker.server.open_connections, -1)
     timer_unlink(worker, conn)
