@@ -124,7 +124,11 @@ class Server:
 
     def stop(self, timeout=5.0):
         """Stop accepting, finish in-flight requests within `timeout` seconds, join every thread.
-        Idempotent, callable from any thread."""
+        Idempotent, callable from any thread. Called from a handler (a worker thread, which cannot
+        join itself), it starts the stop on another thread and returns at once."""
+        if threading.current_thread() in self._worker_threads:
+            threading.Thread(target=self.stop, args=(timeout,), name="fastcore-stop").start()
+            return
         with self._lifecycle_lock:
             core = self._core
             if core is None:

@@ -70,6 +70,7 @@ cdef class Core:
     cdef dict _content_type_lines     # content type -> b"Content-Type: ...\r\n"
     cdef bytes _server_field
     cdef bint _released
+    cdef bint _threads_started
 
     def __cinit__(self, int listen_fd, handler, *, int threads, int queue_size,
                   Py_ssize_t max_request_line, Py_ssize_t max_head_size, Py_ssize_t max_header_count,
@@ -186,12 +187,14 @@ cdef class Core:
     # -- threads --------------------------------------------------------------------------------
 
     def run_listener(self):
+        self._threads_started = True
         with nogil:
             listener_loop(&self.state)
 
     def run_worker(self, int index):
         if not 0 <= index < self.state.worker_count:
             raise IndexError(index)
+        self._threads_started = True
         with nogil:
             worker_loop(&self.workers[index])
 
@@ -247,9 +250,11 @@ cdef class Core:
         }
 
     def __dealloc__(self):
-        # If threads are still running (a handler that never returned), leaking is the safe choice;
-        # fastcore.server only drops a Core whose threads have all been joined.
-        pass
+        # A Core whose threads never ran (start() failed half-way) is freed here. One whose threads
+        # ran is freed by release() after they are joined; if one never returned (a handler stuck
+        # forever), leaking is the safe choice.
+        if not self._threads_started:
+            self.release()
 
     # -- the Python batch (GIL held) --------------------------------------------------------------
 

@@ -119,3 +119,21 @@ def test_abusive_clients_leave_no_fd_behind():
     finally:
         server.stop()
     assert open_fds() == before
+
+
+def test_stop_called_from_a_handler_stops_the_server_without_deadlock():
+    import threading
+    import urllib.request
+
+    import fastcore
+    holder = {}
+
+    def handler(request):
+        holder["server"].stop()
+        return b"stopping"
+
+    holder["server"] = server = fastcore.Server(handler, port=0).start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5) as response:
+        assert response.read() == b"stopping"
+    assert wait_until(lambda: not server.running, 10)
+    assert wait_until(lambda: not any(t.name.startswith("fastcore") for t in threading.enumerate()), 10)
