@@ -36,13 +36,15 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = Server(demo_app, host=args.host, port=args.port, threads=args.threads)
     server.add_static("/health", b"OK\n")
+
+    def announce(server):
+        print(f"fastcore demo serving on http://{args.host}:{server.port}/ (Ctrl-C to stop)", flush=True)
+
     try:
-        server.start()
+        server.serve_forever(on_ready=announce)     # the URL is printed once Ctrl-C is handled
     except OSError as error:
         print(f"fastcore: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1
-    print(f"fastcore demo serving on http://{args.host}:{server.port}/ (Ctrl-C to stop)", flush=True)
-    server.serve_forever()
     return 0
 
 

@@ -153,11 +153,11 @@ class Server:
             _running_servers.discard(self)
             self._stop_requested.set()
 
-    def serve_forever(self):
+    def serve_forever(self, on_ready=None):
         """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
-        the main thread; elsewhere no signal handler is installed)."""
-        if self._core is None:
-            self.start()
+        the main thread; elsewhere no signal handler is installed). `on_ready(server)` runs once
+        the server accepts and the signal handlers are in place (e.g. to print the URL), so a
+        signal sent by someone who saw it always stops the server cleanly."""
         previous_handlers = {}
         if threading.current_thread() is threading.main_thread():
             def request_stop(signum, frame):
@@ -165,6 +165,10 @@ class Server:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous_handlers[signum] = signal.signal(signum, request_stop)
         try:
+            if self._core is None:
+                self.start()
+            if on_ready is not None:
+                on_ready(self)
             while not self._stop_requested.wait(1.0):
                 pass
         finally:

@@ -38,13 +38,17 @@ def test_keep_alive_sequential_requests_on_raw_socket(server):
     with connect(srv.port) as sock:
         reader = ResponseReader(sock)
         for i in range(20):
-            path = "/health" if i % 3 == 0 else f"/seq/{i}"
-            body = b"" if i % 2 else b"x" * i
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: h\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
-                         if path != "/health" else b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+            if i % 3 == 0:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+                expected = b"OK"
+            else:
+                body = b"x" * i
+                sock.sendall(f"POST /seq/{i} HTTP/1.1\r\nHost: h\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                             + body)
+                expected = f"/seq/{i}".encode()
             response = reader.read_response()
             assert response.status == 200
-            assert response.body == (b"OK" if path == "/health" else path.encode())
+            assert response.body == expected
             assert response.headers.get("connection", "").lower() != "close"
 
 

@@ -1,0 +1,69 @@
+"""`python -m fastcore`: the demo app on a random port, stopped by SIGINT."""
+import http.client
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import PROJECT_ROOT, get
+
+
+def read_first_line(stream, timeout):
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no complete first line within {timeout} s (got {line!r})"
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            chunk = os.read(stream.fileno(), 1)
+            assert chunk, f"the demo exited before printing its URL (got {line!r})"
+            line += chunk
+    return line.decode()
+
+
+def test_python_m_fastcore_serves_demo_and_exits_cleanly_on_sigint():
+    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-m", "fastcore", "--port", "0"], cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first_line = read_first_line(child.stdout, timeout=15)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", first_line)
+        assert match, f"no URL in the first line of stdout: {first_line!r}"
+        port = int(match.group(1))
+        assert port != 0
+
+        status, _, body = get(port, "/")
+        assert status == 200
+        assert b"Hello" in body
+
+        status, _, body = get(port, "/health")
+        assert status == 200
+        assert body.strip() == b"OK"
+
+        payload = b"echo me \x00\xff please"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("POST", "/echo", body=payload, headers={"Content-Type": "application/x-test"})
+            response = conn.getresponse()
+            assert response.status == 200
+            assert response.read() == payload
+        finally:
+            conn.close()
+
+        child.send_signal(signal.SIGINT)
+        try:
+            _, stderr = child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the demo did not exit within 10 s of SIGINT")
+        assert child.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()

@@ -1,0 +1,173 @@
+"""Many clients at once, a full queue, and several servers in one process."""
+import socket
+import threading
+import time
+
+import pytest
+
+import fastcore
+from conftest import ConnectionClosed, ResponseReader, assert_standard_fields, connect, get
+
+
+def path_handler(request):
+    return fastcore.Response(request.path.encode("latin-1"), content_type="text/plain")
+
+
+@pytest.mark.hang_timeout(120)
+def test_200_concurrent_keep_alive_clients_50_requests_each_all_correct(server):
+    clients, requests_per_client = 200, 50
+    srv = server(path_handler, threads=4, static={"/health": b"OK"})
+    errors = []
+    completed = [0] * clients
+    start_line = threading.Barrier(clients + 1, timeout=30)
+
+    def client(index):
+        try:
+            with connect(srv.port, timeout=20) as sock:
+                reader = ResponseReader(sock)
+                start_line.wait()
+                for i in range(requests_per_client):
+                    if i % 10 == 9:
+                        sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+                        expected = b"OK"
+                    else:
+                        path = f"/client/{index}/request/{i}"
+                        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+                        expected = path.encode()
+                    response = reader.read_response()
+                    if response.status != 200 or response.body != expected:
+                        errors.append(f"client {index} request {i}: {response.status} {response.body[:80]!r}")
+                        return
+                    completed[index] += 1
+        except Exception as error:           # reported below, with the client's number
+            errors.append(f"client {index}: {type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=client, args=(index,), daemon=True) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    began = time.monotonic()
+    start_line.wait()
+    deadline = began + 90
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = sum(thread.is_alive() for thread in threads)
+    assert stuck == 0, f"{stuck} clients still running after 90 s; errors: {errors[:10]}"
+    assert errors == [], errors[:10]
+    assert sum(completed) == clients * requests_per_client
+
+
+def test_queue_overflow_answers_503_or_closes_and_recovers(server):
+    release = threading.Event()
+    entered = threading.Event()
+
+    def handler(request):
+        if request.path == "/block":
+            entered.set()
+            release.wait(20)
+            return b"unblocked"
+        return b"ok " + request.path.encode()
+
+    queue_size = 1
+    srv = server(handler, threads=1, queue_size=queue_size)
+    blocker_result = {}
+
+    def blocked_client():
+        try:
+            with connect(srv.port, timeout=20) as sock:
+                sock.sendall(b"GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
+                blocker_result["response"] = ResponseReader(sock).read_response()
+        except Exception as error:
+            blocker_result["error"] = error
+
+    blocker = threading.Thread(target=blocked_client, daemon=True)
+    blocker.start()
+    extra = []
+    try:
+        assert entered.wait(5), "the blocking request never reached the handler"
+
+        # The only worker is busy: new connections go to the queue (queue_size of them) or are
+        # refused with a 503 and closed.
+        for i in range(10):
+            sock = connect(srv.port, timeout=2)
+            extra.append(sock)
+            try:
+                sock.sendall(f"GET /extra/{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            except (BrokenPipeError, ConnectionResetError):
+                pass                          # already refused and closed: fine
+
+        outcomes = []                         # "503", "closed" or "waiting", per connection
+        for i, sock in enumerate(extra):
+            reader = ResponseReader(sock)
+            try:
+                response = reader.read_response()
+            except (ConnectionClosed, ConnectionResetError, BrokenPipeError):
+                outcomes.append("closed")
+                continue
+            except socket.timeout:
+                outcomes.append("waiting")    # queued behind the blocked worker
+                continue
+            assert response.status == 503, f"connection {i}: {response.status} {response.body!r}"
+            assert_standard_fields(response)
+            outcomes.append("503")
+            try:
+                assert reader.closed_by_peer(), f"connection {i}: 503 without a close"
+            except socket.timeout:
+                pytest.fail(f"connection {i}: the server kept the connection open after its 503")
+        waiting = [i for i, outcome in enumerate(outcomes) if outcome == "waiting"]
+        assert len(waiting) <= queue_size, f"outcomes: {outcomes}"
+        assert outcomes.count("503") + outcomes.count("closed") >= len(extra) - queue_size, outcomes
+    finally:
+        release.set()
+
+    blocker.join(10)
+    assert not blocker.is_alive()
+    assert "error" not in blocker_result, blocker_result
+    assert blocker_result["response"].status == 200
+    assert blocker_result["response"].body == b"unblocked"
+
+    # Connections that waited in the queue are served once the worker is free.
+    for i in waiting:
+        extra[i].settimeout(5)
+        response = ResponseReader(extra[i]).read_response()
+        assert response.status == 200
+        assert response.body == f"ok /extra/{i}".encode()
+    for sock in extra:
+        sock.close()
+
+    # And the server serves normally again.
+    for i in range(5):
+        status, _, body = get(srv.port, f"/after/{i}")
+        assert (status, body) == (200, f"ok /after/{i}".encode())
+
+
+def test_two_servers_in_one_process_serve_with_their_own_handlers(server):
+    first = server(lambda request: b"first:" + request.path.encode(), static={"/who": b"static-first"})
+    second = server(lambda request: b"second:" + request.path.encode(), static={"/who": b"static-second"})
+    assert first.port != second.port
+    for i in range(5):
+        status, _, body = get(first.port, f"/r{i}")
+        assert (status, body) == (200, f"first:/r{i}".encode())
+        status, _, body = get(second.port, f"/r{i}")
+        assert (status, body) == (200, f"second:/r{i}".encode())
+    # interleaved, on keep-alive connections held open at the same time
+    with connect(first.port) as sock_a, connect(second.port) as sock_b:
+        reader_a, reader_b = ResponseReader(sock_a), ResponseReader(sock_b)
+        for i in range(5):
+            sock_a.sendall(f"GET /a{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            sock_b.sendall(f"GET /b{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            assert reader_b.read_response().body == f"second:/b{i}".encode()
+            assert reader_a.read_response().body == f"first:/a{i}".encode()
+        sock_a.sendall(b"GET /who HTTP/1.1\r\nHost: h\r\n\r\n")
+        sock_b.sendall(b"GET /who HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert reader_a.read_response().body == b"static-first"
+        assert reader_b.read_response().body == b"static-second"
+
+
+def test_stopping_one_server_leaves_the_other_serving(server):
+    first = server(lambda request: b"first")
+    second = server(lambda request: b"second")
+    first.stop()
+    assert not first.running
+    assert get(second.port, "/")[2] == b"second"
+    with pytest.raises(OSError):
+        connect(first.port, timeout=2).close()

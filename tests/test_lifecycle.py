@@ -1,0 +1,183 @@
+"""Server lifecycle: start, stop with requests in flight, threads and file descriptors released."""
+import os
+import threading
+import time
+
+import pytest
+
+import fastcore
+from conftest import ResponseReader, connect, get
+
+
+def open_fd_count():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def slow_handler_factory(entered):
+    def handler(request):
+        if request.path == "/slow":
+            entered.set()
+            time.sleep(0.5)
+            return fastcore.Response(b"slow response body " * 100)
+        return b"fast"
+    return handler
+
+
+def test_stop_finishes_in_flight_request_joins_threads_and_closes_fds():
+    baseline_threads = len(threading.enumerate())
+    baseline_fds = open_fd_count()
+    entered = threading.Event()
+    srv = fastcore.Server(slow_handler_factory(entered), host="127.0.0.1", port=0, threads=2)
+    srv.start()
+    stop_result = {}
+
+    def stop_from_another_thread():
+        if not entered.wait(5):
+            stop_result["error"] = "the /slow request never reached the handler"
+            return
+        began = time.monotonic()
+        try:
+            srv.stop()
+        except BaseException as error:       # reported by the main thread
+            stop_result["error"] = error
+        stop_result["seconds"] = time.monotonic() - began
+
+    stopper = threading.Thread(target=stop_from_another_thread, name="test-stopper")
+    try:
+        port = srv.port
+        assert srv.running
+        assert len(threading.enumerate()) > baseline_threads     # listener + workers are threads
+        with connect(port, timeout=10) as sock:
+            stopper.start()
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+            reader = ResponseReader(sock)
+            response = reader.read_response()
+            assert response.status == 200
+            assert response.body == b"slow response body " * 100
+            assert int(response.headers["content-length"]) == len(response.body)
+            assert reader.closed_by_peer()                        # stopping: no keep-alive
+        stopper.join(10)
+        assert not stopper.is_alive(), "stop() did not return"
+        assert "error" not in stop_result, stop_result
+        assert stop_result["seconds"] < 5.5
+    finally:
+        srv.stop()
+        if stopper.is_alive():
+            stopper.join(10)
+
+    assert not srv.running
+    assert len(threading.enumerate()) == baseline_threads, threading.enumerate()
+    assert open_fd_count() == baseline_fds, os.listdir("/proc/self/fd")
+    with pytest.raises(ConnectionRefusedError):
+        connect(port, timeout=2).close()
+
+
+def test_stop_closes_idle_keep_alive_connections():
+    srv = fastcore.Server(lambda request: b"hi", host="127.0.0.1", port=0, threads=2).start()
+    try:
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            reader = ResponseReader(sock)
+            assert reader.read_response().body == b"hi"
+            stopper = threading.Thread(target=srv.stop)
+            stopper.start()
+            stopper.join(10)
+            assert not stopper.is_alive()
+            assert reader.closed_by_peer()
+    finally:
+        srv.stop()
+
+
+def test_repeated_start_stop_leaves_no_threads_or_fds():
+    baseline_threads = len(threading.enumerate())
+    baseline_fds = open_fd_count()
+    for round_number in range(5):
+        srv = fastcore.Server(lambda request: b"round", host="127.0.0.1", port=0, threads=3)
+        srv.add_static("/health", b"OK")
+        srv.start()
+        try:
+            assert get(srv.port, "/")[2] == b"round"
+            assert get(srv.port, "/health")[2] == b"OK"
+            idle = connect(srv.port)                      # left open: stop must close it
+            idle.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert ResponseReader(idle).read_response().body == b"round"
+        finally:
+            srv.stop()
+        idle.close()
+        assert len(threading.enumerate()) == baseline_threads, (round_number, threading.enumerate())
+        assert open_fd_count() == baseline_fds, (round_number, os.listdir("/proc/self/fd"))
+
+
+def test_context_manager_starts_and_stops():
+    baseline_threads = len(threading.enumerate())
+    with fastcore.Server(lambda request: b"ctx", host="127.0.0.1", port=0) as srv:
+        assert srv.running
+        port = srv.port
+        assert get(port, "/")[2] == b"ctx"
+    assert not srv.running
+    assert len(threading.enumerate()) == baseline_threads
+    with pytest.raises(ConnectionRefusedError):
+        connect(port, timeout=2).close()
+
+
+def test_stop_is_idempotent():
+    srv = fastcore.Server(lambda request: b"x", host="127.0.0.1", port=0).start()
+    srv.stop()
+    srv.stop()
+    assert not srv.running
+
+
+def test_start_returns_the_server_already_accepting():
+    srv = fastcore.Server(None, host="127.0.0.1", port=0)
+    srv.add_static("/health", b"OK")
+    try:
+        assert srv.start() is srv
+        # no waiting of any kind: the first request right after start() is answered
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert ResponseReader(sock).read_response().body == b"OK"
+    finally:
+        srv.stop()
+
+
+def test_server_config_options_and_overrides():
+    config = fastcore.ServerConfig(threads=3, max_body_size=10)
+    srv = fastcore.Server(None, config=config, port=0, host="127.0.0.1", max_body_size=20)
+    assert srv.config.threads == 3
+    assert srv.config.max_body_size == 20
+    assert not srv.running
+    defaults = fastcore.ServerConfig()
+    assert (defaults.host, defaults.port, defaults.threads, defaults.queue_size, defaults.backlog) == \
+        ("127.0.0.1", 8000, 2, 1024, 1024)
+    assert (defaults.max_request_line, defaults.max_head_size, defaults.max_header_count,
+            defaults.max_body_size, defaults.python_batch, defaults.server_name) == \
+        (8190, 32768, 100, 1048576, 16, "fastcore")
+
+
+def test_port_and_host_are_reported_after_start(server):
+    srv = server(None)
+    assert srv.host == "127.0.0.1"
+    assert 0 < srv.port < 65536
+    with connect(srv.port) as sock:
+        assert sock.getpeername() == ("127.0.0.1", srv.port)
+
+
+def test_stop_with_many_open_connections_is_prompt():
+    srv = fastcore.Server(lambda request: b"x", host="127.0.0.1", port=0, threads=2).start()
+    sockets = []
+    try:
+        for _ in range(50):
+            sock = connect(srv.port)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            sockets.append(sock)
+        for sock in sockets:
+            assert ResponseReader(sock).read_response().body == b"x"
+        began = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - began < 3
+        for sock in sockets:
+            assert ResponseReader(sock).closed_by_peer()
+    finally:
+        srv.stop()
+        for sock in sockets:
+            sock.close()
