@@ -18,6 +18,7 @@ cdef enum ServeResult:
 cdef enum:
     READ_CHUNK = 16384
     LINGER_DRAIN_BYTES = 65536        # unread input discarded before closing, so close() sends FIN not RST
+    MAX_EMPTY_LINES_BEFORE_REQUEST = 8
 
 
 cdef inline bint request_method_is(const Conn* conn, const char* method, size_t length) noexcept nogil:
@@ -30,6 +31,7 @@ cdef inline void finish_request(Conn* conn, size_t request_length) noexcept nogi
     conn.head_complete = False
     conn.body_streamed = False
     conn.continue_deferred = False
+    conn.empty_lines_before_request = 0
     memset(&conn.scan, 0, sizeof(HeadScan))
     memset(&conn.request, 0, sizeof(ParsedRequest))
 
@@ -56,11 +58,15 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             return SERVE_DONE                           # the response being streamed comes first
         available = buffer_length(&conn.input)
         if not conn.head_complete:
-            # RFC 9112 section 2.2: ignore empty lines received before a request line.
+            # RFC 9112 section 2.2: ignore empty lines received before a request line. They count as
+            # the start of a head (its timer is not re-armed by them), and only a few are allowed.
             while (conn.scan.position == 0 and available >= 2 and conn.input.data[conn.input.start] == 13
                    and conn.input.data[conn.input.start + 1] == 10):
                 buffer_consume(&conn.input, 2)
                 available -= 2
+                conn.empty_lines_before_request += 1
+                if conn.empty_lines_before_request > MAX_EMPTY_LINES_BEFORE_REQUEST:
+                    return fail_request(worker, conn, 400)
             if available == 0:
                 return SERVE_DONE
             result = head_scan(conn.input.data + conn.input.start, available, &conn.scan, &server.limits)
@@ -282,7 +288,7 @@ cdef void conn_arm_read_timer(Worker* worker, Conn* conn) noexcept nogil:
     """Pick the timeout for what the connection now waits on from the client."""
     if conn.head_complete:
         timer_arm(worker, conn, TIMER_BODY)             # re-armed by every read that brings body bytes
-    elif buffer_length(&conn.input):
+    elif buffer_length(&conn.input) or conn.empty_lines_before_request:
         if conn.timer_kind != TIMER_HEADER:
             timer_arm(worker, conn, TIMER_HEADER)       # once per head: trickling does not extend it
     else:

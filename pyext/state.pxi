@@ -79,6 +79,7 @@ cdef struct Conn:
     bint awaiting_python              # queued in the worker's Python batch
     bint linger_on_close              # the client may still be sending: half-close and drain first
     bint body_streamed                # the handler reads this request's body as it arrives
+    int empty_lines_before_request    # CRLFs skipped before the current request line
     bint continue_deferred            # 100 Continue is owed when (if) the handler reads the body
     size_t output_sent_early          # output bytes a body reader flushed while the handler ran
     Conn* next_awaiting_python

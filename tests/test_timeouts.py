@@ -130,3 +130,31 @@ def test_connection_cap_refuses_with_503_and_recovers(server):
             sock.close()
     assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
     assert get(srv.port)[0] == 200
+
+
+def test_empty_lines_do_not_keep_a_connection_alive(server):
+    srv = server(hello, header_timeout=0.6, keepalive_timeout=5)
+    with connect(srv.port) as sock:
+        started = time.monotonic()
+        closed = False
+        for _ in range(8):                       # 8 x 0.2 s > header_timeout
+            try:
+                sock.sendall(b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.2)
+        if not closed:
+            sock.settimeout(3)
+            assert read_until_closed(sock) == b""
+    assert time.monotonic() - started < 3
+
+
+def test_a_flood_of_empty_lines_is_400(server):
+    srv = server(hello)
+    with connect(srv.port) as sock:
+        sock.sendall(b"\r\n" * 20 + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+    with connect(srv.port) as sock:              # a couple are tolerated (RFC 9112 2.2)
+        sock.sendall(b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert ResponseReader(sock).read_response().body == b"hello"
