@@ -14,6 +14,8 @@ extension = Extension(
     "fastcore._core",
     sources=["pyext/_core.pyx"],
     extra_compile_args=extra_compile_args + ["-Wno-unused-function"],
+    # The debug build counts live allocations (fastcore._core.debug_counters) and keeps C asserts.
+    define_macros=[("FASTCORE_DEBUG", "1")] if debug else [],
 )
 
 setup(
@@ -21,7 +23,6 @@ setup(
         [extension],
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
-        compile_time_env={"FASTCORE_DEBUG": debug},
         annotate=False,
     ),
 )

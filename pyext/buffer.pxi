@@ -43,6 +43,8 @@ cdef int buffer_reserve(Buffer* b, size_t extra) noexcept nogil:
     grown = <char*>realloc(b.data, wanted)
     if grown == NULL:
         return -1
+    if b.data == NULL:
+        fc_debug_count(FC_LIVE_BUFFERS, 1)
     b.data = grown
     b.capacity = wanted
     return 0
@@ -77,6 +79,8 @@ cdef inline void buffer_consume(Buffer* b, size_t n) noexcept nogil:
 
 cdef inline void buffer_release(Buffer* b) noexcept nogil:
     """Give the memory back; the buffer is empty afterwards."""
+    if b.data != NULL:
+        fc_debug_count(FC_LIVE_BUFFERS, -1)
     free(b.data)
     b.data = NULL
     b.start = 0

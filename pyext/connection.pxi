@@ -198,6 +198,7 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
     if conn.next != NULL:
         conn.next.previous = conn.previous
     worker.connection_count -= 1
+    fc_debug_count(FC_LIVE_CONNECTIONS, -1)
     free(conn)
 
 
@@ -413,6 +414,7 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
         close(fd)
         fc_atomic_add64(&worker.server.open_connections, -1)
         return
+    fc_debug_count(FC_LIVE_CONNECTIONS, 1)
     conn.fd = fd
     conn.peer = accepted.peer
     conn.sendfile_fd = -1
@@ -422,6 +424,7 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
     if epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0:
         close(fd)
         fc_atomic_add64(&worker.server.open_connections, -1)
+        fc_debug_count(FC_LIVE_CONNECTIONS, -1)
         free(conn)
         return
     conn.next = worker.connections

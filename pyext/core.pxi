@@ -44,6 +44,7 @@ cdef void release_stream(Conn* conn) noexcept:
     conn.stream = NULL
     conn.stream_owner = NULL
     if owner != NULL:
+        fc_debug_count(FC_LIVE_PYTHON_BODIES, -1)
         _close_iterable(<object>owner)
         Py_DECREF(<object>owner)
     if iterator != NULL:
@@ -418,6 +419,7 @@ cdef class Core:
             raise MemoryError()
         if file_span is not None:
             Py_INCREF(body)
+            fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
             conn.stream_owner = <void*>body
             if bodyless or head_only or file_span[2] == 0:
                 release_stream(conn)
@@ -429,6 +431,7 @@ cdef class Core:
             Py_INCREF(stream)
             conn.stream = <void*>stream
             Py_INCREF(body)
+            fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
             conn.stream_owner = <void*>body
             conn.stream_chunked = conn.request.version_minor == 1
             if bodyless or head_only:

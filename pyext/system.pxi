@@ -134,6 +134,24 @@ cdef extern from *:
     static inline long long fc_atomic_load64(const long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void fc_atomic_store64(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+    /* Debug builds (FASTCORE_DEBUG=1 at build time) count live allocations of each kind; the tests
+       check that every count is back to zero once the servers are stopped. Release builds compile
+       the counting away. */
+    enum { FC_LIVE_CONNECTIONS, FC_LIVE_BUFFERS, FC_LIVE_PYTHON_BODIES, FC_DEBUG_COUNTERS };
+    #ifdef FASTCORE_DEBUG
+    static long long fc_debug_counters[FC_DEBUG_COUNTERS];
+    static inline void fc_debug_count(int counter, long long delta) {
+        __atomic_fetch_add(&fc_debug_counters[counter], delta, __ATOMIC_RELAXED);
+    }
+    static inline long long fc_debug_counter(int counter) {
+        return __atomic_load_n(&fc_debug_counters[counter], __ATOMIC_RELAXED);
+    }
+    static const int fc_debug_build = 1;
+    #else
+    #define fc_debug_count(counter, delta) ((void)0)
+    static inline long long fc_debug_counter(int counter) { (void)counter; return 0; }
+    static const int fc_debug_build = 0;
+    #endif
     /* Monotonic milliseconds, for deadlines. */
     static inline long long fc_now_ms(void) {
         struct timespec ts;
@@ -147,3 +165,10 @@ cdef extern from *:
     void fc_atomic_store64(long long* p, long long v) nogil
     void fc_atomic_add64(long long* p, long long v) nogil
     long long fc_now_ms() nogil
+    enum:
+        FC_LIVE_CONNECTIONS
+        FC_LIVE_BUFFERS
+        FC_LIVE_PYTHON_BODIES
+    void fc_debug_count(int counter, long long delta) nogil
+    long long fc_debug_counter(int counter) nogil
+    const int fc_debug_build

@@ -1,4 +1,5 @@
-# testing.pxi: a test-only entry point into the nogil parser (unit, differential and fuzz tests).
+# testing.pxi: test-only entry points: the nogil parser (unit, differential and fuzz tests) and the
+# debug build's leak counters.
 
 def parse_request(bytes data, *, Py_ssize_t max_request_line=8190, Py_ssize_t max_head_size=32768,
                   Py_ssize_t max_header_count=100, long long max_body_size=1 << 40):
@@ -71,3 +72,15 @@ def parse_request(bytes data, *, Py_ssize_t max_request_line=8190, Py_ssize_t ma
         "connection_keep_alive": bool(request.connection_keep_alive),
         "expect_continue": bool(request.expect_continue),
     })
+
+
+def debug_counters():
+    """Live allocations counted by a debug build (FASTCORE_DEBUG=1): connections, buffers, and
+    response bodies held for streaming. None in a release build, which does not count."""
+    if not fc_debug_build:
+        return None
+    return {
+        "connections": fc_debug_counter(FC_LIVE_CONNECTIONS),
+        "buffers": fc_debug_counter(FC_LIVE_BUFFERS),
+        "python_bodies": fc_debug_counter(FC_LIVE_PYTHON_BODIES),
+    }
