@@ -49,7 +49,7 @@ cdef int timers_wait_ms(const Worker* worker) noexcept nogil:
     """Milliseconds until the earliest deadline, or -1 when no timer runs."""
     cdef int kind
     cdef long long earliest = -1, deadline
-    for kind in range(1, TIMER_KINDS):
+    for kind in range(1, <int>TIMER_KINDS):
         if worker.timers[kind].first != NULL:
             deadline = worker.timers[kind].first.deadline_ms
             if earliest < 0 or deadline < earliest:

@@ -67,7 +67,7 @@ cdef void worker_expire_timers(Worker* worker) noexcept nogil:
     408 and a close; an idle or never-used connection, or one that stopped reading, is closed."""
     cdef int kind
     cdef Conn* conn
-    for kind in range(1, TIMER_KINDS):
+    for kind in range(1, <int>TIMER_KINDS):
         while worker.timers[kind].first != NULL and worker.timers[kind].first.deadline_ms <= worker.now_ms:
             conn = worker.timers[kind].first
             timer_unlink(worker, conn)

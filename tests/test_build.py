@@ -21,6 +21,7 @@ def compile_flags():
     return producer.group(1).split()
 
 
+@pytest.mark.skipif(_core.debug_counters() is not None, reason="a debug build is -O0 on purpose")
 def test_the_module_is_built_with_optimization():
     optimization = [flag for flag in compile_flags() if re.fullmatch(r"-O\d|-Os|-Ofast", flag)]
     assert optimization and optimization[-1] in ("-O2", "-O3", "-Ofast")   # the last one wins
