@@ -77,6 +77,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             result = parse_head(conn.input.data + conn.input.start, <size_t>result, &conn.request, &server.limits)
             if result < 0:
                 return fail_request(worker, conn, <int>-result)
+            fc_counter_add(&worker.counters.requests, 1)
             result = start_body(worker, conn, available)
             if result < 0:
                 return fail_request(worker, conn, <int>-result)
@@ -220,6 +221,7 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
         sent = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
         if sent > 0:
             buffer_consume(&conn.output, <size_t>sent)
+            fc_counter_add(&worker.counters.bytes_sent, sent)
             progressed = True
         elif sent < 0 and errno == EINTR:
             continue
@@ -266,6 +268,7 @@ cdef bint conn_send_file(Worker* worker, Conn* conn, bint progressed) noexcept n
         if sent > 0:
             conn.sendfile_remaining -= <size_t>sent
             fc_atomic_add64(&worker.server.sendfile_bytes, sent)
+            fc_counter_add(&worker.counters.bytes_sent, sent)
             progressed = True
         elif sent < 0 and errno == EINTR:
             continue
@@ -348,6 +351,7 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     received = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
     if received > 0:
         conn.input.end += <size_t>received
+        fc_counter_add(&worker.counters.bytes_received, received)
     elif received == 0:
         conn.peer_closed = True
     elif errno == EAGAIN or errno == EINTR:

@@ -154,6 +154,7 @@ cdef class Core:
                     + b"Content-Length: " + str(len(body)).encode() + b"\r\n")
             self._owned_bytes += [path, head, body]
             route = &self.state.routes[self.state.route_count]
+            route.status = status
             route.path = PyBytes_AS_STRING(path)
             route.path_length = PyBytes_GET_SIZE(path)
             route.head = PyBytes_AS_STRING(head)
@@ -241,8 +242,31 @@ cdef class Core:
         self.state.routes = NULL
 
     def stats(self):
-        """Counters kept in C (more come with the stats issue)."""
+        """Counters kept in C without the GIL: server-wide atomics, plus per-worker counters (each
+        written only by its worker) summed here."""
+        cdef int i, status_class
+        cdef WorkerCounters* counters
+        per_worker = []
+        if self.workers != NULL:
+            for i in range(self.state.worker_count):
+                counters = &self.workers[i].counters
+                per_worker.append({
+                    "requests": fc_atomic_load64(&counters.requests),
+                    "open_connections": <long long>self.workers[i].connection_count,
+                    "bytes_received": fc_atomic_load64(&counters.bytes_received),
+                    "bytes_sent": fc_atomic_load64(&counters.bytes_sent),
+                    "responses": {("%dxx" % status_class if status_class else "other"):
+                                  fc_atomic_load64(&counters.responses[status_class])
+                                  for status_class in range(6)},
+                })
+        responses = {key: sum(worker["responses"][key] for worker in per_worker)
+                     for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")}
         return {
+            "requests": sum(worker["requests"] for worker in per_worker),
+            "responses": responses,
+            "bytes_received": sum(worker["bytes_received"] for worker in per_worker),
+            "bytes_sent": sum(worker["bytes_sent"] for worker in per_worker),
+            "workers": per_worker,
             "accepted": fc_atomic_load64(&self.state.accepted),
             "rejected_queue_full": fc_atomic_load64(&self.state.rejected_queue_full),
             "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
@@ -381,6 +405,7 @@ cdef class Core:
             stream = iter(body)                         # unknown length: streamed
 
         _append_bytes(out, self._status_line(status))
+        count_response(worker, status)
         if buffer_append(out, self.state.server_field, self.state.server_field_length) != 0:
             raise MemoryError()
         if buffer_append(out, worker.date.line, worker.date.length) != 0:

@@ -70,9 +70,15 @@ cdef int append_connection_field(Buffer* out, const Conn* conn) noexcept nogil:
     return 0
 
 
+cdef inline void count_response(Worker* worker, int status) noexcept nogil:
+    cdef int status_class = status // 100
+    fc_counter_add(&worker.counters.responses[status_class if 1 <= status_class <= 5 else 0], 1)
+
+
 cdef int append_error_response(Worker* worker, Conn* conn, int status) noexcept nogil:
     """A short text/plain response with the status's reason as body."""
     cdef Buffer* out = &conn.output
+    count_response(worker, status)
     cdef const char* reason = status_reason(status)
     cdef size_t reason_length = strlen(reason)
     cdef int failed = 0
@@ -107,6 +113,7 @@ cdef const StaticRoute* find_static_route(const ServerState* server, const char*
 cdef int append_static_response(Worker* worker, Conn* conn, const StaticRoute* route, bint head_only) noexcept nogil:
     cdef Buffer* out = &conn.output
     cdef int failed = 0
+    count_response(worker, route.status)
     failed |= buffer_append(out, route.head, route.head_length)
     failed |= buffer_append(out, worker.date.line, worker.date.length)
     failed |= append_connection_field(out, conn)

@@ -19,6 +19,7 @@ ctypedef struct DateCache:
     size_t length
 
 ctypedef struct StaticRoute:
+    int status
     const char* path
     size_t path_length
     const char* head                  # status line + fixed fields, without Date and the blank line
@@ -59,6 +60,12 @@ ctypedef struct TimerList:
 
 cdef struct Worker
 cdef struct ServerState
+
+ctypedef struct WorkerCounters:     # written by the worker only (fc_counter_add), summed by stats()
+    long long requests                # heads parsed
+    long long responses[6]            # by status class: [1] 1xx ... [5] 5xx, [0] anything else
+    long long bytes_received
+    long long bytes_sent
 
 cdef struct Conn:
     int fd
@@ -134,6 +141,7 @@ cdef struct Worker:
     Conn* python_last
     Conn** flush_after_python         # connections answered in the last batch, flushed after the GIL
     long long now_ms                  # monotonic clock, read once per loop turn
+    WorkerCounters counters
     void** orphaned_streams           # streams of closed connections, released at the next GIL batch
     int orphaned_count
     int orphaned_capacity

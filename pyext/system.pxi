@@ -134,6 +134,11 @@ cdef extern from *:
     static inline long long fc_atomic_load64(const long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void fc_atomic_store64(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+    /* A counter with one writer (its worker) and readers elsewhere (stats): relaxed load and
+       store, so no locked instruction on the hot path and no torn read. */
+    static inline void fc_counter_add(long long *p, long long v) {
+        __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+    }
     /* Debug builds (FASTCORE_DEBUG=1 at build time) count live allocations of each kind; the tests
        check that every count is back to zero once the servers are stopped. Release builds compile
        the counting away. */
@@ -164,6 +169,7 @@ cdef extern from *:
     long long fc_atomic_load64(const long long* p) nogil
     void fc_atomic_store64(long long* p, long long v) nogil
     void fc_atomic_add64(long long* p, long long v) nogil
+    void fc_counter_add(long long* p, long long v) nogil
     long long fc_now_ms() nogil
     enum:
         FC_LIVE_CONNECTIONS
