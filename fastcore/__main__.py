@@ -1,15 +1,14 @@
-"""`python -m fastcore`: serve the built-in demo app.
+"""`python -m fastcore`: the command line (fastcore.cli). Without an app argument it serves the
+built-in demo app defined here:
 
     /        Hello, World! (a Python handler)
     /echo    POST: the body back, with the request's Content-Type
     /health  OK (a static route, answered in C)
 """
-import argparse
 import json
-import logging
 import sys
 
-from . import Response, Server
+from . import Response
 
 
 def demo_app(request):
@@ -28,24 +27,8 @@ def demo_app(request):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fastcore", description="Serve the fastcore demo app.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = Server(demo_app, host=args.host, port=args.port, threads=args.threads)
-    server.add_static("/health", b"OK\n")
-
-    def announce(server):
-        print(f"fastcore demo serving on http://{args.host}:{server.port}/ (Ctrl-C to stop)", flush=True)
-
-    try:
-        server.serve_forever(on_ready=announce)     # the URL is printed once Ctrl-C is handled
-    except OSError as error:
-        print(f"fastcore: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
-        return 1
-    return 0
+    from .cli import main as cli_main
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

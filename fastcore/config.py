@@ -45,12 +45,17 @@ class ServerConfig:
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
     python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
     server_name: str = _option("fastcore", "value of the Server response field")
+    # Used by the WSGI adapter and the command line, not by the compiled core:
+    root_path: str = _option("", "WSGI SCRIPT_NAME: the URL prefix the app is mounted under (stripped from PATH_INFO)")
+    access_log: bool = _option(False, "log every response on the fastcore.access logger (gunicorn-like format)")
+    log_level: str = _option("info", "command line: level of the fastcore and root loggers "
+                             "(critical, error, warning, info, debug)")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             expected = (int, float) if spec.type is float else spec.type
-            if not isinstance(value, expected) or isinstance(value, bool):
+            if not isinstance(value, expected) or (isinstance(value, bool) and spec.type is not bool):
                 raise ConfigError(f"{spec.name} must be {spec.type.__name__}, not {type(value).__name__}")
             minimum = spec.metadata.get("minimum")
             if minimum is not None and value < minimum:

@@ -25,6 +25,11 @@ if PROJECT_ROOT not in sys.path:
 
 import fastcore  # noqa: E402
 
+if os.environ.get("FASTCORE_TEST_INSTALLED"):
+    # .ci/run also tests the built wheel: the package must then come from the environment, not
+    # from a source tree next to the tests.
+    assert "site-packages" in fastcore.__file__, fastcore.__file__
+
 HANG_TIMEOUT_DEFAULT = 60.0
 
 # A duplicate of the real stderr taken in pytest_configure (capture is suspended then), so the
@@ -87,6 +92,15 @@ def server():
     yield start
     for srv in reversed(started):
         srv.stop()
+    assert_no_leaks()
+
+
+def assert_no_leaks():
+    """In a debug build (FASTCORE_DEBUG=1), every connection, buffer and held response body must
+    have been freed once the servers are stopped. A release build does not count: nothing to check."""
+    counters = fastcore._core.debug_counters()
+    if counters is not None:
+        assert counters == {"connections": 0, "buffers": 0, "python_bodies": 0}
 
 
 def echo_handler(request):
@@ -286,3 +300,194 @@ def assert_standard_fields(response):
     assert "server" in headers, response.header_list
     assert "content-length" in headers, response.header_list
     assert int(headers["content-length"]) == len(response.body) or response.body == b""
+
+
+# -- WSGI ----------------------------------------------------------------------------------------
+
+class WSGIProblems:
+    """What a WSGI test must not produce unless it says it expects it: records of level WARNING or
+    above on the "fastcore" loggers (fastcore.error: app exceptions, validator AssertionErrors;
+    fastcore.wsgi: wsgi.errors output), unraisable exceptions (the validator's "iterator garbage
+    collected without being closed"), and wsgiref.validate.WSGIWarning (turned into exceptions
+    inside the app, so they surface as logged errors)."""
+
+    def __init__(self):
+        import logging
+        import threading
+        self.records = []
+        self.unraisable = []
+        self._lock = threading.Lock()
+        problems = self
+
+        class _Collect(logging.Handler):
+            def emit(self, record):
+                with problems._lock:
+                    problems.records.append(record)
+
+        self.handler = _Collect(level=logging.WARNING)
+
+    def take(self, logger, contains="", min_count=1):
+        """Remove and return the records of `logger` whose message or traceback contains
+        `contains`; at least `min_count` of them must be there."""
+        import logging
+        formatter = logging.Formatter()
+        taken, kept = [], []
+        with self._lock:
+            for record in self.records:
+                text = record.getMessage()
+                if record.exc_info:
+                    text += "\n" + formatter.formatException(record.exc_info)
+                (taken if record.name == logger and contains in text else kept).append(record)
+            self.records[:] = kept
+        assert len(taken) >= min_count, \
+            f"expected {min_count}+ records on {logger} containing {contains!r}; others: {self.describe()}"
+        return taken
+
+    def describe(self):
+        import logging
+        formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+        return [formatter.format(record) for record in self.records] + [repr(u) for u in self.unraisable]
+
+    def assert_none(self):
+        assert not self.records and not self.unraisable, "unexpected problems:\n" + "\n".join(self.describe())
+
+
+@pytest.fixture
+def wsgi_problems():
+    """A WSGIProblems collector, active for the test; at teardown nothing unexpected may remain."""
+    import gc
+    import logging
+    import warnings
+    from wsgiref.validate import WSGIWarning
+
+    problems = WSGIProblems()
+    logger = logging.getLogger("fastcore")
+    logger.addHandler(problems.handler)
+    previous_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        with problems._lock:
+            problems.unraisable.append((unraisable.exc_type, str(unraisable.exc_value), unraisable.object))
+
+    sys.unraisablehook = hook
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        try:
+            yield problems
+            gc.collect()
+        finally:
+            sys.unraisablehook = previous_hook
+            logger.removeHandler(problems.handler)
+    problems.assert_none()
+
+
+@pytest.fixture
+def wsgi_server(wsgi_problems):
+    """Factory: wsgi_server(app, validate=True, threads=2, **options) -> a started
+    fastcore.WSGIServer on 127.0.0.1, running `wsgiref.validate.validator(app)` unless
+    validate=False. Servers are stopped at teardown, before wsgi_problems checks that nothing was
+    logged (tests that provoke errors take their records with wsgi_problems.take(...))."""
+    from wsgiref.validate import validator
+    started = []
+
+    def start(app, validate=True, threads=2, **options):
+        srv = fastcore.WSGIServer(validator(app) if validate else app, host="127.0.0.1", port=0,
+                                  threads=threads, **options)
+        srv.start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in reversed(started):
+        srv.stop()
+    assert_no_leaks()
+
+
+def validate_in_process(app, environ=None, body=b""):
+    """Run `app` once under wsgiref.validate.validator without a server (for apps whose server-side
+    behaviour the validator's wrapping would hide, e.g. len() or wsgi.file_wrapper's sendfile).
+    Returns (status, headers, body bytes)."""
+    import io
+    import wsgiref.util
+    from wsgiref.validate import validator
+    env = {"REQUEST_METHOD": "GET", "QUERY_STRING": "", "wsgi.input": io.BytesIO(body), "wsgi.errors": io.StringIO(),
+           "wsgi.file_wrapper": fastcore.FileWrapper}
+    env.update(environ or {})
+    env.setdefault("SCRIPT_NAME", "")
+    env.setdefault("PATH_INFO", "/")
+    wsgiref.util.setup_testing_defaults(env)
+    seen = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, headers
+        return lambda data: None
+
+    result = validator(app)(env, start_response)
+    try:
+        data = b"".join(result)
+    finally:
+        result.close()
+    return seen["status"], seen["headers"], data
+
+
+class HTTPReader:
+    """Reads responses one after another from a socket (keep-alive, pipelining), decoding chunked
+    bodies; a response whose body the peer cut short comes back with complete=False."""
+
+    def __init__(self, sock, timeout=5.0):
+        self.sock = sock
+        self.buffer = b""
+        sock.settimeout(timeout)
+
+    def _fill(self):
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        self.buffer += data
+        return bool(data)
+
+    def _take(self, count):
+        taken, self.buffer = self.buffer[:count], self.buffer[count:]
+        return taken
+
+    def read(self, method="GET"):
+        """(status, headers dict with lowercased names, body, complete)."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._fill():
+                raise ConnectionClosed(f"closed before the head: {self.buffer[:200]!r}")
+        end = self.buffer.index(b"\r\n\r\n")
+        _, status, _, header_list = _parse_head(self._take(end + 4)[:end])
+        headers = {name.lower(): value for name, value in header_list}
+        if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
+            return status, headers, b"", True
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.buffer:
+                    if not self._fill():
+                        return status, headers, body, False
+                size = int(self.buffer[:self.buffer.index(b"\r\n")].split(b";")[0], 16)
+                while len(self.buffer) < self.buffer.index(b"\r\n") + 2 + size + 2:
+                    if not self._fill():
+                        line_end = self.buffer.index(b"\r\n") + 2
+                        return status, headers, body + self.buffer[line_end:line_end + size], False
+                self._take(self.buffer.index(b"\r\n") + 2)
+                body += self._take(size)
+                assert self._take(2) == b"\r\n", "bad chunk end"
+                if size == 0:                        # "0\r\n\r\n": fastcore sends no trailers
+                    return status, headers, body, True
+        if "content-length" in headers:
+            length = int(headers["content-length"])
+            while len(self.buffer) < length:
+                if not self._fill():
+                    return status, headers, self._take(length), False
+            return status, headers, self._take(length), True
+        while self._fill():
+            pass
+        return status, headers, self._take(len(self.buffer)), True
+
+
+def read_chunked_response(sock, timeout=5.0, method="GET"):
+    """One response from `sock` (see HTTPReader.read); bytes after it are discarded."""
+    return HTTPReader(sock, timeout).read(method)

@@ -1,0 +1,170 @@
+"""The access log: one line per response on the "fastcore.access" logger, off unless asked for.
+
+Format (gunicorn's `%(h)s - - [%(t)s] "%(r)s" %(s)s %(b)s %(D)sus`):
+
+    127.0.0.1 - - [27/Nov/2025:03:16:00 +0000] "GET /path?q=1 HTTP/1.1" 200 13 154us
+
+remote address, the time the request arrived (local time, Common Log Format), the request line,
+the status, the body bytes handed to the server ("-" for none), and the time from the call of the
+handler to the end of the response body, in microseconds.
+
+A line is written when the body is done: at once for a body of known length, when the server
+closes a streamed body (its end, an error, the client leaving). It goes through `logging`, so
+where it ends up is the logging configuration's business; the command line sends it to stdout
+through a QueueHandler, so the worker threads never wait for the terminal. The format is applied
+lazily: the worker thread only builds a LogRecord.
+
+`access_logged(handler)` adds the log to a native handler; the WSGI adapter (fastcore.wsgi) does
+it itself.
+"""
+import io
+import logging
+import os
+import stat
+import time
+
+from ._core import FileWrapper, Response
+
+log = logging.getLogger("fastcore.access")
+
+FORMAT = '%s - - [%s] "%s %s HTTP/%s" %s %s %dus'
+
+_clf_cache = (None, "")
+
+
+def clf_time(seconds):
+    """`seconds` since the epoch as Common Log Format local time, cached per second."""
+    global _clf_cache
+    whole = int(seconds)
+    cached_second, text = _clf_cache
+    if whole != cached_second:
+        text = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(whole))
+        _clf_cache = (whole, text)
+    return text
+
+
+def write(request, status, sent, started_wall, started):
+    """One access line. `started_wall` is time.time() and `started` time.perf_counter() at the
+    start of the request."""
+    log.info(FORMAT, request.remote_addr or "-", clf_time(started_wall), request.method, request.target,
+             request.http_version, status, sent if sent else "-",
+             int((time.perf_counter() - started) * 1_000_000))
+
+
+class FileClosedHook:
+    """Stands in for the file inside a FileWrapper so that the server's close() of the wrapper
+    (after sendfile) also calls `on_close`. Everything else goes to the file."""
+
+    __slots__ = ("_file", "_on_close")
+
+    def __init__(self, file, on_close):
+        self._file = file
+        self._on_close = on_close
+
+    def fileno(self):
+        return self._file.fileno()
+
+    def tell(self):
+        return self._file.tell()
+
+    def read(self, *args):
+        return self._file.read(*args)
+
+    def close(self):
+        try:
+            close = getattr(self._file, "close", None)
+            if close is not None:
+                close()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
+
+
+class _LoggedStream:
+    """A streamed native response body whose close() writes the access line."""
+
+    __slots__ = ("_body", "_iterator", "_request", "_status", "_sent", "_wall", "_started", "_done")
+
+    def __init__(self, body, request, status, wall, started):
+        self._body = body
+        self._iterator = iter(body)
+        self._request = request
+        self._status = status
+        self._sent = 0
+        self._wall = wall
+        self._started = started
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        part = next(self._iterator)
+        self._sent += len(part)
+        return part
+
+    def close(self):
+        if self._done:
+            return
+        self._done = True
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            write(self._request, self._status, self._sent, self._wall, self._started)
+
+
+def access_logged(handler):
+    """Wrap a native handler (request -> Response) so that every response is access-logged.
+    A handler exception is logged as a 500 and re-raised (the server answers it)."""
+
+    def logged(request):
+        wall = time.time()
+        started = time.perf_counter()
+        try:
+            result = handler(request)
+        except BaseException as error:
+            write(request, getattr(error, "status", 500), 0, wall, started)
+            raise
+        head = request.method == "HEAD"
+        if isinstance(result, Response):
+            body, status = result.body, result.status
+        else:
+            body, status = result, 200
+        if isinstance(body, (bytes, bytearray, memoryview, str, list, tuple)):
+            if isinstance(body, str):
+                sent = len(body.encode("utf-8"))
+            elif isinstance(body, (list, tuple)):
+                sent = sum(len(part.encode("utf-8") if isinstance(part, str) else part) for part in body)
+            else:
+                sent = len(body)
+            write(request, status, 0 if head else sent, wall, started)
+            return result
+        size = file_span_length(body) if type(body) is FileWrapper else None
+        if size is not None:                            # goes out with sendfile(2): no iteration to count
+            def file_done():
+                write(request, status, 0 if head else size, wall, started)
+            wrapped = FileWrapper(FileClosedHook(body.filelike, file_done), body.block_size)
+        else:
+            wrapped = _LoggedStream(body, request, status, wall, started)
+        if isinstance(result, Response):
+            return Response(wrapped, result.status, result.headers, result.content_type)
+        return Response(wrapped)
+
+    logged.__wrapped__ = handler
+    return logged
+
+
+def file_span_length(wrapper):
+    """The bytes the server will sendfile(2) for a FileWrapper (its file's position to its end),
+    or None when it wraps no regular file (then it is iterated)."""
+    file = wrapper.filelike
+    try:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        return max(0, status.st_size - (file.tell() if hasattr(file, "tell") else 0))
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None

@@ -1,0 +1,360 @@
+"""The command line: `fastcore [options] module:app` (also `python -m fastcore ...`).
+
+    fastcore myproject.wsgi:application --host 0.0.0.0 --port 8000 --threads 8
+    fastcore 'myapp:create_app()' --access-log          # an app factory, called once at startup
+    FASTCORE_THREADS=8 fastcore myapp:app                # every option also from FASTCORE_<OPTION>
+    fastcore --interface native handlers:handle          # a native handler, request -> Response
+    fastcore                                             # no app: the built-in demo (fastcore.__main__)
+
+The server options are generated from ServerConfig's fields (the one source of options): the
+field `max_body_size` is `--max-body-size` and FASTCORE_MAX_BODY_SIZE, with the field's type and
+help text; a bool field is a `--flag` / `--no-flag` pair. A flag beats the environment, which
+beats the default.
+
+A user's mistake ends the process with one line on stderr and no traceback: exit status 2 for a
+usage error (unknown or malformed option, bad value, app not found), 1 for a runtime one (the
+address cannot be bound, the app's module or factory raised; --log-level debug adds the
+traceback of the latter).
+"""
+import argparse
+import ast
+import dataclasses
+import importlib
+import inspect
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import sys
+import threading
+import traceback
+
+from .config import ServerConfig
+from .errors import ConfigError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+ENV_PREFIX = "FASTCORE_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+_METAVARS = {int: "N", float: "SECONDS", str: "TEXT"}
+
+
+class UsageError(Exception):
+    """Exit status 2: the command line (or the environment) asks for something impossible."""
+
+
+class RuntimeFailure(Exception):
+    """Exit status 1: the request was sound but running it failed. `cause`: an exception raised by
+    the user's code (importing the app's module, its factory), whose traceback --log-level debug shows."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.cause = cause
+        self.show_traceback = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (fastcore --help lists the options)")
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _env_name(name):
+    return ENV_PREFIX + name.upper()
+
+
+def _converter(spec):
+    kind = spec.type
+
+    def convert(text):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def build_parser():
+    parser = _Parser(
+        prog="fastcore",
+        description="Serve a WSGI application (or a native fastcore handler) with fastcore. "
+                    "Without APP, the built-in demo app is served.",
+        epilog=f"Every option can also come from the environment: {ENV_PREFIX}<OPTION>, e.g. "
+               f"{ENV_PREFIX}THREADS=8, {ENV_PREFIX}ACCESS_LOG=1. A flag beats the environment.",
+    )
+    parser.add_argument("app", nargs="?", metavar="APP",
+                        help="module:attribute (module alone: module:application), or module:factory() "
+                             "for an app factory called once at startup, e.g. 'myapp:create_app()'")
+    parser.add_argument("--interface", choices=("wsgi", "native"), default=None,
+                        help=f"APP is a WSGI application (default) or a native handler, request -> Response "
+                             f"(env {ENV_PREFIX}INTERFACE)")
+    parser.add_argument("--factory", action="store_true", default=None,
+                        help="APP names a factory: call it (without arguments) to get the app")
+    parser.add_argument("--app-dir", default=None, metavar="DIR",
+                        help=f"directory put first on sys.path to import APP from (default: the current one; "
+                             f"env {ENV_PREFIX}APP_DIR)")
+    options = parser.add_argument_group("server options (fastcore.ServerConfig)")
+    for spec in dataclasses.fields(ServerConfig):
+        text = f"{spec.metadata['help']} (default: {spec.default!r}; env {_env_name(spec.name)})"
+        if spec.type is bool:
+            options.add_argument(_flag(spec.name), dest=spec.name, action=argparse.BooleanOptionalAction,
+                                 default=None, help=text)
+        else:
+            options.add_argument(_flag(spec.name), dest=spec.name, type=_converter(spec), default=None,
+                                 metavar=_METAVARS.get(spec.type, "VALUE"), help=text)
+    return parser
+
+
+def _from_environment(spec, environ):
+    name = _env_name(spec.name)
+    text = environ.get(name)
+    if text is None:
+        return None
+    if spec.type is bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise UsageError(f"{name}={text!r}: expected one of 1/true/yes/on or 0/false/no/off")
+    try:
+        return spec.type(text)
+    except ValueError:
+        raise UsageError(f"{name}={text!r}: invalid {spec.type.__name__} value") from None
+
+
+def resolve(argv=None, environ=None):
+    """Parse the command line and the environment: (argparse namespace, ServerConfig)."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    values = {}
+    for spec in dataclasses.fields(ServerConfig):
+        value = getattr(args, spec.name)
+        if value is None:
+            value = _from_environment(spec, environ)
+        if value is not None:
+            values[spec.name] = value
+    if args.interface is None:
+        interface = environ.get(ENV_PREFIX + "INTERFACE", "wsgi") or "wsgi"
+        if interface not in ("wsgi", "native"):
+            raise UsageError(f"{ENV_PREFIX}INTERFACE={interface!r}: expected wsgi or native")
+        args.interface = interface
+    if args.app_dir is None:
+        args.app_dir = environ.get(ENV_PREFIX + "APP_DIR") or "."
+    try:
+        config = ServerConfig(**values)
+    except ConfigError as error:
+        raise UsageError(f"invalid option: {error}") from None
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"invalid option: log_level must be one of {', '.join(LOG_LEVELS)}, "
+                         f"not {config.log_level!r}")
+    return args, config
+
+
+# -- loading the app -----------------------------------------------------------------------------
+
+def _parse_attribute(text):
+    """'name', 'a.b', 'factory()' or "factory('x', debug=True)" -> (dotted names, call or None).
+    A call's arguments must be literals."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise UsageError(f"cannot read {text!r}: expected an attribute name or a call like create_app()") from None
+    call = None
+    if isinstance(node, ast.Call):
+        try:
+            call = ([ast.literal_eval(arg) for arg in node.args],
+                    {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords})
+        except ValueError:
+            raise UsageError(f"the arguments in {text!r} must be literals (strings, numbers, ...)") from None
+        if any(keyword.arg is None for keyword in node.keywords):
+            raise UsageError(f"cannot read {text!r}: no **arguments")
+        node = node.func
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise UsageError(f"cannot read {text!r}: expected an attribute name or a call like create_app()")
+    names.append(node.id)
+    return list(reversed(names)), call
+
+
+def _describe_failure(error):
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def load_app(spec, factory=False, interface="wsgi"):
+    """Import what `spec` ("module:attr", "module:factory()", "module") names and return it."""
+    module_name, colon, attribute = spec.partition(":")
+    module_name = module_name.strip()
+    if not module_name or (colon and not attribute.strip()):
+        raise UsageError(f"APP must look like module:attribute, not {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing == module_name or module_name.startswith(missing + "."):
+            raise UsageError(f"cannot import {module_name!r}: no module named {missing!r} "
+                             f"(looked in {os.getcwd()} and sys.path; see --app-dir)") from None
+        raise RuntimeFailure(f"importing {module_name!r} failed: {_describe_failure(error)}", error) from None
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise RuntimeFailure(f"importing {module_name!r} failed: {_describe_failure(error)}", error) from None
+
+    if colon:
+        names, call = _parse_attribute(attribute)
+    else:
+        candidates = [name for name in ("application", "app") if hasattr(module, name)]
+        if not candidates:
+            raise UsageError(f"module {module_name!r} has no attribute 'application' or 'app'; "
+                             f"name the app: {module_name}:NAME")
+        names, call = [candidates[0]], None
+    target = module
+    walked = module_name
+    for index, name in enumerate(names):
+        try:
+            target = getattr(target, name)
+        except AttributeError:
+            raise UsageError(f"{walked!r} has no attribute {name!r}") from None
+        walked = f"{module_name}:{'.'.join(names[:index + 1])}"
+    if factory and call is None:
+        call = ([], {})
+    if call is not None:
+        if not callable(target):
+            raise UsageError(f"{walked!r} is not callable, so it cannot be an app factory")
+        try:
+            target = target(*call[0], **call[1])
+        except Exception as error:
+            raise RuntimeFailure(f"the app factory {spec!r} failed: {_describe_failure(error)}", error) from None
+    if not callable(target):
+        raise UsageError(f"{spec!r} is a {type(target).__name__}, not a callable application")
+    _check_arity(spec, target, interface)
+    return target
+
+
+def _check_arity(spec, target, interface):
+    """A factory passed as the app (module:create_app without '()') would fail on every request:
+    refuse it now with a hint."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    arguments = ("environ", "start_response") if interface == "wsgi" else ("request",)
+    try:
+        signature.bind(*arguments)
+    except TypeError:
+        what = "a WSGI application takes (environ, start_response)" if interface == "wsgi" \
+            else "a native handler takes (request)"
+        raise UsageError(f"{spec!r} has the signature {signature}, but {what}; if it is an app factory, "
+                         f"add '()' (module:create_app()) or pass --factory") from None
+
+
+# -- logging -------------------------------------------------------------------------------------
+
+def configure_logging(config):
+    """Log lines to stderr at config.log_level; with access_log, the access lines go to stdout
+    through a queue and a listener thread, so workers never wait for the terminal.
+    Returns the QueueListener (to stop) or None."""
+    level = getattr(logging, config.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("fastcore").setLevel(level)
+    access_logger = logging.getLogger("fastcore.access")
+    if not config.access_log:
+        return None
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
+    records = queue.SimpleQueue()
+    access_logger.addHandler(logging.handlers.QueueHandler(records))
+    output = logging.StreamHandler(sys.stdout)
+    output.setFormatter(logging.Formatter("%(message)s"))
+    listener = logging.handlers.QueueListener(records, output)
+    listener.start()
+    return listener
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+def _url(host, port):
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def run(argv=None):
+    from .__main__ import demo_app
+    from .access import access_logged
+    from .server import Server
+    from .wsgi import WSGIServer
+
+    args, config = resolve(argv)
+    if args.app is None:
+        handler = access_logged(demo_app) if config.access_log else demo_app
+        server = Server(handler, config=config)
+        server.add_static("/health", b"OK\n")
+        banner = "fastcore demo serving on {url} (Ctrl-C to stop)"
+        listener = configure_logging(config)
+    else:
+        sys.path.insert(0, os.path.abspath(args.app_dir))
+        try:
+            target = load_app(args.app, factory=bool(args.factory), interface=args.interface)
+        except RuntimeFailure as failure:
+            failure.show_traceback = config.log_level.lower() == "debug"
+            raise
+        if args.interface == "wsgi":
+            try:
+                server = WSGIServer(target, config=config)
+            except ConfigError as error:
+                raise UsageError(f"invalid option: {error}") from None
+        else:
+            server = Server(access_logged(target) if config.access_log else target, config=config)
+        banner = f"fastcore serving {args.app} ({args.interface.upper() if args.interface == 'wsgi' else 'native'})" \
+                 " on {url} (Ctrl-C to stop)"
+        listener = configure_logging(config)
+    # SIGINT / SIGTERM stop the server from the moment it starts: a signal that arrives right after
+    # the banner (a supervisor, a test) must not find the default handler still in place.
+    stop_requested = threading.Event()
+    previous = {signum: signal.signal(signum, lambda signum, frame: stop_requested.set())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            server.start()
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise RuntimeFailure(f"cannot listen on {config.host}:{config.port}: {reason}") from None
+        try:
+            print(banner.format(url=_url(config.host, server.port)), flush=True)
+            while not stop_requested.wait(1.0):
+                pass
+        finally:
+            server.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if listener is not None:
+            listener.stop()
+    return 0
+
+
+def main(argv=None):
+    """Console entry point: returns the exit status."""
+    try:
+        return run(argv)
+    except UsageError as error:
+        print(f"fastcore: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeFailure as error:
+        if error.cause is not None and not error.show_traceback:
+            print(f"fastcore: error: {error} (--log-level debug shows the traceback)", file=sys.stderr)
+        else:
+            print(f"fastcore: error: {error}", file=sys.stderr)
+            if error.cause is not None:
+                traceback.print_exception(error.cause, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

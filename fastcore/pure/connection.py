@@ -1,0 +1,431 @@
+"""fastcore.pure.connection: one client connection inside its worker: read, answer, write, close.
+
+Theory of operation (as pyext/connection.pxi). A connection is READING (epoll waits for EPOLLIN) or
+WRITING (output the socket would not take yet; epoll waits for EPOLLOUT only, so a client that stops
+reading stops being read: backpressure). Each readable event does one recv() into the parser's
+input, then serve() answers every complete request found there, in order, appending the responses
+to the output: static routes and errors at once; at the first request for the handler it stops and
+the connection joins the worker's handler batch (worker.py), which calls the handler and resumes
+serving. When the connection has nothing left to answer, its output leaves in one send / sendmsg
+(pipelined responses included, as separate buffers of one call), followed by a file body through
+os.sendfile.
+
+Output is a deque of bytes-like buffers (`out`, `out_size` bytes): a big body is queued as it is,
+never copied into a buffer, and a partial send keeps a memoryview of the rest.
+
+Closing: a connection that answered an error (or a Connection: close with more input pending)
+half-closes first and discards what the client already sent, so the close sends FIN, not RST, and
+the client gets to read the response.
+"""
+import collections
+import os
+import select
+import socket
+
+from .._core import RequestBodyError
+from . import response, timers
+from .parser import Reject, RequestParser
+from .request import BodyReader, Request
+
+SERVE_DONE = 0              # every complete request answered; waiting for more bytes
+SERVE_NEEDS_PYTHON = 1      # stopped at a request for the handler
+SERVE_CLOSE = 2             # answer written; close once output is flushed
+
+READING = 0
+WRITING = 1
+
+READ_SIZE = 65536
+LINGER_DRAIN_BYTES = 65536  # unread input discarded before closing, so close() sends FIN not RST
+SENDFILE_STEP = 1 << 20     # bytes per sendfile call, so one big file cannot starve the loop
+SENDMSG_BUFFERS = 512       # buffers per sendmsg call (IOV_MAX is 1024 on Linux)
+
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+class Conn:
+    __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "state",
+                 "head_complete", "keep_alive", "close_after_write", "peer_closed", "awaiting_python",
+                 "linger_on_close", "body_streamed", "continue_deferred", "closed", "timer_kind",
+                 "stream", "stream_owner", "stream_chunked",
+                 "sendfile_fd", "sendfile_offset", "sendfile_remaining")
+
+    def __init__(self, worker, sock, peer):
+        self.worker = worker
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.parser = RequestParser(worker.limits)
+        self.out = collections.deque()
+        self.out_size = 0
+        self.state = READING
+        self.head_complete = False
+        self.keep_alive = False             # of the current request
+        self.close_after_write = False      # answer what is buffered, then close
+        self.peer_closed = False            # recv returned 0 / failed: no more input will come
+        self.awaiting_python = False        # queued in the worker's handler batch
+        self.linger_on_close = False        # the client may still be sending: half-close and drain first
+        self.body_streamed = False          # the handler reads this request's body as it arrives
+        self.continue_deferred = False      # 100 Continue is owed when (if) the handler reads the body
+        self.closed = False
+        self.timer_kind = timers.NONE
+        self.stream = None                  # iterator of a streamed response body
+        self.stream_owner = None            # the iterable itself (its close() is called)
+        self.stream_chunked = False         # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
+        self.sendfile_fd = -1               # a file being sent with sendfile(2)
+        self.sendfile_offset = 0
+        self.sendfile_remaining = 0
+
+    def write(self, data):
+        self.out.append(data)
+        self.out_size += len(data)
+
+    # -- serving -----------------------------------------------------------------------------------
+
+    def serve(self):
+        """Answer every complete request in the input, in order (serve_buffered_requests)."""
+        parser = self.parser
+        worker = self.worker
+        while True:
+            if self.close_after_write:
+                return SERVE_CLOSE
+            if self.stream is not None or self.sendfile_fd >= 0:
+                return SERVE_DONE                       # the response being streamed comes first
+            try:
+                if not self.head_complete:
+                    message = parser.parse_head()
+                    if message is None:
+                        return SERVE_DONE
+                    self.start_body(message)
+                    self.head_complete = True
+                else:
+                    message = parser.message
+                if not parser.feed_body():
+                    if (message.body_size if message.chunked else message.content_length) > worker.body_buffer_size \
+                            and self.goes_to_python(message):
+                        self.body_streamed = True       # too big to hold: the handler reads it as it comes
+                        return SERVE_NEEDS_PYTHON
+                    return SERVE_DONE
+            except Reject as error:
+                return self.fail(error.status, error.head_only)
+
+            # A complete request: answer it.
+            if not self.keep_alive:
+                self.close_after_write = True
+            route = worker.static_route(message)
+            if route is not None:
+                response.append_static_response(self, route, message.is_head)
+            elif worker.handler is not None:
+                return SERVE_NEEDS_PYTHON
+            else:
+                response.append_error_response(self, 404, message.is_head)
+            self.finish_request()
+
+    def goes_to_python(self, message):
+        worker = self.worker
+        return worker.handler is not None and worker.static_route(message) is None
+
+    def start_body(self, message):
+        """The head is valid: decide keep-alive, check the body's size, answer Expect."""
+        if message.version_minor == 1:
+            self.keep_alive = not message.connection_close
+        else:
+            self.keep_alive = message.connection_keep_alive and not message.connection_close
+        if self.worker.stop_requested:
+            self.keep_alive = False                     # a stopping server answers, then closes
+        if message.expect_unknown:
+            raise Reject(417)
+        if message.content_length > self.worker.limits.max_body_size:
+            raise Reject(413)                           # refused before a byte of it is read
+        if (message.expect_continue and message.version_minor == 1 and not self.parser.inbuf
+                and (message.chunked or message.content_length > 0)):
+            if message.content_length > self.worker.body_buffer_size and self.goes_to_python(message):
+                self.continue_deferred = True           # streamed: sent only if the handler reads
+                return
+            self.write(response.CONTINUE)               # RFC 9110 10.1.1: the client waits for it
+
+    def send_deferred_continue(self):
+        if self.continue_deferred:
+            self.continue_deferred = False
+            self.write(response.CONTINUE)
+
+    def fail(self, status, head_only=None):
+        """Answer a protocol error with its status and close: the stream cannot be trusted after it."""
+        if head_only is None:
+            message = self.parser.message
+            head_only = message is not None and message.is_head
+        self.keep_alive = False
+        self.close_after_write = True
+        self.linger_on_close = True
+        response.append_error_response(self, status, head_only)
+        return SERVE_CLOSE
+
+    def finish_request(self):
+        """The current request is answered: get ready for the next one."""
+        self.head_complete = False
+        self.body_streamed = False
+        self.continue_deferred = False
+        self.parser.next_message()
+
+    # -- the handler (called from the worker's batch) ------------------------------------------------
+
+    def answer_with_handler(self):
+        worker = self.worker
+        message = self.parser.message
+        head_only = message.is_head
+        request = Request(message, self.peer, self.keep_alive)
+        reader = None
+        if self.body_streamed:
+            reader = request._reader = BodyReader(self, message)
+        else:
+            request._body = message.body()
+        if worker.stop_requested:
+            self.keep_alive = False                     # stop() came while this request waited
+            self.close_after_write = True
+        try:
+            result = worker.handler(request)
+            if reader is not None:
+                self.end_streamed_body(reader)
+            response.append_handler_response(self, result, head_only)
+        except BaseException as error:
+            if reader is not None:
+                self.end_streamed_body(reader)
+            if isinstance(error, RequestBodyError):
+                self.keep_alive = False
+                self.close_after_write = True
+                response.append_error_response(self, error.status, head_only)
+            else:
+                try:
+                    response.error_log.exception("handler failed on %r", request)
+                except BaseException:
+                    pass
+                response.append_error_response(self, 500, head_only)
+        self.finish_request()
+
+    def end_streamed_body(self, reader):
+        """The handler is done with a streamed body. Unread body bytes cannot be told from the next
+        request without reading them all, so a connection whose body was not read to the end closes
+        after the response."""
+        if reader.conn is None:
+            return
+        reader.detach()
+        if not reader.finished:
+            self.keep_alive = False
+            self.close_after_write = True
+            self.linger_on_close = True
+
+    def release_stream(self):
+        """Drop the streamed body (or file) and close it."""
+        owner = self.stream_owner
+        self.stream = None
+        self.stream_owner = None
+        if owner is not None:
+            response.close_iterable(owner)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def on_readable(self):
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.peer_closed = True
+            self.close()
+            return
+        if data:
+            self.parser.inbuf += data
+        else:
+            self.peer_closed = True
+        self.finish_turn(self.serve())
+
+    def finish_turn(self, result):
+        """After serving: queue for the handler, or flush what was answered (and close if that is the end)."""
+        if result == SERVE_NEEDS_PYTHON:
+            self.queue_for_python()
+            return
+        if self.peer_closed:
+            # The client sent its last byte: what is complete has been answered; a partial request
+            # can never complete.
+            self.close_after_write = True
+        self.flush()
+
+    def queue_for_python(self):
+        worker = self.worker
+        worker.timers.unlink(self)                      # the handler's time is not the client's
+        self.awaiting_python = True
+        worker.python_queue.append(self)
+
+    def receive_blocking(self, timeout):
+        """For a body reader inside a handler (the worker thread is busy there anyway): send what
+        output is pending (a 100 Continue, earlier pipelined responses), then wait up to `timeout`
+        seconds (None: no limit) for body bytes and add them to the input. Returns bytes received,
+        0 on timeout, -1 when the client closed or failed."""
+        waiting = select.poll()
+        waiting.register(self.fd, select.POLLOUT)
+        timeout_ms = -1 if timeout is None else max(1, int(timeout * 1000))
+        while self.out:
+            try:
+                self.send_some()
+            except BlockingIOError:
+                if not waiting.poll(timeout_ms):
+                    return 0
+            except OSError:
+                return -1
+        waiting.modify(self.fd, select.POLLIN)
+        while True:
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except BlockingIOError:
+                if not waiting.poll(timeout_ms):
+                    return 0
+                continue
+            except OSError:
+                self.peer_closed = True
+                return -1
+            if not data:
+                self.peer_closed = True
+                return -1
+            self.parser.inbuf += data
+            return len(data)
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def send_some(self):
+        """One send (or sendmsg of several buffers) of the pending output; returns bytes sent.
+        Raises BlockingIOError when the socket takes nothing, OSError when the client is gone."""
+        out = self.out
+        if len(out) == 1:
+            sent = self.sock.send(out[0], _MSG_NOSIGNAL)
+        else:
+            buffers = list(out) if len(out) <= SENDMSG_BUFFERS else [out[i] for i in range(SENDMSG_BUFFERS)]
+            sent = self.sock.sendmsg(buffers, (), _MSG_NOSIGNAL)
+        self.out_size -= sent
+        remaining = sent
+        while remaining:
+            first = out[0]
+            size = len(first)
+            if size <= remaining:
+                out.popleft()
+                remaining -= size
+            else:
+                out[0] = memoryview(first)[remaining:]
+                remaining = 0
+        return sent
+
+    def set_state(self, state):
+        if self.state != state:
+            self.state = state
+            self.worker.epoll.modify(self.fd, select.EPOLLOUT if state == WRITING else select.EPOLLIN)
+
+    def flush(self):
+        """Send the pending output; then close, go back to reading, or wait for EPOLLOUT."""
+        worker = self.worker
+        progressed = False
+        while self.out:
+            try:
+                self.send_some()
+                progressed = True
+            except BlockingIOError:
+                self.wait_writable(progressed)
+                return
+            except OSError:
+                self.peer_closed = True                 # EPIPE, ECONNRESET: the client is gone
+                self.close()
+                return
+        if self.sendfile_fd >= 0 and not self.send_file(progressed):
+            return
+        if self.stream is not None:
+            self.set_state(READING)
+            self.queue_for_python()                     # drained: pull the next part of the body
+            return
+        if self.close_after_write:
+            if self.parser.inbuf:
+                self.linger_on_close = True             # pipelined bytes after a Connection: close
+            self.close()
+            return
+        self.set_state(READING)
+        self.arm_read_timer()
+
+    def wait_writable(self, progressed):
+        self.set_state(WRITING)
+        if progressed or self.timer_kind != timers.WRITE:
+            self.worker.timers.arm(self, timers.WRITE, self.worker.now)     # the client must keep taking bytes
+
+    def send_file(self, progressed):
+        """Send the rest of a file body with os.sendfile. Returns True when the file is done (and
+        closed), False when the connection waits for EPOLLOUT or was closed."""
+        worker = self.worker
+        while self.sendfile_remaining:
+            try:
+                sent = os.sendfile(self.fd, self.sendfile_fd, self.sendfile_offset,
+                                  min(self.sendfile_remaining, SENDFILE_STEP))
+            except BlockingIOError:
+                self.wait_writable(progressed)
+                return False
+            except OSError:
+                sent = 0
+            if sent == 0:
+                # The file shrank under us or the client went away: the promised length cannot be
+                # delivered, so the connection ends here.
+                self.sendfile_fd = -1
+                self.close()
+                return False
+            self.sendfile_offset += sent
+            self.sendfile_remaining -= sent
+            worker.sendfile_bytes += sent
+            progressed = True
+        self.sendfile_fd = -1
+        self.release_stream()                           # close the file wrapper
+        return True
+
+    def arm_read_timer(self):
+        """Pick the timeout for what the connection now waits on from the client."""
+        worker = self.worker
+        if self.head_complete:
+            worker.timers.arm(self, timers.BODY, worker.now)    # re-armed by every read that brings body bytes
+        elif self.parser.inbuf:
+            if self.timer_kind != timers.HEADER:
+                worker.timers.arm(self, timers.HEADER, worker.now)  # once per head: trickling does not extend it
+        else:
+            worker.timers.arm(self, timers.IDLE, worker.now)
+
+    # -- closing ---------------------------------------------------------------------------------------
+
+    def is_idle(self):
+        """Between requests: nothing read, nothing owed. Safe to close when stopping."""
+        return (not self.awaiting_python and self.state == READING and not self.out
+                and not self.parser.inbuf and self.parser.message is None and self.stream is None)
+
+    def close(self):
+        """Take the socket out of epoll, close it, and drop everything the connection owns."""
+        if self.closed:
+            return
+        self.closed = True
+        worker = self.worker
+        sock = self.sock
+        if self.linger_on_close and not self.peer_closed:
+            # We answered and close first. Unread request bytes would make close() send RST, which can
+            # destroy the response before the client reads it; so half-close, then discard what is
+            # already here (bounded).
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                drained = 0
+                while drained < LINGER_DRAIN_BYTES:
+                    data = sock.recv(4096, socket.MSG_DONTWAIT)
+                    if not data:
+                        break
+                    drained += len(data)
+            except OSError:
+                pass
+        if self.stream_owner is not None:
+            self.release_stream()
+        try:
+            worker.epoll.unregister(self.fd)            # explicitly: a fork()ed child may hold a copy of the fd
+        except OSError:
+            pass
+        sock.close()
+        worker.closed_count += 1
+        worker.timers.unlink(self)
+        self.out.clear()
+        self.out_size = 0
+        del worker.connections[self.fd]

@@ -1,0 +1,97 @@
+"""fastcore.pure.core: Core, the object that owns one server's state and runs its threads.
+
+Theory of operation. The pure twin of fastcore._core.Core (pyext/core.pxi), with the same life
+cycle, so fastcore.server.Server's stop(), stats() and the rest work on it unchanged:
+fastcore.pure.Server builds a Core around the listening socket and starts threading.Thread objects
+whose targets are run_listener() and run_worker(i). Stopping is in steps so that no connection is
+stranded: stop_listener() (then join that thread), stop_workers(timeout) (then join them), then
+release(), which closes what the threads used (epoll sets, wake-ups, connections still queued).
+Core never closes the listening socket: the Server that made it does.
+
+    listener thread   listener.py: accept, queue, wake a worker
+    queue             queue.Queue(maxsize=queue_size) of (socket, peer address)
+    worker threads    worker.py + connection.py: epoll, read, parse (parser.py), answer
+                      (response.py, request.py), write, keep-alive, timeouts (timers.py)
+"""
+import queue
+import time
+
+from .listener import Listener
+from .response import Formats
+from .worker import Worker
+
+
+class Core:
+    def __init__(self, listening, handler, config, static_routes):
+        """`config` is a fastcore.ServerConfig; its limit fields are read by the parser directly.
+        `static_routes` holds (path, status, content_type, body) tuples as Server.add_static keeps them."""
+        self.handler = handler
+        self.limits = config
+        self.body_buffer_size = config.body_buffer_size if config.body_buffer_size > 0 else config.max_body_size
+        self.python_batch = config.python_batch
+        self.max_connections = config.max_connections
+        self.header_timeout = config.header_timeout
+        self.body_timeout = config.body_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.write_timeout = config.write_timeout
+        self.formats = Formats(config.server_name, static_routes)
+        self.queue = queue.Queue(maxsize=config.queue_size)
+        self.workers = []
+        self.listener = None
+        self._released = False
+        try:
+            for index in range(config.threads):
+                self.workers.append(Worker(self, index))
+            self.listener = Listener(self, listening)
+        except BaseException:
+            self.release()
+            raise
+
+    # -- threads ---------------------------------------------------------------------------------------
+
+    def run_listener(self):
+        self.listener.run()
+
+    def run_worker(self, index):
+        self.workers[index].run()
+
+    def stop_listener(self):
+        self.listener.request_stop()
+
+    def stop_workers(self, timeout):
+        """Graceful stop: finish in-flight requests, close idle connections, force-close at the deadline."""
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            worker.request_stop(deadline)
+
+    def release(self):
+        """Close what the threads used. Only once every thread has returned from run_listener/run_worker."""
+        if self._released:
+            return
+        self._released = True
+        while True:                                     # accepted but never served
+            try:
+                sock, _ = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            sock.close()
+        if self.listener is not None:
+            self.listener.close()
+        for worker in self.workers:
+            worker.close()
+
+    # -- counters --------------------------------------------------------------------------------------
+
+    def open_connections(self):
+        opened = self.listener.opened if self.listener is not None else 0
+        return opened - sum(worker.closed_count for worker in self.workers)
+
+    def stats(self):
+        listener = self.listener
+        return {
+            "accepted": listener.accepted,
+            "rejected_queue_full": listener.rejected_queue_full,
+            "rejected_connection_limit": listener.rejected_connection_limit,
+            "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
+            "open_connections": self.open_connections(),
+        }

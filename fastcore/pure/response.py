@@ -1,0 +1,315 @@
+"""fastcore.pure.response: the bytes of every response: handler results, static routes, errors, 503.
+
+Theory of operation. The same responses as pyext/response.pxi and the serialization half of
+pyext/python.pxi, byte for byte: status line, Server, Date (a ready-made line, formatted at most
+once a second per thread by DateCache), then the handler's Content-Type and fields, then exactly one
+framing field (Content-Length, or Transfer-Encoding: chunked for a streamed body on HTTP/1.1), then
+Connection when the connection will close (or `keep-alive` for an HTTP/1.0 client that asked).
+HEAD, 1xx, 204 and 304 carry no body. Status and Content-Type lines are cached per server.
+
+A handler response is built in a local list and only appended to the connection's output once it is
+complete, so a failure half-way (a CR in a header value, say) leaves nothing behind and becomes a
+clean 500. Bodies of unknown length are pulled from their iterator by pull_stream() up to
+STREAM_HIGH_WATER bytes of pending output at a time; close() of the iterable is always called.
+"""
+import email.utils
+import io
+import logging
+import os
+import re
+import stat
+import time
+from http import HTTPStatus
+
+from .._core import FileWrapper, Response
+
+error_log = logging.getLogger("fastcore.error")
+
+STREAM_HIGH_WATER = 65536               # bytes of a streamed body buffered before waiting for the socket
+CONTENT_TYPE_CACHE_SIZE = 64
+SMALL_BODY = 16384                      # bodies up to this are copied behind the head: one buffer to send
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONNECTION_CLOSE = b"Connection: close\r\n"
+CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_END_OF_STREAM = object()
+
+# Reason phrases of the statuses the server produces on its own (status_reason in response.pxi).
+ERROR_REASONS = {
+    200: b"OK", 400: b"Bad Request", 404: b"Not Found", 408: b"Request Timeout", 413: b"Content Too Large",
+    414: b"URI Too Long", 417: b"Expectation Failed", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 501: b"Not Implemented", 503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
+}
+
+# RFC 9110 5.6.2 token bytes for field names; field values must not hold CR, LF, NUL, other
+# controls or DEL (HTAB, SP, VCHAR and obs-text are fine).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class DateCache:
+    """The `Date: ...\\r\\n` line (IMF-fixdate, RFC 9110 5.6.7), reformatted when the second changes."""
+
+    __slots__ = ("second", "line")
+
+    def __init__(self):
+        self.second = None
+        self.line = b""
+        self.refresh()
+
+    def refresh(self):
+        now = int(time.time())
+        if now != self.second:
+            self.line = b"Date: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self.second = now
+        return self.line
+
+
+class Formats:
+    """Per-server response pieces: the Server line, static routes, cached status and type lines."""
+
+    def __init__(self, server_name, static_routes):
+        self.server_field = b"Server: " + server_name.encode("latin-1") + b"\r\n"
+        self._status_lines = {}
+        self._content_type_lines = {}
+        self.routes = {}                # path bytes -> (head without Date, body)
+        for path, status, content_type, body in static_routes:
+            head = (self.status_line(status) + self.server_field
+                    + b"Content-Type: " + content_type.encode("latin-1") + b"\r\n"
+                    + b"Content-Length: %d\r\n" % len(body))
+            self.routes[path.encode("latin-1")] = (head, body)
+
+    def status_line(self, status):
+        line = self._status_lines.get(status)
+        if line is None:
+            if not 100 <= status <= 999:
+                raise ValueError(f"invalid HTTP status {status}")
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = ""
+            line = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+            self._status_lines[status] = line
+        return line
+
+    def content_type_line(self, content_type):
+        line = self._content_type_lines.get(content_type)
+        if line is None:
+            value = as_latin1(content_type)
+            check_field(b"Content-Type", value)
+            line = b"Content-Type: " + value + b"\r\n"
+            if len(self._content_type_lines) < CONTENT_TYPE_CACHE_SIZE:
+                self._content_type_lines[content_type] = line
+        return line
+
+    def canned_503(self, date_line):
+        """What the listener sends before closing a connection it refuses (queue full, too many open)."""
+        return (b"HTTP/1.1 503 Service Unavailable\r\n"
+                + (self.server_field if len(self.server_field) < 256 else b"") + date_line
+                + b"Content-Type: text/plain\r\nContent-Length: 20\r\nRetry-After: 1\r\n"
+                  b"Connection: close\r\n\r\nService Unavailable\n")
+
+
+# -- small helpers (the same rules as python.pxi) ----------------------------------------------------
+
+def as_latin1(text):
+    if isinstance(text, bytes):
+        return text
+    return text.encode("latin-1")
+
+
+def check_field(name, value):
+    """Refuse response fields that would corrupt the framing (response splitting)."""
+    if not name:
+        raise ValueError("empty response header name")
+    if _TOKEN.fullmatch(name) is None:
+        raise ValueError(f"invalid response header name {name!r}")
+    if _BAD_VALUE_BYTE.search(value) is not None:
+        raise ValueError(f"invalid byte in response header {name!r}")
+
+
+def as_body_bytes(part):
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, str):
+        return part.encode("utf-8")
+    if isinstance(part, (bytearray, memoryview)):
+        return bytes(part)
+    raise TypeError(f"a response body part must be bytes or str, not {type(part).__name__}")
+
+
+def regular_file_span(wrapper):
+    """(fd, offset, length) to sendfile for a FileWrapper over a regular file, else None."""
+    filelike = wrapper.filelike
+    try:
+        fd = filelike.fileno()
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        offset = filelike.tell() if hasattr(filelike, "tell") else 0
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd, offset, max(0, status.st_size - offset)
+
+
+def close_iterable(iterable):
+    """Call iterable.close() if it has one (PEP 3333 asks it always be called); log its errors."""
+    try:
+        close_method = getattr(iterable, "close", None)
+        if close_method is not None:
+            close_method()
+    except BaseException:
+        try:
+            error_log.exception("closing a response body failed")
+        except BaseException:
+            pass
+
+
+# -- responses the server writes on its own ----------------------------------------------------------
+
+def connection_field(conn):
+    """Connection: close when we will close; keep-alive spelled out only for HTTP/1.0 clients."""
+    if conn.close_after_write or not conn.keep_alive:
+        return CONNECTION_CLOSE
+    message = conn.parser.message
+    if message is None or message.version_minor == 0:
+        return CONNECTION_KEEP_ALIVE
+    return b""
+
+
+def append_error_response(conn, status, head_only):
+    """A short text/plain response with the status's reason as body."""
+    worker = conn.worker
+    reason = ERROR_REASONS.get(status, b"Error")
+    conn.write(b"HTTP/1.1 %d %s\r\n%s%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
+               % (status, reason, worker.formats.server_field, worker.date.line, len(reason) + 1,
+                  connection_field(conn), b"" if head_only else reason + b"\n"))
+
+
+def append_static_response(conn, route, head_only):
+    head, body = route
+    data = head + conn.worker.date.line + connection_field(conn) + b"\r\n"
+    conn.write(data if head_only else data + body)
+
+
+# -- handler results ---------------------------------------------------------------------------------
+
+def append_handler_response(conn, result, head_only):
+    """Serialize what the handler returned into the connection's output (append_handler_response in
+    python.pxi). Raises on a result that cannot be sent; the output is then untouched."""
+    worker = conn.worker
+    formats = worker.formats
+    if type(result) is Response:
+        status = result.status
+        body = result.body
+        headers = result.headers
+        content_type = result.content_type
+    elif isinstance(result, (bytes, str)):
+        status = 200
+        body = result
+        headers = content_type = None
+    else:
+        raise TypeError(f"a handler returns fastcore.Response, bytes or str, not {type(result).__name__}")
+    stream = None
+    file_span = None
+    if isinstance(body, bytes):
+        pass
+    elif type(body) is FileWrapper and (file_span := regular_file_span(body)) is not None:
+        pass                                        # sent with sendfile(2) once the head is out
+    elif isinstance(body, str):
+        body = body.encode("utf-8")
+    elif isinstance(body, (bytearray, memoryview)):
+        body = bytes(body)
+    elif isinstance(body, (list, tuple)):
+        body = b"".join([as_body_bytes(part) for part in body])    # known length
+    else:
+        stream = iter(body)                         # unknown length: streamed
+
+    parts = [formats.status_line(status), formats.server_field, worker.date.line]
+    if content_type is not None:
+        parts.append(formats.content_type_line(content_type))
+    if headers:
+        for field_name, field_value in (headers.items() if isinstance(headers, dict) else headers):
+            name = as_latin1(field_name)
+            value = as_latin1(field_value)
+            check_field(name, value)
+            lowered = name.lower()
+            if lowered == b"content-length" or lowered == b"transfer-encoding":
+                continue                            # framing is ours to decide
+            if lowered == b"connection":
+                if b"close" in value.lower():
+                    conn.keep_alive = False
+                    conn.close_after_write = True
+                continue
+            parts.append(name + b": " + value + b"\r\n")
+    bodyless = status < 200 or status == 204 or status == 304
+    chunked = conn.parser.message.version_minor == 1
+    if stream is not None and not bodyless:
+        if chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
+            conn.close_after_write = True
+    elif not bodyless:
+        parts.append(b"Content-Length: %d\r\n" % (file_span[2] if file_span is not None else len(body)))
+    parts.append(connection_field(conn))
+    parts.append(b"\r\n")
+
+    if file_span is not None:
+        conn.write(b"".join(parts))
+        conn.stream_owner = body
+        if bodyless or head_only or file_span[2] == 0:
+            conn.release_stream()
+        else:
+            conn.sendfile_fd, conn.sendfile_offset, conn.sendfile_remaining = file_span
+    elif stream is not None:
+        conn.write(b"".join(parts))
+        conn.stream = stream
+        conn.stream_owner = body
+        conn.stream_chunked = chunked
+        if bodyless or head_only:
+            conn.release_stream()                   # no body goes out; the iterable is closed
+        else:
+            pull_stream(conn)
+    elif bodyless or head_only or not body:
+        conn.write(b"".join(parts))
+    elif len(body) <= SMALL_BODY:
+        parts.append(body)
+        conn.write(b"".join(parts))
+    else:
+        conn.write(b"".join(parts))
+        conn.write(body)                            # a second buffer of the same send: not copied
+
+
+def pull_stream(conn):
+    """Append the next parts of a streamed body to the output, up to STREAM_HIGH_WATER bytes; at its
+    end, the last chunk. An exception mid-body cannot become a 500 any more: the connection is closed
+    without the last chunk, so the client sees the body is incomplete."""
+    iterator = conn.stream
+    try:
+        while conn.out_size < STREAM_HIGH_WATER:
+            item = next(iterator, _END_OF_STREAM)
+            if item is _END_OF_STREAM:
+                if conn.stream_chunked:
+                    conn.write(b"0\r\n\r\n")
+                conn.release_stream()
+                return
+            part = as_body_bytes(item)
+            if not part:
+                continue
+            if not conn.stream_chunked:
+                conn.write(part)
+            elif len(part) <= SMALL_BODY:
+                conn.write(b"%x\r\n%s\r\n" % (len(part), part))
+            else:
+                conn.write(b"%x\r\n" % len(part))
+                conn.write(part)
+                conn.write(b"\r\n")
+    except BaseException:
+        try:
+            error_log.exception("streamed response body failed; closing the connection")
+        except BaseException:
+            pass
+        conn.keep_alive = False
+        conn.close_after_write = True
+        conn.release_stream()

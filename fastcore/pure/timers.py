@@ -1,0 +1,65 @@
+"""fastcore.pure.timers: per-worker timeout lists (header read, body read, keep-alive idle, write).
+
+Theory of operation (as pyext/timers.pxi). A connection is on at most one list, the one for what it
+is waiting on. All entries of a list share one duration, so a connection re-armed now has the latest
+deadline and goes to the tail: each list stays sorted by deadline with O(1) arm and cancel. The
+lists are OrderedDicts (a linked list inside, so the head is found in O(1) however many entries come
+and go). The worker sleeps in epoll until the earliest head deadline, then expire() yields every
+connection whose deadline has passed. A duration of 0 disables a kind.
+"""
+from collections import OrderedDict
+
+NONE, HEADER, BODY, IDLE, WRITE = range(5)
+KINDS = (HEADER, BODY, IDLE, WRITE)
+
+
+class Timers:
+    __slots__ = ("lists", "durations")
+
+    def __init__(self, header_timeout, body_timeout, keepalive_timeout, write_timeout):
+        self.lists = [None] + [OrderedDict() for _ in KINDS]
+        self.durations = (0.0, float(header_timeout), float(body_timeout), float(keepalive_timeout),
+                          float(write_timeout))
+
+    def unlink(self, conn):
+        if conn.timer_kind != NONE:
+            del self.lists[conn.timer_kind][conn]
+            conn.timer_kind = NONE
+
+    def arm(self, conn, kind, now):
+        """Put `conn` on the `kind` list with a fresh deadline (NONE: on no list)."""
+        if conn.timer_kind != NONE:
+            del self.lists[conn.timer_kind][conn]
+            conn.timer_kind = NONE
+        if kind == NONE:
+            return
+        duration = self.durations[kind]
+        if duration <= 0:
+            return                                      # this kind of timeout is disabled
+        conn.timer_kind = kind
+        self.lists[kind][conn] = now + duration
+
+    def wait(self, now):
+        """Seconds until the earliest deadline (0 if one has passed), or -1 when no timer runs."""
+        earliest = None
+        for kind in KINDS:
+            entries = self.lists[kind]
+            if entries:
+                deadline = entries[next(iter(entries))]
+                if earliest is None or deadline < earliest:
+                    earliest = deadline
+        if earliest is None:
+            return -1
+        return max(0.0, earliest - now)
+
+    def expire(self, now):
+        """Yield (kind, conn) for every connection whose deadline has passed, taking it off its list."""
+        for kind in KINDS:
+            entries = self.lists[kind]
+            while entries:
+                conn = next(iter(entries))
+                if entries[conn] > now:
+                    break
+                del entries[conn]
+                conn.timer_kind = NONE
+                yield kind, conn

@@ -1,0 +1,204 @@
+"""fastcore.pure.worker: a worker thread's event loop.
+
+Theory of operation (as pyext/worker.pxi). Each worker owns a select.epoll set holding its wake-up
+descriptor and its connections, and a dict fd -> Conn. One loop turn: epoll.poll(); refresh the Date
+line; for the wake-up, take the connections the listener queued for us (adopting one reads it at
+once: the client usually sent its request right after connecting); for each connection, read /
+serve / write (connection.py). Requests for the handler are collected over the whole turn and
+answered at its end by run_python_batch(), at most `python_batch` calls; what the cap leaves waits
+for the next turn, which then does not block in epoll. The compiled core takes the GIL once for that
+batch; here the batch keeps the same order and fairness (pipelined requests answered by one send,
+one busy connection cannot monopolize the worker).
+
+Timeouts: timers.py keeps one list per kind; epoll sleeps until the earliest deadline and
+expire_timers() runs at the end of every turn.
+
+Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
+response says Connection: close, connections idle between requests are closed at once, the rest
+finish their request, and at the deadline whatever remains is closed. The loop ends when the worker
+has no connection left.
+"""
+import collections
+import queue
+import select
+import time
+
+from . import timers
+from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON, WRITING, Conn
+from .response import DateCache, pull_stream
+from .wakeup import Wakeup
+
+EPOLL_BATCH = 256           # events taken per epoll.poll()
+
+
+class Worker:
+    def __init__(self, core, index):
+        self.index = index
+        self.queue = core.queue
+        self.handler = core.handler
+        self.limits = core.limits
+        self.body_buffer_size = core.body_buffer_size
+        self.python_batch = core.python_batch
+        self.formats = core.formats
+        self.routes = core.formats.routes
+        self.body_timeout = core.body_timeout or None
+        self.timers = timers.Timers(core.header_timeout, core.body_timeout, core.keepalive_timeout,
+                                    core.write_timeout)
+        self.date = DateCache()
+        self.connections = {}                   # fd -> Conn
+        self.python_queue = collections.deque()  # connections waiting for a handler call, in order
+        self.now = time.monotonic()
+        self.idle = False                       # blocked in epoll with no work in hand (read by the listener)
+        self.stop_requested = False             # graceful stop asked for (set by another thread)
+        self.stop_deadline = 0.0                # force-close everything after this (monotonic)
+        self.stopping = False                   # this thread's own copy of stop_requested, once seen
+        self.closed_count = 0                   # connections closed here (for stats: open = opened - closed)
+        self.sendfile_bytes = 0
+        self.wakeup = Wakeup()
+        try:
+            self.epoll = select.epoll()
+        except BaseException:
+            self.wakeup.close()
+            raise
+        self.epoll.register(self.wakeup.fileno(), select.EPOLLIN)
+
+    # -- called from other threads --------------------------------------------------------------------
+
+    def request_stop(self, deadline):
+        self.stop_deadline = deadline
+        self.stop_requested = True
+        self.wakeup.wake()
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self):
+        wake_fd = self.wakeup.fileno()
+        connections = self.connections
+        epoll = self.epoll
+        self.now = time.monotonic()
+        self.date.refresh()
+        while True:
+            if self.stopping:
+                self.close_idle_connections()
+                if not connections:
+                    break
+                if self.now >= self.stop_deadline:
+                    self.close_all_connections()
+                    break
+            if not self.python_queue:
+                self.idle = True
+            events = epoll.poll(self.wait_seconds(), EPOLL_BATCH)
+            self.idle = False
+            self.now = time.monotonic()
+            self.date.refresh()
+            if not self.stopping and self.stop_requested:
+                self.stopping = True
+            for fd, _ in events:
+                if fd == wake_fd:
+                    self.take_queued_connections()
+                    continue
+                conn = connections.get(fd)
+                if conn is None or conn.awaiting_python:
+                    continue                        # closed this turn / its batch runs at the end of the turn
+                if conn.state == WRITING:
+                    conn.flush()
+                else:
+                    conn.on_readable()
+            if self.python_queue:
+                self.run_python_batch()
+            self.expire_timers()
+
+    def wait_seconds(self):
+        """How long epoll may sleep: until the earliest timer, the stop deadline, or not at all when
+        a handler batch is left over from the last turn."""
+        if self.python_queue:
+            return 0
+        timeout = self.timers.wait(self.now)
+        if self.stopping:
+            remaining = max(0.0, self.stop_deadline - self.now)
+            if timeout < 0 or remaining < timeout:
+                timeout = remaining
+        return timeout
+
+    def take_queued_connections(self):
+        for _ in range(self.wakeup.take()):
+            try:
+                sock, peer = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self.adopt(sock, peer)
+
+    def adopt(self, sock, peer):
+        """Take a freshly accepted socket into this worker's epoll set and try reading at once."""
+        conn = Conn(self, sock, peer)
+        try:
+            self.epoll.register(conn.fd, select.EPOLLIN)
+        except OSError:
+            sock.close()
+            self.closed_count += 1
+            return
+        self.connections[conn.fd] = conn
+        self.timers.arm(conn, timers.HEADER, self.now)      # the first request is due
+        conn.on_readable()
+
+    def static_route(self, message):
+        """The static route answering `message` (GET or HEAD on its exact path), or None."""
+        if not self.routes or not (message.is_get or message.is_head):
+            return None
+        return self.routes.get(message.path)
+
+    def run_python_batch(self):
+        """Call the handler for the queued connections, at most python_batch times, then flush them."""
+        budget = self.python_batch
+        answered = []
+        python_queue = self.python_queue
+        while python_queue and budget > 0:
+            conn = python_queue[0]
+            if conn.closed:
+                python_queue.popleft()
+                continue
+            while True:
+                if conn.stream is not None:
+                    pull_stream(conn)
+                else:
+                    conn.answer_with_handler()
+                budget -= 1
+                result = conn.serve()
+                if result != SERVE_NEEDS_PYTHON or budget == 0:
+                    break
+            if result == SERVE_NEEDS_PYTHON:
+                break                               # budget spent; this one goes first next turn
+            python_queue.popleft()
+            conn.awaiting_python = False
+            answered.append(conn)
+        for conn in answered:
+            conn.finish_turn(SERVE_DONE)
+
+    def expire_timers(self):
+        """A request that stalls mid-way gets a 408 and a close; an idle or never-used connection,
+        or one that stopped reading, is closed."""
+        for kind, conn in self.timers.expire(self.now):
+            if kind == timers.BODY or (kind == timers.HEADER and conn.parser.inbuf):
+                conn.fail(408)
+                conn.flush()
+            else:
+                conn.close()
+
+    # -- stopping ------------------------------------------------------------------------------------
+
+    def close_idle_connections(self):
+        for conn in list(self.connections.values()):
+            if conn.is_idle():
+                conn.close()
+
+    def close_all_connections(self):
+        self.python_queue.clear()
+        for conn in list(self.connections.values()):
+            conn.awaiting_python = False
+            conn.close()
+
+    def close(self):
+        """Free what the thread used. Only once it has returned from run() (or never ran)."""
+        self.close_all_connections()
+        self.epoll.close()
+        self.wakeup.close()

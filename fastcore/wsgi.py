@@ -1,0 +1,549 @@
+"""WSGI (PEP 3333) on the compiled core.
+
+    import fastcore
+    fastcore.serve_wsgi(app, host="0.0.0.0", port=8000, threads=4)     # blocks; Ctrl-C stops
+    server = fastcore.Server.wsgi(app, port=0).start()                  # a WSGIServer, in the background
+
+Theory of operation. The adapter is a native handler: WSGIHandler(app)(request) -> Response. The
+core calls it on a worker thread with the GIL held; it builds the environ from the Request, calls
+the app, and turns what the app gave into a Response the core can frame:
+
+  * a list or tuple: joined into bytes, so it goes out with Content-Length;
+  * a fastcore.FileWrapper (wsgi.file_wrapper) over a regular file: handed over as is, and the
+    worker sends it with sendfile(2) without the GIL;
+  * any other iterable: PEP 3333 lets headers go out only with the first non-empty body part, and
+    a generator app calls start_response only when first iterated, so the adapter iterates it up
+    to its first non-empty part here. If the iterable then is exhausted, has len() 1, or the app
+    declared a Content-Length (up to BUFFER_DECLARED_LIMIT bytes) that the parts gathered so far
+    fill, the body is complete: bytes, Content-Length. Otherwise the rest is streamed: the
+    Response body is a _StreamedBody over the app's iterator, which the core pulls (chunked on
+    HTTP/1.1, close-delimited on HTTP/1.0) and always close()s: at the end, on an error, when the
+    client goes away, for HEAD. Its close() calls the app iterable's close() and writes the
+    access-log line.
+
+"Headers sent" (start_response's exc_info re-raises from then on) is the PEP's moment: the first
+write() call or the first non-empty body part. An exception from the app before the Response is
+returned (nothing has reached the client yet) is logged with its traceback on "fastcore.error" and
+answered 500; an exception while the core streams the rest propagates to the core, which logs it
+and closes the connection without the last chunk, so the client sees a truncated body.
+
+write() data is kept and goes out before the iterable's parts (the core sends nothing before the
+handler returns). An app-declared Content-Length bounds the body: the adapter stops iterating once
+that many bytes are out (PEP 3333), and never sends more.
+
+wsgi.input is request.stream: the whole body for bodies up to body_buffer_size, else a reader that
+pulls the body from the socket as the app reads (chunked bodies decoded, max_body_size enforced:
+a RequestBodyError the app lets through becomes the core's 400/408/413 and a close). It reads
+only while the app call runs: a body read lazily from a streamed response's iterator after the
+app returned fails for streamed (large) bodies.
+"""
+import logging
+import re
+import time
+from urllib.parse import unquote_to_bytes
+
+from . import access
+from ._core import FileWrapper, RequestBodyError, Response
+from .config import ServerConfig
+from .errors import ConfigError
+from .server import Server
+
+__all__ = ["WSGIHandler", "WSGIServer", "serve_wsgi", "serve"]
+
+_error_log = logging.getLogger("fastcore.error")
+_wsgi_log = logging.getLogger("fastcore.wsgi")
+
+# A declared Content-Length up to this many bytes is gathered whole from an iterable that yields
+# it in several parts, so it goes out with Content-Length; larger ones are streamed.
+BUFFER_DECLARED_LIMIT = 1 << 20
+# HEAD: the core derives Content-Length from the body it is given and sends no body for HEAD.
+# When the app declares a Content-Length but (rightly) gives no body, a zero-filled body of that
+# length up to this size makes the header right; above it the response is marked streamed, so no
+# wrong Content-Length goes out. (Remove once the core honours an app's Content-Length on HEAD.)
+HEAD_LENGTH_LIMIT = 1 << 24
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")       # control bytes, or not latin-1
+_INTERNAL_ERROR = b"Internal Server Error\n"
+_END = object()
+
+# Request header name -> environ key (None: dropped because the name has "_"). Bounded, so
+# clients sending random names cannot grow it.
+_header_keys = {"Content-Type": "CONTENT_TYPE", "Content-Length": "CONTENT_LENGTH"}
+_HEADER_KEY_CACHE = 1024
+
+
+def _environ_key(name):
+    key = _header_keys.get(name, False)
+    if key is False:
+        if "_" in name:
+            key = None                                  # X-Forwarded_For must not pass as X-Forwarded-For
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                key = key[5:]
+        if len(_header_keys) < _HEADER_KEY_CACHE:
+            _header_keys[name] = key
+    return key
+
+
+def _as_bytes(part):
+    if type(part) is bytes:
+        return part
+    if isinstance(part, (bytearray, memoryview)):
+        return bytes(part)
+    raise TypeError(f"a WSGI response body part must be bytes, not {type(part).__name__}")
+
+
+# Validated statuses and (name, value) pairs, so that the usual constant ones are checked once.
+# Bounded: apps that vary their header values (ETag, Set-Cookie) only miss the cache.
+_status_codes = {}
+_checked_fields = set()
+_CHECKED_CACHE = 4096
+
+
+def _check_response_head(status, headers):
+    """Validate start_response's arguments (PEP 3333: errors surface while the app runs).
+    Returns (status code, declared Content-Length or None)."""
+    code = _status_codes.get(status) if type(status) is str else None
+    if code is None:
+        code = _check_status(status)
+    if type(headers) is not list:
+        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+    declared = None
+    for item in headers:
+        if type(item) is tuple and item in _checked_fields:
+            continue
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"a response header must be a (name, value) tuple, not {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"response header names and values must be str: {item!r}")
+        if not _TOKEN.match(name):
+            raise ValueError(f"invalid response header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise ValueError(f"invalid character in response header {name!r}: {value!r}")
+        if len(name) == 14 and name.lower() == "content-length":
+            if not value.isdigit() or not value.isascii():
+                raise ValueError(f"invalid Content-Length {value!r}")
+            declared = int(value)
+        elif len(_checked_fields) < _CHECKED_CACHE:
+            _checked_fields.add(item)
+    return code, declared
+
+
+def _check_status(status):
+    if type(status) is not str:
+        raise TypeError(f"status must be str, not {type(status).__name__}")
+    code = status[:3]
+    if len(code) != 3 or not code.isdigit() or (len(status) > 3 and status[3] != " ") or code[0] == "0":
+        raise ValueError(f"status must be a 3-digit code, a space and a reason phrase, not {status!r}")
+    if _BAD_VALUE.search(status):
+        raise ValueError(f"invalid character in status {status!r}")
+    if len(_status_codes) < _CHECKED_CACHE:
+        _status_codes[status] = int(code)
+    return int(code)
+
+
+class _ErrorStream:
+    """wsgi.errors: text written here goes to the "fastcore.wsgi" logger at ERROR level, one
+    record per newline-terminated write (a partial line waits for the rest or for flush())."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self):
+        self._pending = ""
+
+    def write(self, text):
+        if type(text) is not str:
+            raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
+        if self._pending:
+            text = self._pending + text
+            self._pending = ""
+        if text.endswith("\n"):
+            if text != "\n":
+                _wsgi_log.error("%s", text[:-1])
+        elif text:
+            self._pending = text
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self._pending:
+            text, self._pending = self._pending, ""
+            _wsgi_log.error("%s", text)
+
+    def close(self):
+        raise ValueError("wsgi.errors must not be closed by the application")
+
+
+class _Exchange:
+    """The state of one WSGI call: what start_response and write() were given."""
+
+    __slots__ = ("request", "status", "code", "headers", "declared", "committed", "written", "errors",
+                 "wall", "started", "finished", "result_closed")
+
+    def __init__(self, request, errors):
+        self.request = request
+        self.errors = errors
+        self.status = None
+        self.code = 500
+        self.headers = None
+        self.declared = None
+        self.committed = False                          # headers "sent" in PEP 3333's sense
+        self.written = []
+        self.finished = False
+        self.result_closed = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.committed:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None                         # no reference cycle through the traceback
+        elif self.status is not None:
+            raise RuntimeError("start_response() was already called; call it again only with exc_info")
+        code, declared = _check_response_head(status, headers)
+        self.status = status
+        self.code = code
+        self.headers = headers
+        self.declared = declared
+        return self.write
+
+    def write(self, data):
+        if self.status is None:
+            raise RuntimeError("write() called before start_response()")
+        data = _as_bytes(data)
+        self.committed = True
+        if data:
+            self.written.append(data)
+
+
+class _StreamedBody:
+    """The rest of an app's iterable, pulled by the core: write() data first, then the first
+    part already taken, then the iterator; bounded by a declared Content-Length. close() closes
+    the app's iterable and writes the access-log line (once)."""
+
+    __slots__ = ("_handler", "_exchange", "_first", "_iterator", "_result", "_remaining", "_sent", "_closed")
+
+    def __init__(self, handler, exchange, first, iterator, result, remaining, sent):
+        self._handler = handler
+        self._exchange = exchange
+        self._first = first
+        self._iterator = iterator
+        self._result = result
+        self._remaining = remaining                     # None, or bytes the declared length still allows
+        self._sent = sent
+        self._closed = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        exchange = self._exchange
+        if self._first is not None:
+            part, self._first = self._first, None
+        elif exchange.written:                          # write() called while the core iterates
+            part = b"".join(exchange.written)
+            exchange.written.clear()
+        else:
+            if self._remaining == 0 or self._iterator is None:
+                raise StopIteration
+            part = _as_bytes(next(self._iterator))
+        if self._remaining is not None:
+            if len(part) > self._remaining:
+                part = part[:self._remaining]
+            self._remaining -= len(part)
+        self._sent += len(part)
+        return part
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self._iterator = None
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            sent = 0 if self._exchange.request.method == "HEAD" else self._sent
+            self._handler._finish(self._exchange, sent)
+
+
+class WSGIHandler:
+    """A native handler that runs a WSGI application: `Server(WSGIHandler(app, config), config=config)`.
+
+    `config` (a ServerConfig) gives SERVER_NAME (host), SCRIPT_NAME (root_path) and access_log;
+    SERVER_PORT is the bound port of `server` when set (WSGIServer sets it), else config.port."""
+
+    def __init__(self, app, config=None, server=None):
+        if not callable(app):
+            raise TypeError(f"a WSGI application is callable (environ, start_response), not {type(app).__name__}")
+        self.app = app
+        self.config = config if config is not None else ServerConfig()
+        root = self.config.root_path.rstrip("/")
+        if root and not root.startswith("/"):
+            raise ConfigError(f"root_path must start with '/', not {self.config.root_path!r}")
+        # SCRIPT_NAME is a "bytes as latin-1" string like PATH_INFO: the UTF-8 of the configured path.
+        self.script_name = root.encode("utf-8").decode("latin-1")
+        self.access_log = self.config.access_log
+        self.server = server
+        self._base = None
+
+    def _base_environ(self):
+        base = self._base
+        if base is None:
+            port = self.server.port if self.server is not None else self.config.port
+            base = self._base = {
+                "SCRIPT_NAME": self.script_name,
+                "SERVER_NAME": self.config.host,
+                "SERVER_PORT": str(port),
+                "SERVER_SOFTWARE": "fastcore",
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+                "wsgi.input_terminated": True,
+                "wsgi.file_wrapper": FileWrapper,
+            }
+        return base
+
+    def reset(self):
+        """Forget the cached server address (the server is starting again, maybe on another port)."""
+        self._base = None
+
+    def environ(self, request, errors=None):
+        """The PEP 3333 environ for a fastcore Request."""
+        environ = (self._base or self._base_environ()).copy()
+        path = request.path
+        if "%" in path:
+            path = unquote_to_bytes(path).decode("latin-1")
+        elif path == "*":                               # OPTIONS *: no path (CGI: "" or "/...")
+            path = ""
+        root = self.script_name
+        if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+            path = path[len(root):]
+        environ["REQUEST_METHOD"] = request.method
+        environ["PATH_INFO"] = path
+        environ["QUERY_STRING"] = request.query_string
+        environ["REQUEST_URI"] = environ["RAW_URI"] = request.target
+        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http_version == "1.1" else "HTTP/1.0"
+        environ["REMOTE_ADDR"] = request.remote_addr
+        environ["REMOTE_PORT"] = str(request.remote_port)
+        environ["wsgi.input"] = request.stream
+        environ["wsgi.errors"] = errors if errors is not None else _ErrorStream()
+        for name, value in request.headers.items():
+            key = _header_keys.get(name, False)
+            if key is False:
+                key = _environ_key(name)
+            if key is None:
+                continue
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+            else:
+                environ[key] = value
+        return environ
+
+    # -- the native handler ----------------------------------------------------------------------
+
+    def __call__(self, request):
+        errors = _ErrorStream()
+        exchange = _Exchange(request, errors)
+        if self.access_log:
+            exchange.wall = time.time()
+            exchange.started = time.perf_counter()
+        result = None
+        try:
+            result = self.app(self.environ(request, errors), exchange.start_response)
+            return self._respond(exchange, result)
+        except RequestBodyError as error:
+            # The body could not be read (cut short, too slow, too large): the core answers with
+            # error.status and closes; nothing of the app's response has gone out.
+            self._close_result(exchange, result)
+            exchange.code = error.status
+            self._finish(exchange, 0)
+            raise
+        except Exception:
+            self._close_result(exchange, result)
+            _error_log.exception("WSGI application %r failed on %r", self.app, request)
+            exchange.code = 500
+            self._finish(exchange, 0)
+            return Response(_INTERNAL_ERROR, 500, None, "text/plain; charset=utf-8")
+        except BaseException:
+            self._close_result(exchange, result)
+            raise
+
+    def _respond(self, exchange, result):
+        kind = type(result)
+        if kind is list or kind is tuple:
+            if exchange.status is None:
+                raise RuntimeError("the application returned without calling start_response()")
+            if exchange.written:
+                return self._complete(exchange, b"".join(exchange.written) + b"".join(result))
+            return self._complete(exchange, b"".join(result))
+        if kind is FileWrapper and not exchange.written and exchange.status is not None:
+            size = access.file_span_length(result)
+            if size is not None and (exchange.declared is None or exchange.declared == size):
+                return self._send_file(exchange, result, size)
+        if kind is bytes or kind is str:
+            raise TypeError(f"a WSGI application returns an iterable of bytes (e.g. a list), not {kind.__name__}")
+
+        iterator = iter(result)
+        first = None
+        for part in iterator:
+            if type(part) is not bytes:
+                part = _as_bytes(part)
+            if part:
+                first = part
+                break
+        if exchange.status is None:
+            raise RuntimeError("the application returned without calling start_response()")
+        if first is None:                                # exhausted without a non-empty part
+            self._close_result(exchange, result, raising=True)
+            return self._complete(exchange, b"".join(exchange.written))
+        exchange.committed = True
+        parts = exchange.written
+        exchange.written = []
+        parts.append(first)
+        declared = exchange.declared
+        if declared is None:
+            try:
+                single = len(result) == 1
+            except Exception:
+                single = False
+            if single:
+                self._close_result(exchange, result, raising=True)
+                return self._complete(exchange, b"".join(parts))
+        else:
+            gathered = sum(map(len, parts))
+            if declared <= BUFFER_DECLARED_LIMIT:
+                exhausted = False
+                while gathered < declared:
+                    part = next(iterator, _END)
+                    if part is _END:
+                        exhausted = True
+                        break
+                    part = _as_bytes(part)
+                    parts.append(part)
+                    gathered += len(part)
+                if exhausted or gathered >= declared:
+                    self._close_result(exchange, result, raising=True)
+                    return self._complete(exchange, b"".join(parts))
+        head = b"".join(parts) if len(parts) > 1 else first
+        if declared is not None:
+            head = head[:declared]
+            remaining = declared - len(head)
+        else:
+            remaining = None
+        body = _StreamedBody(self, exchange, head, iterator, result, remaining, 0)
+        return Response(body, exchange.code, exchange.headers)
+
+    def _complete(self, exchange, body):
+        """A body of known length: Content-Length framing; the app's iterable is already closed."""
+        declared = exchange.declared
+        head_request = exchange.request.method == "HEAD"
+        if declared is not None and len(body) != declared:
+            if len(body) > declared:
+                body = body[:declared]
+            elif head_request and not body:
+                # The app declared the GET length and gave no body, as HEAD asks; the core would
+                # say Content-Length: 0. (The core does not honour an app's Content-Length yet.)
+                if declared <= HEAD_LENGTH_LIMIT:
+                    body = bytes(declared)
+                else:
+                    self._finish(exchange, 0)
+                    return Response(iter(()), exchange.code, exchange.headers)
+        self._finish(exchange, 0 if head_request else len(body))
+        return Response(body, exchange.code, exchange.headers)
+
+    def _send_file(self, exchange, wrapper, size):
+        if self.access_log:
+            # The core close()s the FileWrapper after sendfile: the hook in its file logs then.
+            def file_done():
+                self._finish(exchange, 0 if exchange.request.method == "HEAD" else size)
+            wrapper = FileWrapper(access.FileClosedHook(wrapper.filelike, file_done), wrapper.block_size)
+        else:
+            self._finish(exchange, size)
+        exchange.committed = True
+        return Response(wrapper, exchange.code, exchange.headers)
+
+    def _close_result(self, exchange, result, raising=False):
+        """PEP 3333: the iterable's close() is called however the response ends (once). With
+        `raising`, an exception from close() propagates (it becomes a 500: nothing is sent yet)."""
+        if exchange.result_closed:
+            return
+        exchange.result_closed = True
+        close = getattr(result, "close", None)
+        if close is None:
+            return
+        if raising:
+            close()
+            return
+        try:
+            close()
+        except Exception:
+            _error_log.exception("close() of the WSGI response iterable failed")
+
+    def _finish(self, exchange, sent):
+        """The response is done (or given up): flush wsgi.errors, write the access line."""
+        if exchange.finished:
+            return
+        exchange.finished = True
+        exchange.errors.flush()
+        if self.access_log:
+            access.write(exchange.request, exchange.code, sent, exchange.wall, exchange.started)
+
+
+class WSGIServer(Server):
+    """A Server running a WSGI application.
+
+        server = WSGIServer(app, host="127.0.0.1", port=8000, threads=4, root_path="/app")
+        server.serve_forever()          # or: with WSGIServer(app, port=0) as s: ... s.port ...
+
+    Options are ServerConfig fields; root_path and access_log are the WSGI ones."""
+
+    def __init__(self, app, config=None, **options):
+        super().__init__(None, config, **options)
+        self.app = app
+        self.handler = WSGIHandler(app, self.config, server=self)
+
+    def start(self):
+        self.handler.reset()
+        return super().start()
+
+    def __repr__(self):
+        return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
+
+
+def _server_wsgi(cls, app, config=None, **options):
+    """Server.wsgi(app, **options) -> a WSGIServer for the WSGI application `app`."""
+    return WSGIServer(app, config, **options)
+
+
+# Server.wsgi(app, **options): the WSGI constructor next to the native one.
+Server.wsgi = classmethod(_server_wsgi)
+
+
+def serve_wsgi(app, config=None, **options):
+    """Serve the WSGI application `app` until Ctrl-C / SIGTERM (or stop() from another thread)."""
+    WSGIServer(app, config, **options).serve_forever()
+
+
+def serve(app, interface="wsgi", config=None, **options):
+    """Serve `app` until Ctrl-C / SIGTERM: a WSGI application (interface="wsgi", the default) or
+    a native handler, request -> Response (interface="native")."""
+    if interface == "wsgi":
+        serve_wsgi(app, config, **options)
+    elif interface == "native":
+        server = Server(app, config, **options)
+        if server.config.access_log:
+            server.handler = access.access_logged(app)
+        server.serve_forever()
+    else:
+        raise ValueError(f"interface must be 'wsgi' or 'native', not {interface!r}")

@@ -1,0 +1,325 @@
+"""`fastcore module:app` / `python -m fastcore module:app` as a user runs them: a subprocess in a
+temporary directory holding the app's module, talked to over real sockets, stopped with SIGINT.
+Also each mistake a user can make: one line on stderr, no traceback, exit status 2 (usage) or 1
+(runtime)."""
+import http.client
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+STARTUP_TIMEOUT = 20.0
+TIMEOUT = 5.0
+
+APP_MODULE = '''
+import json
+import os
+
+def app(environ, start_response):
+    described = {key: environ[key] for key in ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_PORT")}
+    described["pid"] = os.getpid()
+    body = json.dumps(described).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+def create_app(greeting="hello"):
+    def greeter(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [greeting.encode()]
+    return greeter
+
+def handle(request):                       # a native handler
+    import fastcore
+    return fastcore.Response(b"native " + request.path.encode(), content_type="text/plain")
+
+application = app
+not_callable = 42
+'''
+
+
+@pytest.fixture
+def app_dir(tmp_path):
+    (tmp_path / "userapp.py").write_text(APP_MODULE)
+    (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('the module itself is broken')\n")
+    (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
+    return tmp_path
+
+
+def environment(**extra):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FASTCORE_")}
+    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def read_line(stream, timeout):
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no complete line within {timeout} s (got {line!r})"
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            chunk = os.read(stream.fileno(), 1)
+            if not chunk:
+                return line.decode()
+            line += chunk
+    return line.decode()
+
+
+class Served:
+    """A running `fastcore ...` child: its port, and stop() -> (returncode, stdout rest, stderr)."""
+
+    def __init__(self, args, cwd, env, command=None):
+        command = command or [sys.executable, "-m", "fastcore"]
+        self.child = subprocess.Popen(command + args, cwd=cwd, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.banner = read_line(self.child.stdout, STARTUP_TIMEOUT)
+        if not self.banner:
+            _, stderr = self.child.communicate(timeout=TIMEOUT)
+            raise AssertionError(f"exited with {self.child.returncode}: {stderr.decode(errors='replace')}")
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", self.banner)
+        assert match, f"no URL in the banner {self.banner!r}"
+        self.port = int(match.group(1))
+
+    def get(self, path="/"):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.child.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = self.child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("did not exit within 10 s of SIGINT")
+        return self.child.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+
+    def kill(self):
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait(10)
+        for stream in (self.child.stdout, self.child.stderr):
+            if not stream.closed:
+                stream.close()
+
+
+@pytest.fixture
+def serve(app_dir):
+    started = []
+
+    def start(*args, env=None, command=None):
+        served = Served(list(args), app_dir, env or environment(), command)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.kill()
+
+
+def run_failing(args, cwd, env=None):
+    """Run a command that must fail fast; (returncode, stdout, stderr)."""
+    completed = subprocess.run([sys.executable, "-m", "fastcore"] + args, cwd=cwd, env=env or environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    return completed.returncode, completed.stdout.decode(errors="replace"), completed.stderr.decode(errors="replace")
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+def test_module_app_from_the_current_directory(serve):
+    import json
+    served = serve("userapp:app", "--port", "0")
+    assert "userapp:app" in served.banner and "WSGI" in served.banner
+    status, body = served.get("/some/path?x=1")
+    assert status == 200
+    described = json.loads(body)
+    assert described["PATH_INFO"] == "/some/path" and described["QUERY_STRING"] == "x=1"
+    assert described["SERVER_PORT"] == str(served.port)
+    assert described["pid"] == served.child.pid
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_module_alone_means_module_application(serve):
+    served = serve("userapp", "--port", "0")
+    assert served.get("/")[0] == 200
+    assert served.stop()[0] == 0
+
+
+@pytest.mark.parametrize("spec, extra, expected", [
+    ("userapp:create_app()", [], b"hello"),
+    ("userapp:create_app('bonjour')", [], b"bonjour"),
+    ("userapp:create_app(greeting='hallo')", [], b"hallo"),
+    ("userapp:create_app", ["--factory"], b"hello"),
+])
+def test_app_factory(serve, spec, extra, expected):
+    served = serve(spec, "--port", "0", *extra)
+    assert served.get("/") == (200, expected)
+    assert served.stop()[0] == 0
+
+
+def test_options_from_the_environment_and_flags_beat_them(serve):
+    import json
+    served = serve("userapp:app", env=environment(FASTCORE_PORT="0", FASTCORE_ROOT_PATH="/from-env",
+                                                  FASTCORE_THREADS="3"))
+    assert json.loads(served.get("/from-env/x")[1])["SCRIPT_NAME"] == "/from-env"
+    assert served.stop()[0] == 0
+    served = serve("userapp:app", "--root-path", "/from-flag",
+                   env=environment(FASTCORE_PORT="0", FASTCORE_ROOT_PATH="/from-env"))
+    described = json.loads(served.get("/from-flag/y")[1])
+    assert (described["SCRIPT_NAME"], described["PATH_INFO"]) == ("/from-flag", "/y")
+    assert served.stop()[0] == 0
+
+
+def test_access_log_on_stdout(serve):
+    served = serve("userapp:app", "--port", "0", "--access-log")
+    assert served.get("/logged?q=1")[0] == 200
+    line = read_line(served.child.stdout, TIMEOUT)
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^\]]+\] "GET /logged\?q=1 HTTP/1\.1" 200 \d+ \d+us\n', line), line
+    assert served.stop()[0] == 0
+
+
+def test_access_log_from_the_environment_and_off_by_default(serve):
+    served = serve("userapp:app", "--port", "0", env=environment(FASTCORE_ACCESS_LOG="yes"))
+    assert served.get("/env")[0] == 200
+    assert '"GET /env HTTP/1.1" 200' in read_line(served.child.stdout, TIMEOUT)
+    assert served.stop()[0] == 0
+    served = serve("userapp:app", "--port", "0")
+    assert served.get("/quiet")[0] == 200
+    _, stdout, _ = served.stop()
+    assert "/quiet" not in stdout
+
+
+def test_native_interface(serve):
+    served = serve("--interface", "native", "userapp:handle", "--port", "0", "--access-log")
+    assert "native" in served.banner
+    assert served.get("/n") == (200, b"native /n")
+    assert '"GET /n HTTP/1.1" 200 9 ' in read_line(served.child.stdout, TIMEOUT)
+    assert served.stop()[0] == 0
+
+
+def test_demo_without_app_takes_the_generated_options(serve):
+    served = serve("--port", "0", "--access-log", "--server-name", "demo-test")
+    assert served.banner.startswith("fastcore demo serving on http://127.0.0.1:")
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=TIMEOUT)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Server") == "demo-test"
+    assert b"Hello" in response.read()
+    conn.close()
+    assert '"GET / HTTP/1.1" 200' in read_line(served.child.stdout, TIMEOUT)
+    assert served.stop()[0] == 0
+
+
+def test_console_script_entry_point(serve, app_dir):
+    """The `fastcore` console script is fastcore.cli:main (in pyproject.toml, and in the installed
+    distribution's metadata when there is one); run that function as the script does, and the
+    installed script itself when it sits next to this interpreter."""
+    import importlib.metadata
+    declared = []
+    pyproject = os.path.join(PROJECT_ROOT, "pyproject.toml")
+    if os.path.exists(pyproject):
+        with open(pyproject, "rb") as handle:
+            declared.append(tomllib.load(handle)["project"]["scripts"]["fastcore"])
+    try:
+        distribution = importlib.metadata.distribution("fastcore-server")
+    except importlib.metadata.PackageNotFoundError:
+        distribution = None
+    if distribution is not None:
+        declared += [entry.value for entry in distribution.entry_points
+                     if entry.group == "console_scripts" and entry.name == "fastcore"]
+    if not declared:
+        pytest.skip("neither pyproject.toml nor an installed fastcore-server distribution to read")
+    assert set(declared) == {"fastcore.cli:main"}, declared
+    commands = [[sys.executable, "-c", "import sys; from fastcore.cli import main; sys.exit(main())"]]
+    script = os.path.join(os.path.dirname(sys.executable), "fastcore")
+    if distribution is not None and os.access(script, os.X_OK):
+        commands.append([script])
+    for command in commands:
+        served = serve("userapp:app", "--port", "0", command=command)
+        assert served.get("/")[0] == 200
+        assert served.stop()[0] == 0
+
+
+def test_help_lists_every_server_config_option():
+    import dataclasses
+    import fastcore
+    completed = subprocess.run([sys.executable, "-m", "fastcore", "--help"], env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    assert completed.returncode == 0
+    text = completed.stdout.decode()
+    for spec in dataclasses.fields(fastcore.ServerConfig):
+        assert "--" + spec.name.replace("_", "-") in text
+        assert "FASTCORE_" + spec.name.upper() in text
+    assert "--interface" in text and "--factory" in text
+
+
+# -- mistakes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, env, status, message", [
+    (["nosuchmodule:app"], {}, 2, "cannot import 'nosuchmodule': no module named 'nosuchmodule'"),
+    (["userapp.sub:app"], {}, 2, "no module named 'userapp.sub'"),
+    (["userapp:nothing_here"], {}, 2, "'userapp' has no attribute 'nothing_here'"),
+    (["userapp:not_callable"], {}, 2, "is a int, not a callable"),
+    (["userapp:create_app"], {}, 2, "if it is an app factory, add '()'"),
+    (["userapp:create_app(open('x'))"], {}, 2, "must be literals"),
+    (["userapp:"], {}, 2, "APP must look like module:attribute"),
+    (["broken:app"], {}, 1, "importing 'broken' failed: RuntimeError: the module itself is broken"),
+    (["needsdep:app"], {}, 1, "importing 'needsdep' failed: ModuleNotFoundError"),
+    (["userapp:app", "--port", "eighty"], {}, 2, "argument --port: invalid int value: 'eighty'"),
+    (["userapp:app", "--threads", "0"], {}, 2, "threads must be at least 1, not 0"),
+    (["userapp:app", "--port", "70000"], {}, 2, "port must be at most 65535"),
+    (["userapp:app", "--log-level", "chatty"], {}, 2, "log_level must be one of"),
+    (["userapp:app", "--interface", "asgi"], {}, 2, "argument --interface: invalid choice"),
+    (["userapp:app", "--no-such-option"], {}, 2, "unrecognized arguments: --no-such-option"),
+    (["userapp:app"], {"FASTCORE_THREADS": "many"}, 2, "FASTCORE_THREADS='many': invalid int value"),
+    (["userapp:app"], {"FASTCORE_ACCESS_LOG": "maybe"}, 2, "FASTCORE_ACCESS_LOG='maybe'"),
+    (["userapp:app"], {"FASTCORE_INTERFACE": "cgi"}, 2, "FASTCORE_INTERFACE='cgi'"),
+    (["userapp:app", "--root-path", "no-slash"], {}, 2, "root_path must start with '/'"),
+])
+def test_user_mistakes_end_with_one_line_and_a_status(app_dir, args, env, status, message):
+    returncode, stdout, stderr = run_failing(args, app_dir, environment(**env))
+    assert returncode == status, (stdout, stderr)
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("fastcore: error: ") and message in lines[0], lines[0]
+
+
+def test_port_in_use_is_a_runtime_error(app_dir):
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        returncode, _, stderr = run_failing(["userapp:app", "--port", str(port)], app_dir)
+    assert returncode == 1
+    assert stderr.strip() == f"fastcore: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_unresolvable_host_is_a_runtime_error(app_dir):
+    returncode, _, stderr = run_failing(["userapp:app", "--host", "no-such-host.invalid", "--port", "0"], app_dir)
+    assert returncode == 1
+    assert stderr.startswith("fastcore: error: cannot listen on no-such-host.invalid:0")
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_debug_log_level_shows_the_traceback_of_the_users_code(app_dir):
+    returncode, _, stderr = run_failing(["broken:app", "--log-level", "debug"], app_dir)
+    assert returncode == 1
+    assert "Traceback" in stderr and "the module itself is broken" in stderr

@@ -1,0 +1,936 @@
+"""WSGI (PEP 3333) adapter: environ, start_response / exc_info, write(), response iterables, close(),
+HEAD, wsgi.input (chunked and streamed bodies), wsgi.errors, wsgi.file_wrapper, the access log.
+
+Every app runs under wsgiref.validate.validator (the wsgi_server fixture), and the wsgi_problems
+fixture fails the test if anything was logged on the fastcore loggers, an unraisable exception
+occurred (an iterable never closed) or a WSGIWarning was raised, unless the test takes the records
+it provokes. Apps whose server-side behaviour the validator's wrapping would hide (len() of a
+one-item list, wsgi.file_wrapper handed over for sendfile) are validated in-process and then
+served bare.
+"""
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+import fastcore
+from conftest import HTTPReader, ResponseReader, connect, read_chunked_response, validate_in_process
+
+TIMEOUT = 5.0
+
+
+def request(port, method="GET", path="/", body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.msg, response.read()
+    finally:
+        conn.close()
+
+
+def text_app(body=b"ok", status="200 OK", extra=()):
+    def app(environ, start_response):
+        start_response(status, [("Content-Type", "text/plain")] + list(extra))
+        return [body]
+    return app
+
+
+# -- environ -------------------------------------------------------------------------------------
+
+def environ_app(environ, start_response):
+    """The environ as JSON: every str value, and the type facts of the wsgi.* ones."""
+    described = {key: value for key, value in environ.items() if isinstance(value, str)}
+    described["wsgi.version"] = list(environ["wsgi.version"])
+    for key in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated"):
+        described[key] = environ[key]
+    described["file_wrapper_is_fastcore"] = environ["wsgi.file_wrapper"] is fastcore.FileWrapper
+    described["errors_has_write"] = callable(getattr(environ["wsgi.errors"], "write", None))
+    described["body"] = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode("latin-1")
+    data = json.dumps(described).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def raw_exchange(port, data):
+    """Send raw request bytes; return (status, headers, body) of the one response."""
+    with connect(port, TIMEOUT) as sock:
+        sock.sendall(data)
+        status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+        assert complete
+        return status, headers, body
+
+
+def test_environ_contents(wsgi_server):
+    srv = wsgi_server(environ_app)
+    with connect(srv.port, TIMEOUT) as sock:
+        client_port = sock.getsockname()[1]
+        sock.sendall(b"POST /a%20b/caf%C3%A9/x%2Fy?q=%20v&r=1 HTTP/1.1\r\n"
+                     b"Host: example.test:8080\r\n"
+                     b"Content-Type: text/plain; charset=latin-1\r\n"
+                     b"Content-Length: 5\r\n"
+                     b"X-Repeated: a\r\n"
+                     b"X-Forwarded-For: 10.0.0.1\r\n"
+                     b"X-Forwarded_For: 6.6.6.6\r\n"
+                     b"x-repeated: b\r\n"
+                     b"X-Latin: caf\xe9\r\n"
+                     b"Cookie: a=1\r\n"
+                     b"Cookie: b=2\r\n"
+                     b"\r\n"
+                     b"hello")
+        status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+    assert status == 200 and complete
+    env = json.loads(body)
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["SCRIPT_NAME"] == ""
+    # Percent-decoded bytes as latin-1 (PEP 3333): é is UTF-8 c3 a9 -> two latin-1 characters.
+    assert env["PATH_INFO"] == "/a b/caf\u00c3\u00a9/x/y"
+    assert env["QUERY_STRING"] == "q=%20v&r=1"
+    assert env["REQUEST_URI"] == env["RAW_URI"] == "/a%20b/caf%C3%A9/x%2Fy?q=%20v&r=1"
+    assert env["CONTENT_TYPE"] == "text/plain; charset=latin-1"
+    assert env["CONTENT_LENGTH"] == "5"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(srv.port)
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"] == str(client_port)
+    assert env["HTTP_HOST"] == "example.test:8080"
+    assert env["HTTP_X_REPEATED"] == "a,b"
+    assert env["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"          # the underscore spelling is dropped
+    assert env["HTTP_X_LATIN"] == "caf\u00e9"                   # latin-1 decoded
+    assert env["HTTP_COOKIE"] == "a=1; b=2"                      # cookies join with "; "
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.version"] == [1, 0]
+    assert env["wsgi.multithread"] is True
+    assert env["wsgi.multiprocess"] is False
+    assert env["wsgi.run_once"] is False
+    assert env["wsgi.input_terminated"] is True
+    assert env["file_wrapper_is_fastcore"] and env["errors_has_write"]
+    assert env["body"] == "hello"
+
+
+def test_environ_http10_without_body_or_host(wsgi_server):
+    srv = wsgi_server(environ_app)
+    status, headers, body = raw_exchange(srv.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert status == 200
+    env = json.loads(body)
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert env["PATH_INFO"] == "/" and env["QUERY_STRING"] == ""
+    assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env and "HTTP_HOST" not in env
+    assert env["body"] == ""
+
+
+@pytest.mark.parametrize("path, script_name, path_info", [
+    ("/app/x/y", "/app", "/x/y"),
+    ("/app", "/app", ""),
+    ("/app/", "/app", "/"),
+    ("/application", "/app", "/application"),      # a prefix only at a segment boundary
+    ("/other", "/app", "/other"),                  # a proxy that already stripped the prefix
+    ("/app/%41", "/app", "/A"),
+])
+def test_root_path_sets_script_name_and_strips_path_info(wsgi_server, path, script_name, path_info):
+    srv = wsgi_server(environ_app, root_path="/app/")
+    status, _, body = request(srv.port, path=path)
+    assert status == 200
+    env = json.loads(body)
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, path_info)
+
+
+def test_root_path_must_start_with_slash():
+    with pytest.raises(fastcore.ConfigError):
+        fastcore.WSGIServer(text_app(), root_path="app")
+
+
+# -- response framing ----------------------------------------------------------------------------
+
+def test_one_item_list_goes_out_with_content_length(wsgi_server):
+    app = text_app(b"Hello, World!")
+    assert validate_in_process(app)[2] == b"Hello, World!"
+    srv = wsgi_server(app, validate=False)         # bare: the validator's wrapper hides the list
+    status, headers, body = raw_exchange(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (status, body) == (200, b"Hello, World!")
+    assert headers["content-length"] == "13" and "transfer-encoding" not in headers
+    assert headers["content-type"] == "text/plain"
+
+
+def test_iterable_with_len_one_goes_out_with_content_length(wsgi_server):
+    class OnePart:
+        def __init__(self):
+            self.closed = False
+
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            yield b"single"
+
+        def close(self):
+            self.closed = True
+
+    made = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        made.append(OnePart())
+        return made[-1]
+
+    validate_in_process(app)
+    srv = wsgi_server(app, validate=False)
+    status, headers, body = raw_exchange(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (status, body, headers.get("content-length")) == (200, b"single", "6")
+    assert made[-1].closed
+
+
+def test_validated_list_streams_and_declared_length_is_used(wsgi_server):
+    """Under the validator the list is an opaque iterator: without a Content-Length it is streamed
+    (chunked); with one, the adapter gathers the body and it goes out with Content-Length."""
+    def app(environ, start_response):
+        headers = [("Content-Type", "text/plain")]
+        if environ["PATH_INFO"] == "/declared":
+            headers.append(("Content-Length", "9"))
+        start_response("200 OK", headers)
+        return [b"abc", b"def", b"ghi"]
+
+    srv = wsgi_server(app)
+    status, headers, body = raw_exchange(srv.port, b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (status, body) == (200, b"abcdefghi")
+    assert headers.get("transfer-encoding") == "chunked"
+    status, headers, body = raw_exchange(srv.port, b"GET /declared HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (status, body) == (200, b"abcdefghi")
+    assert headers.get("content-length") == "9" and "transfer-encoding" not in headers
+
+
+def test_generator_app_streams_chunked_and_close_delimited_on_http10(wsgi_server):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b""
+        for i in range(200):
+            yield b"part %d\n" % i
+
+    expected = b"".join(b"part %d\n" % i for i in range(200))
+    srv = wsgi_server(app)
+    status, headers, body = raw_exchange(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (status, body, headers.get("transfer-encoding")) == (200, expected, "chunked")
+    status, headers, body = raw_exchange(srv.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert (status, body) == (200, expected)
+    assert "transfer-encoding" not in headers and "content-length" not in headers
+
+
+def test_declared_content_length_bounds_the_body(wsgi_server):
+    """PEP 3333: no more bytes than the app's Content-Length, and iteration stops there."""
+    pulled = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+
+        def body():
+            for part in (b"hel", b"lo world", b"never"):
+                pulled.append(part)
+                yield part
+        return body()
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = ResponseReader(sock)
+        for _ in range(2):                           # the connection stays usable
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            response = reader.read_response()
+            assert (response.status, response.body) == (200, b"hello")
+            assert response.headers["content-length"] == "5"
+    assert b"never" not in pulled
+
+
+def test_empty_iterable_and_empty_parts(wsgi_server):
+    def app(environ, start_response):
+        start_response("204 No Content", [])
+        yield b""
+
+    srv = wsgi_server(app)
+    status, headers, body = raw_exchange(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (status, body) == (204, b"")
+
+
+def test_write_callable_data_comes_before_the_iterable(wsgi_server):
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"one,")
+        write(b"")
+        write(b"two,")
+        if environ["PATH_INFO"] == "/gen":
+            def rest():
+                yield b"three,"
+                yield b"four"
+            return rest()
+        return [b"three"]
+
+    srv = wsgi_server(app)
+    assert request(srv.port, path="/list")[2] == b"one,two,three"
+    assert request(srv.port, path="/gen")[2] == b"one,two,three,four"
+
+
+def test_custom_status_and_headers_pass_through(wsgi_server):
+    srv = wsgi_server(text_app(b"nope", "418 I'm a teapot", [("X-One", "1"), ("Set-Cookie", "a=1"),
+                                                             ("Set-Cookie", "b=2")]))
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        raw = b""
+        while not raw.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, raw
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 418 ")
+    assert "X-One: 1" in lines
+    assert [line for line in lines if line.startswith("Set-Cookie")] == ["Set-Cookie: a=1", "Set-Cookie: b=2"]
+    assert body == b"4\r\nnope\r\n0\r\n\r\n"
+
+
+def test_keep_alive_and_pipelining_across_response_kinds(wsgi_server, tmp_path):
+    data = os.urandom(30000)
+    (tmp_path / "f.bin").write_bytes(data)
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if path == "/list":
+            return [b"list"]
+        if path == "/gen":
+            return (part for part in (b"g", b"e", b"n"))
+        return environ["wsgi.file_wrapper"](open(tmp_path / "f.bin", "rb"), 4096)
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = HTTPReader(sock, TIMEOUT)
+        sock.sendall(b"".join(b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n" % p for p in (b"list", b"gen", b"file") * 3))
+        for _ in range(3):
+            for expected in (b"list", b"gen", data):
+                status, headers, body, complete = reader.read()
+                assert (status, complete) == (200, True)
+                assert body == expected
+
+
+# -- start_response and exceptions ---------------------------------------------------------------
+
+def test_exc_info_before_headers_replaces_the_response(wsgi_server):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ZeroDivisionError("handled")
+        except ZeroDivisionError:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"sorry"]
+
+    srv = wsgi_server(app)
+    status, _, body = request(srv.port)
+    assert (status, body) == (503, b"sorry")
+
+
+def test_exc_info_after_headers_reraises_and_closes_the_connection(wsgi_server, wsgi_problems):
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/fine":
+            yield b"fine"
+            return
+        try:
+            yield b"first part"
+            raise KeyError("mid-body")
+        except KeyError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+            yield b"never"
+        finally:
+            closed.set()
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+    assert status == 200 and body == b"first part" and not complete
+    assert closed.wait(TIMEOUT)
+    wsgi_problems.take("fastcore.error", "KeyError: 'mid-body'")
+    assert request(srv.port, path="/fine")[2] == b"fine"        # the server keeps serving
+
+
+def test_exception_before_headers_is_500_logged_and_server_carries_on(wsgi_server, wsgi_problems):
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("app exploded")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"fine"]
+
+    srv = wsgi_server(app)
+    status, headers, body = request(srv.port)
+    assert status == 500 and b"Internal Server Error" in body
+    assert "app exploded" not in body.decode()                  # no traceback to the client
+    records = wsgi_problems.take("fastcore.error", "ValueError: app exploded")
+    assert records[0].exc_info is not None
+    assert request(srv.port)[2] == b"fine"
+
+
+def test_exception_in_first_iteration_is_500_and_closes_the_iterable(wsgi_server, wsgi_problems):
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise RuntimeError("lazy failure")
+            yield b"never"
+        finally:
+            closed.set()
+
+    srv = wsgi_server(app)
+    assert request(srv.port)[0] == 500
+    assert closed.is_set()
+    wsgi_problems.take("fastcore.error", "RuntimeError: lazy failure")
+
+
+def test_exception_mid_stream_truncates_and_closes(wsgi_server, wsgi_problems):
+    closed = threading.Event()
+
+    class Body:
+        def __init__(self):
+            self.count = 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            self.count += 1
+            if self.count > 3:
+                raise OSError("disk went away")
+            return b"x" * 1000
+
+        def close(self):
+            closed.set()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+    assert status == 200 and not complete and body == b"x" * 3000
+    assert closed.wait(TIMEOUT)
+    wsgi_problems.take("fastcore.error", "OSError: disk went away")
+
+
+def test_start_response_twice_without_exc_info_is_an_error(wsgi_server, wsgi_problems):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"x"]
+
+    srv = wsgi_server(app)
+    assert request(srv.port)[0] == 500
+    wsgi_problems.take("fastcore.error", "already called")
+
+
+def test_app_that_never_calls_start_response_is_500(wsgi_server, wsgi_problems):
+    def app(environ, start_response):
+        return [b"no headers"]
+
+    srv = wsgi_server(app, validate=False)
+    assert request(srv.port)[0] == 500
+    wsgi_problems.take("fastcore.error", "without calling start_response")
+
+
+@pytest.mark.parametrize("status, headers, message", [
+    ("200", [("Content-Type", "text/plain")], None),                   # a bare code is accepted
+    ("20 OK", [], "3-digit"),
+    ("200 OK", [("Bad Name", "v")], "invalid response header name"),
+    ("200 OK", [("X-Split", "a\r\nInjected: 1")], "invalid character"),
+    ("200 OK", (("X", "y"),), "must be a list"),
+    ("200 OK", [("X", 1)], "must be str"),
+    ("200 OK", [("Content-Length", "-1")], "invalid Content-Length"),
+])
+def test_start_response_checks_its_arguments(wsgi_server, wsgi_problems, status, headers, message):
+    def app(environ, start_response):
+        start_response(status, headers)
+        return [b"body"]
+
+    srv = wsgi_server(app, validate=False)          # the validator would refuse them first
+    code, response_headers, body = request(srv.port)
+    if message is None:
+        assert (code, body) == (200, b"body")
+    else:
+        assert code == 500
+        assert "Injected" not in response_headers
+        wsgi_problems.take("fastcore.error", message)
+
+
+def test_str_body_part_is_refused(wsgi_server, wsgi_problems):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["text, not bytes"]
+
+    srv = wsgi_server(app, validate=False)
+    assert request(srv.port)[0] == 500
+    wsgi_problems.take("fastcore.error", "TypeError")
+
+
+# -- close() -------------------------------------------------------------------------------------
+
+class ClosingBody:
+    """An iterable with close(), counting calls."""
+
+    def __init__(self, parts, endless=False):
+        self.parts = parts
+        self.endless = endless
+        self.closes = 0
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        while True:
+            yield from self.parts
+            if not self.endless:
+                return
+
+    def close(self):
+        self.closes += 1
+        self.closed.set()
+
+
+@pytest.mark.parametrize("path", ["/short", "/streamed", "/declared"])
+def test_close_called_once_on_normal_end(wsgi_server, path):
+    bodies = []
+
+    def app(environ, start_response):
+        headers = [("Content-Type", "text/plain")]
+        if environ["PATH_INFO"] == "/declared":
+            headers.append(("Content-Length", "6"))
+        start_response("200 OK", headers)
+        parts = [b"ab", b"cd", b"ef"] if environ["PATH_INFO"] != "/short" else [b"abcdef"]
+        bodies.append(ClosingBody(parts))
+        return bodies[-1]
+
+    srv = wsgi_server(app)
+    assert request(srv.port, path=path)[2] == b"abcdef"
+    assert bodies[0].closed.wait(TIMEOUT)
+    time.sleep(0.05)
+    assert bodies[0].closes == 1
+
+
+def test_close_called_when_the_client_disconnects_mid_stream(wsgi_server):
+    bodies = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        bodies.append(ClosingBody([b"z" * 65536], endless=True))
+        return bodies[-1]
+
+    srv = wsgi_server(app)
+    sock = connect(srv.port, TIMEOUT)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")   # RST
+    sock.close()
+    assert bodies[0].closed.wait(TIMEOUT), "close() not called after the client left"
+    assert bodies[0].closes == 1
+    status, _, _ = request(srv.port, path="/again", method="HEAD")
+    assert status == 200
+
+
+def test_close_called_when_the_server_stops_mid_stream(wsgi_server):
+    bodies = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        bodies.append(ClosingBody([b"z" * 65536], endless=True))
+        return bodies[-1]
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        srv.stop(timeout=0.5)
+    assert bodies[0].closed.is_set()
+
+
+# -- HEAD ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_head_runs_the_app_sends_no_body_and_closes_the_iterable(wsgi_server, validate):
+    """HEAD gets GET's framing headers, no body; the app runs (to its first body part) and its
+    iterable is closed. Under the validator a list is an opaque iterator, so GET and HEAD are
+    both chunked there; bare, both carry Content-Length."""
+    ran = []
+    bodies = []
+
+    def app(environ, start_response):
+        ran.append(environ["REQUEST_METHOD"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/stream":
+            bodies.append(ClosingBody([b"streamed ", b"body"], endless=True))
+            return bodies[-1]
+        return [b"twelve bytes"]
+
+    validate_in_process(app, {"PATH_INFO": "/list"})
+    ran.clear()
+    srv = wsgi_server(app, validate=validate)
+    framing = ("transfer-encoding", "content-length")
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = HTTPReader(sock, TIMEOUT)
+        sock.sendall(b"HEAD /list HTTP/1.1\r\nHost: h\r\n\r\nGET /list HTTP/1.1\r\nHost: h\r\n\r\n")
+        head_status, head_headers, head_body, _ = reader.read("HEAD")
+        status, headers, body, _ = reader.read()
+        assert (head_status, head_body, status, body) == (200, b"", 200, b"twelve bytes")
+        assert {k: head_headers.get(k) for k in framing} == {k: headers.get(k) for k in framing}
+        assert head_headers.get("content-length") == (None if validate else "12")
+        sock.sendall(b"HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\nGET /list HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, headers, body, _ = reader.read("HEAD")
+        assert (status, body, headers.get("transfer-encoding")) == (200, b"", "chunked")
+        status, headers, body, _ = reader.read()   # the next response follows the head directly
+        assert body == b"twelve bytes"
+    assert ran == ["HEAD", "GET", "HEAD", "GET"]
+    assert bodies[0].closed.wait(TIMEOUT)
+
+
+def test_head_keeps_the_declared_content_length(wsgi_server):
+    """A framework answering HEAD declares the GET's length and gives no body (werkzeug does)."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1234")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"x" * 1234]
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        head = reader.read_response(method="HEAD")
+        assert head.headers["content-length"] == "1234" and head.body == b""
+        get = reader.read_response()
+        assert get.headers["content-length"] == "1234" and get.body == b"x" * 1234
+
+
+# -- wsgi.input ----------------------------------------------------------------------------------
+
+def digest_app(environ, start_response):
+    """Reads wsgi.input the way the query asks: read(n) blocks, readline, or iteration."""
+    stream = environ["wsgi.input"]
+    mode = environ["QUERY_STRING"] or "blocks"
+    if mode == "blocks":
+        parts = []
+        while True:
+            block = stream.read(1000)
+            if not block:
+                break
+            parts.append(block)
+        data = b"".join(parts)
+    elif mode == "lines":
+        lines = []
+        while True:
+            line = stream.readline()
+            if not line:
+                break
+            lines.append(line)
+        data = b"".join(lines)
+        assert all(line.endswith(b"\n") for line in lines[:-1])
+    else:
+        data = b"".join(stream)
+    assert stream.read(10) == b""                   # wsgi.input_terminated: the end reads as b""
+    result = json.dumps({"length": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                         "content_length": environ.get("CONTENT_LENGTH")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [result]
+
+
+def send_chunked(sock, path, data, piece=7000):
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    for start in range(0, len(data), piece):
+        chunk = data[start:start + piece]
+        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    sock.sendall(b"0\r\n\r\n")
+
+
+@pytest.mark.parametrize("mode", ["blocks", "lines", "iter"])
+@pytest.mark.parametrize("size", [0, 1000, 100_000, 700_000])
+def test_chunked_upload_read_through_wsgi_input(wsgi_server, mode, size):
+    data = b"".join(b"line %06d %s\n" % (i, b"y" * (i % 50)) for i in range(size // 20 + 1))[:size]
+    srv = wsgi_server(digest_app, body_buffer_size=65536, max_body_size=4 << 20)
+    with connect(srv.port, TIMEOUT) as sock:
+        for _ in range(2):                          # twice on one connection: the body is consumed exactly
+            send_chunked(sock, "/?" + mode, data)
+            status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+            assert (status, complete) == (200, True)
+            described = json.loads(body)
+            assert described == {"length": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                 "content_length": None}
+
+
+@pytest.mark.parametrize("size", [10, 300_000])
+def test_content_length_upload_small_and_streamed(wsgi_server, size):
+    data = os.urandom(size)
+    srv = wsgi_server(digest_app, body_buffer_size=65536, max_body_size=1 << 20)
+    status, _, body = request(srv.port, "POST", "/", body=data)
+    assert status == 200
+    assert json.loads(body) == {"length": size, "sha256": hashlib.sha256(data).hexdigest(),
+                                "content_length": str(size)}
+
+
+def test_large_body_is_streamed_not_held_and_expect_100_continue(wsgi_server):
+    """A body over body_buffer_size reaches wsgi.input as a reader over the socket (not a BytesIO
+    holding it), and Expect: 100-continue is answered when the app starts reading."""
+    def app(environ, start_response):
+        reader = environ["wsgi.input"].input        # under the validator's InputWrapper
+        kind = type(reader).__name__
+        total = 0
+        while True:
+            block = environ["wsgi.input"].read(4096)
+            if not block:
+                break
+            total += len(block)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{kind} {total}".encode()]
+
+    srv = wsgi_server(app, body_buffer_size=1024, max_body_size=1 << 20)
+    data = b"e" * 200_000
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                     % len(data))
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(1)
+            assert chunk, interim
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(data)
+        status, _, body, complete = read_chunked_response(sock, TIMEOUT)
+    assert (status, complete) == (200, True)
+    assert body == b"BodyReader 200000"
+    status, _, body = request(srv.port, "POST", "/", body=b"small")
+    assert body == b"BytesIO 5"
+
+
+def test_upload_over_max_body_size_is_413(wsgi_server):
+    srv = wsgi_server(digest_app, body_buffer_size=1024, max_body_size=50_000)
+    with connect(srv.port, TIMEOUT) as sock:
+        send_chunked(sock, "/?blocks", b"q" * 80_000)
+        status, _, _, _ = read_chunked_response(sock, TIMEOUT)
+    assert status == 413
+
+
+# -- wsgi.errors ---------------------------------------------------------------------------------
+
+def test_wsgi_errors_goes_to_the_fastcore_wsgi_logger(wsgi_server, wsgi_problems):
+    def app(environ, start_response):
+        errors = environ["wsgi.errors"]
+        errors.write("first line\n")
+        errors.write("partial ")
+        errors.write("line\n")
+        errors.writelines(["a\n", "b\n"])
+        errors.write("unterminated")
+        errors.flush()
+        print("printed", file=errors)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    srv = wsgi_server(app)
+    assert request(srv.port)[2] == b"ok"
+    messages = [r.getMessage() for r in wsgi_problems.take("fastcore.wsgi", min_count=6)]
+    assert messages == ["first line", "partial line", "a", "b", "unterminated", "printed"]
+
+
+# -- wsgi.file_wrapper ---------------------------------------------------------------------------
+
+def file_app(path):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        handle = open(path, "rb")
+        if environ["QUERY_STRING"]:
+            handle.seek(int(environ["QUERY_STRING"]))
+        return environ["wsgi.file_wrapper"](handle, 8192)
+    return app
+
+
+def test_file_wrapper_real_file_goes_out_with_sendfile(wsgi_server, tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    app = file_app(path)
+    assert validate_in_process(app)[2] == data
+    srv = wsgi_server(app, validate=False)          # bare: the validator's wrapper hides the FileWrapper
+    before = srv.stats()["sendfile_bytes"]
+    with connect(srv.port, 10) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        first = reader.read_response()
+        sock.sendall(b"GET /?1000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        second = reader.read_response()
+    assert first.status == 200 and first.headers["content-length"] == str(len(data))
+    assert first.body == data
+    assert second.headers["content-length"] == str(len(data) - 1000)
+    assert second.body == data[1000:]
+    assert srv.stats()["sendfile_bytes"] - before == 2 * len(data) - 1000
+
+
+@pytest.mark.xfail(strict=True, raises=TimeoutError,
+                   reason="core: a request pipelined behind a sendfile body is answered only when more "
+                          "bytes arrive (conn_flush goes back to reading without serving the buffer)")
+def test_request_pipelined_after_a_sendfile_body_is_answered(wsgi_server, tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"s" * 100_000)
+    srv = wsgi_server(file_app(path), validate=False)
+    with connect(srv.port, 2) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.read_response().body == b"s" * 100_000
+        assert reader.read_response().body == b"s" * 100_000
+
+
+def test_file_wrapper_under_the_validator_is_iterated_identically(wsgi_server, tmp_path):
+    data = os.urandom(200_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    srv = wsgi_server(file_app(path))
+    status, _, body = request(srv.port)
+    assert (status, body) == (200, data)
+
+
+def test_file_wrapper_with_declared_shorter_length_and_non_file(wsgi_server, tmp_path):
+    data = os.urandom(50_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/part":
+            start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "100")])
+            return environ["wsgi.file_wrapper"](open(path, "rb"))
+        import io
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(data), 1000)
+
+    validate_in_process(app, {"PATH_INFO": "/part"})
+    srv = wsgi_server(app, validate=False)
+    status, headers, body = request(srv.port, path="/part")
+    assert (status, body, headers["Content-Length"]) == (200, data[:100], "100")
+    status, headers, body = request(srv.port, path="/bytesio")
+    assert (status, body) == (200, data)
+
+
+# -- access log ----------------------------------------------------------------------------------
+
+ACCESS_LINE = re.compile(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                         r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+|-) (?P<duration>\d+)us$')
+
+
+@pytest.fixture
+def access_records():
+    records = []
+    lock = threading.Lock()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            with lock:
+                records.append(record.getMessage())
+
+    logger = logging.getLogger("fastcore.access")
+    handler = Collect()
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+def wait_for(predicate, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_access_log_lines(wsgi_server, wsgi_problems, access_records, tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"f" * 5000)
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/boom":
+            raise RuntimeError("boom")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if path == "/stream":
+            return (b"s" * 10 for _ in range(3))
+        if path == "/file":
+            return environ["wsgi.file_wrapper"](open(tmp_path / "f.bin", "rb"))
+        return [b"hello"]
+
+    srv = wsgi_server(app, validate=False, access_log=True)
+    assert request(srv.port, path="/x?y=1")[0] == 200
+    assert request(srv.port, path="/stream")[2] == b"s" * 30
+    assert request(srv.port, path="/file")[2] == b"f" * 5000
+    assert request(srv.port, "HEAD", "/x")[0] == 200
+    assert request(srv.port, path="/boom")[0] == 500
+    wait_for(lambda: len(access_records) == 5)
+    parsed = [ACCESS_LINE.match(line) for line in access_records]
+    assert all(parsed), access_records
+    summary = sorted((m["request"], m["status"], m["bytes"]) for m in parsed)
+    assert summary == sorted([("GET /x?y=1 HTTP/1.1", "200", "5"), ("GET /stream HTTP/1.1", "200", "30"),
+                              ("GET /file HTTP/1.1", "200", "5000"), ("HEAD /x HTTP/1.1", "200", "-"),
+                              ("GET /boom HTTP/1.1", "500", "-")])
+    wsgi_problems.take("fastcore.error", "RuntimeError: boom")
+
+
+def test_access_log_off_by_default(wsgi_server, access_records):
+    srv = wsgi_server(text_app())
+    assert request(srv.port)[0] == 200
+    assert srv.config.access_log is False
+    assert access_records == []
+
+
+# -- API -----------------------------------------------------------------------------------------
+
+def test_server_wsgi_and_serve_wsgi_api(wsgi_problems):
+    srv = fastcore.Server.wsgi(text_app(b"via Server.wsgi"), host="127.0.0.1", port=0)
+    assert isinstance(srv, fastcore.WSGIServer) and isinstance(srv, fastcore.Server)
+    with srv:
+        assert request(srv.port)[2] == b"via Server.wsgi"
+    assert not srv.running
+
+    # serve_wsgi blocks until stopped: run it on a thread and stop it through the server it made.
+    made = []
+    original_init = fastcore.WSGIServer.__init__
+
+    def spy_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        made.append(self)
+
+    fastcore.WSGIServer.__init__ = spy_init
+    try:
+        thread = threading.Thread(target=fastcore.serve_wsgi, args=(text_app(b"via serve_wsgi"),),
+                                  kwargs={"host": "127.0.0.1", "port": 0}, daemon=True)
+        thread.start()
+        wait_for(lambda: made and made[0].running)
+    finally:
+        fastcore.WSGIServer.__init__ = original_init
+    try:
+        assert request(made[0].port)[2] == b"via serve_wsgi"
+    finally:
+        made[0].stop()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_wsgi_server_restarts_on_a_new_port(wsgi_problems):
+    srv = fastcore.WSGIServer(environ_app, host="127.0.0.1", port=0)
+    ports = []
+    for _ in range(2):
+        with srv:
+            ports.append(srv.port)
+            assert json.loads(request(srv.port)[2])["SERVER_PORT"] == str(srv.port)
+    assert len(ports) == 2
