@@ -61,8 +61,9 @@ class Response:
     body: _Body
     headers: _Fields | None
     content_type: str | None
+    reason: str | None
     def __init__(self, body: _Body = b"", status: int = 200, headers: _Fields | None = None,
-                 content_type: str | None = None) -> None: ...
+                 content_type: str | None = None, reason: str | None = None) -> None: ...
 
 class FileWrapper:
     @property

@@ -213,29 +213,50 @@ cdef void conn_set_state(Worker* worker, Conn* conn, ConnState state) noexcept n
     epoll_ctl(worker.epoll_fd, EPOLL_CTL_MOD, conn.fd, &event)
 
 
-cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
-    """Send the pending output; close, go back to reading, or wait for EPOLLOUT."""
+cdef enum SendResult:
+    SEND_DONE = 0                     # the output is empty
+    SEND_BLOCKED = 1                  # the socket takes no more now
+    SEND_FAILED = 2                   # the client is gone (EPIPE, ECONNRESET)
+
+
+cdef SendResult conn_send_available(Worker* worker, Conn* conn, bint* progressed) noexcept nogil:
+    """Send what of the output the socket takes now, without waiting."""
     cdef ssize_t sent
-    cdef bint progressed = False
     while buffer_length(&conn.output):
         sent = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
         if sent > 0:
             buffer_consume(&conn.output, <size_t>sent)
             fc_counter_add(&worker.counters.bytes_sent, sent)
-            progressed = True
+            progressed[0] = True
         elif sent < 0 and errno == EINTR:
             continue
         elif sent < 0 and errno == EAGAIN:
-            conn_set_state(worker, conn, CONN_WRITING)
-            if progressed or conn.timer_kind != TIMER_WRITE:
-                timer_arm(worker, conn, TIMER_WRITE)    # the client must keep taking bytes
-            return
+            return SEND_BLOCKED
         else:
-            conn.peer_closed = True                     # EPIPE, ECONNRESET: the client is gone
-            conn_close(worker, conn)
-            return
+            conn.peer_closed = True
+            return SEND_FAILED
+    return SEND_DONE
+
+
+cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
+    """Send the pending output; close, go back to reading, or wait for EPOLLOUT."""
+    cdef bint progressed = False
+    cdef SendResult sent = conn_send_available(worker, conn, &progressed)
+    if sent == SEND_BLOCKED:
+        conn_set_state(worker, conn, CONN_WRITING)
+        if progressed or conn.timer_kind != TIMER_WRITE:
+            timer_arm(worker, conn, TIMER_WRITE)        # the client must keep taking bytes
+        return
+    if sent == SEND_FAILED:
+        conn_close(worker, conn)
+        return
     if conn.sendfile_fd >= 0:
         if not conn_send_file(worker, conn, progressed):
+            return
+        if buffer_length(&conn.input) and not conn.close_after_write:
+            # Requests pipelined behind the file waited for it; answer them now.
+            conn_set_state(worker, conn, CONN_READING)
+            conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
             return
     if conn.stream != NULL:
         conn_set_state(worker, conn, CONN_READING)

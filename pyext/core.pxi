@@ -14,6 +14,21 @@ cdef enum:
 cdef object _END_OF_STREAM = object()
 
 
+cdef long long _declared_length(bytes value) except -2:
+    if not value.isdigit() or len(value) > 18:
+        raise ValueError(f"invalid Content-Length {value!r}")
+    return int(value)
+
+
+cdef bytes _custom_status_line(int status, object reason):
+    """A status line with the handler's own reason phrase (WSGI apps give one); not cached."""
+    cdef bytes phrase = _as_latin1(reason)
+    if not 100 <= status <= 999:
+        raise ValueError(f"invalid HTTP status {status}")
+    _check_field(b"Reason", phrase)
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
 cdef bytes _as_body_bytes(object part):
     if isinstance(part, bytes):
         return <bytes>part
@@ -373,18 +388,26 @@ cdef class Core:
             conn.linger_on_close = True
 
     cdef int append_handler_response(self, Worker* worker, Conn* conn, object result, bint head_only) except -1:
+        """Serialize what the handler returned into the output: status line, fields, framing, body.
+
+        Framing: a body of known length gets Content-Length; an iterable is streamed, chunked on
+        HTTP/1.1 and close-delimited on 1.0, unless the handler declared a Content-Length, which
+        is then honoured (the stream is capped at it, and a stream that falls short closes the
+        connection). A declared Content-Length on HEAD is what a GET would carry."""
         cdef Buffer* out = &conn.output
         cdef Response response
         cdef int status = 200
-        cdef object body, headers = None, content_type = None
+        cdef object body, headers = None, content_type = None, reason = None
         cdef bytes name, value, lowered
         cdef bint bodyless
+        cdef long long declared_length = -1, body_length = 0
         if type(result) is Response:
             response = <Response>result
             status = response.status
             body = response.body
             headers = response.headers
             content_type = response.content_type
+            reason = response.reason
         elif isinstance(result, (bytes, str)):
             body = result
         else:
@@ -404,7 +427,10 @@ cdef class Core:
         else:
             stream = iter(body)                         # unknown length: streamed
 
-        _append_bytes(out, self._status_line(status))
+        if reason is None:
+            _append_bytes(out, self._status_line(status))
+        else:
+            _append_bytes(out, _custom_status_line(status, reason))
         count_response(worker, status)
         if buffer_append(out, self.state.server_field, self.state.server_field_length) != 0:
             raise MemoryError()
@@ -418,7 +444,10 @@ cdef class Core:
                 value = _as_latin1(field_value)
                 _check_field(name, value)
                 lowered = name.lower()
-                if lowered == b"content-length" or lowered == b"transfer-encoding":
+                if lowered == b"content-length":
+                    declared_length = _declared_length(value)
+                    continue                            # written below, once, with the framing
+                if lowered == b"transfer-encoding":
                     continue                            # framing is ours to decide
                 if lowered == b"connection":
                     if b"close" in value.lower():
@@ -426,22 +455,44 @@ cdef class Core:
                         conn.close_after_write = True
                     continue
                 _append_bytes(out, name + b": " + value + b"\r\n")
+
         bodyless = status < 200 or status == 204 or status == 304
-        if stream is not None and not bodyless:
-            if conn.request.version_minor == 1:
+        conn.stream_remaining = -1
+        if bodyless:
+            pass
+        elif file_span is not None:
+            body_length = file_span[2]
+            if declared_length >= 0:
+                if declared_length > body_length:
+                    raise ValueError(f"Content-Length {declared_length} is more than the file's "
+                                     f"{body_length} remaining bytes")
+                body_length = declared_length
+                file_span = (file_span[0], file_span[1], body_length)
+        elif stream is not None:
+            body_length = declared_length
+            conn.stream_remaining = declared_length
+        else:
+            body_length = len(body)
+            if declared_length >= 0 and not head_only:
+                if declared_length > body_length:
+                    raise ValueError(f"Content-Length {declared_length} is more than the body's {body_length} bytes")
+                body = (<bytes>body)[:declared_length]   # never send more than was declared
+                body_length = declared_length
+            elif declared_length >= 0:
+                body_length = declared_length           # HEAD: what the GET would carry
+        if not bodyless:
+            if body_length >= 0:
+                if (buffer_append(out, b"Content-Length: ", 16) != 0 or buffer_append_decimal(out, body_length) != 0
+                        or buffer_append(out, b"\r\n", 2) != 0):
+                    raise MemoryError()
+            elif conn.request.version_minor == 1:
                 _append_bytes(out, b"Transfer-Encoding: chunked\r\n")
             else:
                 conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
                 conn.close_after_write = True
-        elif not bodyless:
-            if buffer_append(out, b"Content-Length: ", 16) != 0:
-                raise MemoryError()
-            if buffer_append_decimal(out, file_span[2] if file_span is not None else len(body)) != 0:
-                raise MemoryError()
-            if buffer_append(out, b"\r\n", 2) != 0:
-                raise MemoryError()
         if append_connection_field(out, conn) != 0 or buffer_append(out, b"\r\n", 2) != 0:
             raise MemoryError()
+
         if file_span is not None:
             Py_INCREF(body)
             fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
@@ -458,8 +509,8 @@ cdef class Core:
             Py_INCREF(body)
             fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
             conn.stream_owner = <void*>body
-            conn.stream_chunked = conn.request.version_minor == 1
-            if bodyless or head_only:
+            conn.stream_chunked = body_length < 0 and conn.request.version_minor == 1
+            if bodyless or head_only or conn.stream_remaining == 0:
                 release_stream(conn)                    # no body goes out; the iterable is closed
             else:
                 self.pull_stream(worker, conn)
@@ -468,18 +519,27 @@ cdef class Core:
         return 0
 
     cdef void pull_stream(self, Worker* worker, Conn* conn) noexcept:
-        """Append the next parts of a streamed body to the output, up to STREAM_HIGH_WATER bytes;
-        at its end, the last chunk. An exception mid-body cannot become a 500 any more: the
-        connection is closed without the last chunk, so the client sees the body is incomplete."""
+        """Append the next parts of a streamed body to the output and send each as it comes (a
+        server-sent-events generator must not wait for a buffer to fill), until the socket is
+        full, STREAM_HIGH_WATER bytes wait, or the body ends. An exception mid-body cannot become
+        a 500 any more: the connection closes without the last chunk, so the client sees the body
+        is incomplete."""
         cdef Buffer* out = &conn.output
         cdef object iterator = <object>conn.stream
         cdef bytes part
+        cdef bint progressed = False
+        cdef SendResult sent
         try:
             while buffer_length(out) < STREAM_HIGH_WATER:
                 item = next(iterator, _END_OF_STREAM)
                 if item is _END_OF_STREAM:
                     if conn.stream_chunked:
                         _append_bytes(out, b"0\r\n\r\n")
+                    elif conn.stream_remaining > 0:
+                        _error_log.error("a streamed body ended %d bytes short of its Content-Length; "
+                                         "closing the connection", conn.stream_remaining)
+                        conn.keep_alive = False
+                        conn.close_after_write = True
                     release_stream(conn)
                     return
                 part = _as_body_bytes(item)
@@ -489,8 +549,20 @@ cdef class Core:
                     _append_bytes(out, b"%x\r\n" % len(part))
                     _append_bytes(out, part)
                     _append_bytes(out, b"\r\n")
+                elif conn.stream_remaining >= 0:
+                    if len(part) >= conn.stream_remaining:
+                        _append_bytes(out, part[:conn.stream_remaining])     # never more than declared
+                        conn.stream_remaining = 0
+                        release_stream(conn)
+                        return
+                    _append_bytes(out, part)
+                    conn.stream_remaining -= len(part)
                 else:
                     _append_bytes(out, part)
+                with nogil:
+                    sent = conn_send_available(worker, conn, &progressed)
+                if sent != SEND_DONE:
+                    return                              # the flush after the batch takes it from here
         except BaseException:
             try:
                 _error_log.exception("streamed response body failed; closing the connection")
@@ -499,3 +571,4 @@ cdef class Core:
             conn.keep_alive = False
             conn.close_after_write = True
             release_stream(conn)
+

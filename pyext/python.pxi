@@ -385,19 +385,23 @@ cdef class FileWrapper:
 @cython.auto_pickle(False)
 cdef class Response:
     """What a native handler returns: a status, a body (bytes, or str sent as UTF-8), header fields
-    (a dict or a list of (name, value) pairs) and an optional Content-Type. The server adds Date,
-    Server, Content-Length and Connection itself; Content-Length and Transfer-Encoding fields given
-    here are ignored, and `Connection: close` closes the connection after this response."""
+    (a dict or a list of (name, value) pairs), an optional Content-Type and an optional reason
+    phrase (the standard one otherwise). The server adds Date, Server, framing and Connection
+    itself: a Content-Length given here is honoured (a HEAD response carries it, a longer body is
+    cut to it, a streamed body is sent with it instead of chunked); Transfer-Encoding is ignored;
+    `Connection: close` closes the connection after this response."""
     cdef public int status
     cdef public object body
     cdef public object headers
     cdef public object content_type
+    cdef public object reason
 
-    def __init__(self, body=b"", int status=200, headers=None, content_type=None):
+    def __init__(self, body=b"", int status=200, headers=None, content_type=None, reason=None):
         self.body = body
         self.status = status
         self.headers = headers
         self.content_type = content_type
+        self.reason = reason
 
     def __repr__(self):
         return f"<Response {self.status}>"

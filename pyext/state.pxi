@@ -99,6 +99,7 @@ cdef struct Conn:
     void* stream                      # owned PyObject*: iterator of a streamed response body, or NULL
     void* stream_owner                # owned PyObject*: the iterable itself (its close() is called)
     bint stream_chunked               # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
+    int64_t stream_remaining          # bytes still owed under a handler-declared Content-Length, or -1
 
 cdef struct ServerState:
     ConnQueue queue

@@ -779,9 +779,6 @@ def test_file_wrapper_real_file_goes_out_with_sendfile(wsgi_server, tmp_path):
     assert srv.stats()["sendfile_bytes"] - before == 2 * len(data) - 1000
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError,
-                   reason="core: a request pipelined behind a sendfile body is answered only when more "
-                          "bytes arrive (conn_flush goes back to reading without serving the buffer)")
 def test_request_pipelined_after_a_sendfile_body_is_answered(wsgi_server, tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"s" * 100_000)
