@@ -366,3 +366,93 @@ def wait_for(predicate, seconds):
             return False
         time.sleep(0.02)
     return True
+
+
+# -- a handler's own Content-Length and reason phrase ----------------------------------------------
+
+def test_head_carries_the_declared_content_length_without_a_body(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(b"", headers={"Content-Length": "1234"}))
+    with connect(srv.port) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nHEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        for _ in range(2):
+            response = reader.read_response(method="HEAD")
+            assert response.headers["content-length"] == "1234" and response.body == b""
+            assert len(response.getall("content-length")) == 1
+
+
+def test_a_body_longer_than_declared_is_cut_and_a_shorter_one_is_500(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(b"0123456789", headers=[("Content-Length", request.path[1:])]))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET /4 HTTP/1.1\r\nHost: t\r\n\r\nGET /20 HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.read_response().body == b"0123"
+        assert reader.read_response().status == 500
+
+
+def test_streamed_body_with_declared_length_goes_out_with_content_length(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(iter([b"abc", b"defg", b"hij-extra"]),
+                                                   headers={"Content-Length": "10"}))
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    for _ in range(2):                           # keep-alive survives
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.getheader("Transfer-Encoding") is None
+        assert response.getheader("Content-Length") == "10"
+        assert response.read() == b"abcdefghij"
+    conn.close()
+
+
+def test_streamed_body_short_of_its_declared_length_closes_the_connection(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(iter([b"abc"]), headers={"Content-Length": "10"}))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.endswith(b"\r\n\r\nabc")
+
+
+def test_reason_phrase_of_the_handler_is_sent(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(b"x", status=299, reason="Custom Thing"))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = ResponseReader(sock).read_response()
+    assert (response.status, response.reason) == (299, "Custom Thing")
+
+
+def test_each_streamed_part_reaches_the_client_before_the_next_is_produced(server):
+    import fastcore
+    first_part_seen = threading.Event()
+
+    def events():
+        yield b"data: one\n\n"
+        assert first_part_seen.wait(5), "the first event never reached the client"
+        yield b"data: two\n\n"
+
+    srv = server(lambda request: fastcore.Response(events(), content_type="text/event-stream"))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b"data: one" not in data:
+            data += sock.recv(65536)
+        first_part_seen.set()
+        while not data.endswith(b"0\r\n\r\n"):
+            data += sock.recv(65536)
+    assert b"data: two" in data
+
+
+def test_request_pipelined_behind_a_file_is_answered(server, tmp_path):
+    import fastcore
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"F" * 200000)
+    srv = server(lambda request: fastcore.Response(fastcore.FileWrapper(open(path, "rb")))
+                 if request.path == "/file" else b"after")
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert len(reader.read_response().body) == 200000
+        assert reader.read_response().body == b"after"
