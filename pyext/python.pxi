@@ -218,6 +218,8 @@ cdef class BodyReader:
         self.conn = NULL
 
     cdef size_t _ready(self):
+        if self.conn == NULL:
+            return 0
         if self.chunked:
             return self.conn.chunked_body.decoded_end
         return min(buffer_length(&self.conn.input), <size_t>self.remaining)
@@ -252,9 +254,9 @@ cdef class BodyReader:
         cdef int timeout_ms
         if self.failure is not None:
             raise self.failure
+        if conn == NULL and not self.finished:
+            raise ValueError("a streamed request body can be read only while its handler runs")
         while not self.finished and self._ready() == 0:
-            if conn == NULL:
-                raise ValueError("a streamed request body can be read only while its handler runs")
             if conn.continue_deferred:
                 conn.continue_deferred = False
                 buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25)

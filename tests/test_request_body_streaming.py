@@ -146,3 +146,20 @@ def test_client_that_disconnects_mid_body_does_not_disturb_others(server):
     conn.request("POST", "/", body=b"fine")
     assert conn.getresponse().read().decode().startswith("4 ")
     conn.close()
+
+
+def test_reading_a_streamed_body_after_the_handler_returned_is_an_error_not_a_crash(server):
+    kept = {}
+
+    def keep_stream(request):
+        kept["stream"] = request.stream
+        return b"kept"
+
+    srv = server(keep_stream, body_buffer_size=1024)
+    with connect(srv.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"a" * 5000)
+        assert ResponseReader(sock).read_response().body == b"kept"
+    with pytest.raises(ValueError):
+        kept["stream"].read(10)
+    with pytest.raises(ValueError):
+        kept["stream"].readline()
