@@ -157,8 +157,9 @@ def test_reading_a_streamed_body_after_the_handler_returned_is_an_error_not_a_cr
 
     srv = server(keep_stream, body_buffer_size=1024)
     with connect(srv.port) as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"a" * 5000)
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"a" * 100)
         assert ResponseReader(sock).read_response().body == b"kept"
+    assert not hasattr(kept["stream"], "getvalue")         # it was a streamed body
     with pytest.raises(ValueError):
         kept["stream"].read(10)
     with pytest.raises(ValueError):
