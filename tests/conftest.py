@@ -491,3 +491,34 @@ class HTTPReader:
 def read_chunked_response(sock, timeout=5.0, method="GET"):
     """One response from `sock` (see HTTPReader.read); bytes after it are discarded."""
     return HTTPReader(sock, timeout).read(method)
+
+
+# -- waiting on the server's own clock, and closing -----------------------------------------------
+
+def wait_until(predicate, seconds):
+    """Poll a condition the server reaches on its own (a timer firing, a counter settling),
+    bounded in time. Returns whether it became true."""
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def read_until_closed(sock):
+    """Everything the peer sends until it closes (EOF or reset)."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))

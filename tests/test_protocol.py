@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import ResponseReader, connect, exchange_and_check_close, get
+from conftest import ResponseReader, connect, exchange_and_check_close, get, read_until_closed, wait_until
 from fastcore._core import parse_request
 
 
@@ -223,17 +223,6 @@ class TrackedBody:
         self.closed.set()
 
 
-def read_until_closed(sock):
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
 
 def test_streamed_body_goes_out_chunked_on_http11_and_close_is_called(server):
     import fastcore
@@ -332,7 +321,7 @@ def test_file_wrapper_goes_out_with_sendfile_and_is_closed(server, tmp_path):
     assert int(headers["Content-Length"]) == len(payload) - 17
     assert body == payload[17:]
     assert srv.stats()["sendfile_bytes"] == len(payload) - 17
-    assert wait_for(lambda: opened[0].closed, 5)
+    assert wait_until(lambda: opened[0].closed, 5)
 
 
 def test_file_wrapper_over_a_non_file_is_iterated(server):
@@ -357,15 +346,6 @@ def test_request_stream_reads_the_body(server):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\nline\nabcdefg")
         assert ResponseReader(sock).read_response().body == b"line\n|ab|cdefg"
 
-
-def wait_for(predicate, seconds):
-    import time
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # -- a handler's own Content-Length and reason phrase ----------------------------------------------

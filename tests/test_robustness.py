@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import ResponseReader, connect, get
+from conftest import ResponseReader, connect, get, open_fds, wait_until
 
 
 def hello(request):
@@ -17,17 +17,6 @@ def big(request):
     return b"y" * (8 * 1024 * 1024)
 
 
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
-def wait_until(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def reset(sock):

@@ -5,33 +5,13 @@ import time
 
 import pytest
 
-from conftest import ConnectionClosed, ResponseReader, connect, get
+from conftest import ConnectionClosed, ResponseReader, connect, get, read_until_closed, wait_until
 
 
 def hello(request):
     return b"hello"
 
 
-def wait_until(predicate, seconds):
-    """Poll a condition the server reaches on its own (a timer firing), bounded in time."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-def read_until_closed(sock):
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
 
 
 def test_slowloris_is_cut_off_at_the_header_deadline_not_kept_alive_by_each_byte(server):
