@@ -14,8 +14,10 @@ where it ends up is the logging configuration's business; the command line sends
 through a QueueHandler, so the worker threads never wait for the terminal. The format is applied
 lazily: the worker thread only builds a LogRecord.
 
-`access_logged(handler)` adds the log to a native handler; the WSGI adapter (fastcore.wsgi) does
-it itself.
+`access_logged(handler)` adds the log to a native handler; Server applies it when
+config.access_log is true, unless the handler's `logs_access` attribute is true: the WSGI adapter
+(fastcore.wsgi) writes the lines itself, and a handler already wrapped here is not wrapped twice.
+This module imports nothing of fastcore but the compiled core (fastcore.server imports it).
 """
 import io
 import logging
@@ -150,10 +152,11 @@ def access_logged(handler):
         else:
             wrapped = _LoggedStream(body, request, status, wall, started)
         if isinstance(result, Response):
-            return Response(wrapped, result.status, result.headers, result.content_type)
+            return Response(wrapped, result.status, result.headers, result.content_type, result.reason)
         return Response(wrapped)
 
     logged.__wrapped__ = handler
+    logged.logs_access = True
     return logged
 
 

@@ -288,14 +288,12 @@ def _url(host, port):
 
 def run(argv=None):
     from .__main__ import demo_app
-    from .access import access_logged
     from .server import Server
     from .wsgi import WSGIServer
 
     args, config = resolve(argv)
     if args.app is None:
-        handler = access_logged(demo_app) if config.access_log else demo_app
-        server = Server(handler, config=config)
+        server = Server(demo_app, config=config)           # Server adds the access log if asked
         server.add_static("/health", b"OK\n")
         banner = "fastcore demo serving on {url} (Ctrl-C to stop)"
         listener = configure_logging(config)
@@ -312,7 +310,7 @@ def run(argv=None):
             except ConfigError as error:
                 raise UsageError(f"invalid option: {error}") from None
         else:
-            server = Server(access_logged(target) if config.access_log else target, config=config)
+            server = Server(target, config=config)
         banner = f"fastcore serving {args.app} ({args.interface.upper() if args.interface == 'wsgi' else 'native'})" \
                  " on {url} (Ctrl-C to stop)"
         listener = configure_logging(config)

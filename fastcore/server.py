@@ -20,7 +20,7 @@ import socket
 import threading
 import weakref
 
-from . import _core
+from . import _core, access
 from .config import ServerConfig
 from .errors import ServerStateError
 
@@ -36,6 +36,9 @@ class Server:
         server = Server(handler, host="127.0.0.1", port=8000, threads=2)
         server.add_static("/health", b"OK")
         server.serve_forever()          # or: with Server(handler, port=0) as s: ... s.port ...
+
+    With access_log=True the handler runs under access.access_logged (one "fastcore.access" line
+    per response) unless it has a true `logs_access` attribute (a WSGIHandler logs itself).
     """
 
     def __init__(self, handler=None, config=None, **options):
@@ -83,6 +86,14 @@ class Server:
             return self.config.port
         return self._socket.getsockname()[1]
 
+    def _core_handler(self):
+        """The handler the engine calls: self.handler, under the access log when config.access_log
+        asks for it and the handler does not write it itself (`logs_access`, e.g. a WSGIHandler)."""
+        handler = self.handler
+        if self.config.access_log and handler is not None and not getattr(handler, "logs_access", False):
+            handler = access.access_logged(handler)
+        return handler
+
     def start(self):
         with self._lifecycle_lock:
             if self._core is not None:
@@ -93,7 +104,7 @@ class Server:
             listening.setblocking(False)
             try:
                 core = _core.Core(
-                    listening.fileno(), self.handler,
+                    listening.fileno(), self._core_handler(),
                     threads=config.threads, queue_size=config.queue_size,
                     max_request_line=config.max_request_line, max_head_size=config.max_head_size,
                     max_header_count=config.max_header_count, max_body_size=config.max_body_size,

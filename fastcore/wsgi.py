@@ -6,30 +6,45 @@
 
 Theory of operation. The adapter is a native handler: WSGIHandler(app)(request) -> Response. The
 core calls it on a worker thread with the GIL held; it builds the environ from the Request, calls
-the app, and turns what the app gave into a Response the core can frame:
+the app, and turns what the app gave into a Response the core can frame. The status line carries
+the app's reason phrase (Response(reason=...)), also for codes the core has no phrase for
+("299 Custom"); the app's header list, Content-Length included, is handed over as is.
 
-  * a list or tuple: joined into bytes, so it goes out with Content-Length;
-  * a fastcore.FileWrapper (wsgi.file_wrapper) over a regular file: handed over as is, and the
-    worker sends it with sendfile(2) without the GIL;
+Framing. The core frames the body; an app-declared Content-Length is honoured by it:
+
+  * a list or tuple (after any write() data): joined into bytes. Without a declared length it
+    goes out with Content-Length: len(body). With one, that is the length sent: a longer body is
+    cut to it, and a shorter one is an application error, answered 500 (nothing has been sent);
+    HEAD carries the declared length with no body, so an app that declares the GET's length and
+    gives no body for HEAD (werkzeug does) is answered right; a bodyless status (1xx, 204, 304)
+    gets neither body nor Content-Length.
+  * a fastcore.FileWrapper (wsgi.file_wrapper) over a regular file, with no write() data and no
+    declared length beyond what the file holds from its position: handed over as is, and the
+    worker sends the rest of the file, or exactly the declared length, with sendfile(2) without
+    the GIL. Any other FileWrapper is iterated like any iterable.
   * any other iterable: PEP 3333 lets headers go out only with the first non-empty body part, and
     a generator app calls start_response only when first iterated, so the adapter iterates it up
-    to its first non-empty part here. If the iterable then is exhausted, has len() 1, or the app
-    declared a Content-Length (up to BUFFER_DECLARED_LIMIT bytes) that the parts gathered so far
-    fill, the body is complete: bytes, Content-Length. Otherwise the rest is streamed: the
-    Response body is a _StreamedBody over the app's iterator, which the core pulls (chunked on
-    HTTP/1.1, close-delimited on HTTP/1.0) and always close()s: at the end, on an error, when the
-    client goes away, for HEAD. Its close() calls the app iterable's close() and writes the
+    to its first non-empty part here. If the iterable then is exhausted or has len() 1, the body
+    is complete and goes out as a list would. Otherwise the rest is streamed: the Response body
+    is a _StreamedBody over the app's iterator (write() data and the first part first), which
+    the core pulls and sends part by part as the app yields them (a server-sent-events generator
+    is not held back). With a declared Content-Length it goes out raw with that length, on
+    HTTP/1.1 and 1.0 alike, and the connection can stay open; the core stops pulling once that many
+    bytes are out (PEP 3333: never more than declared) and, if the iterable ends short, logs an
+    error and closes the connection. Without one it goes out chunked on HTTP/1.1, close-delimited
+    on HTTP/1.0. The core always close()s the _StreamedBody: at the end, on an error, when the
+    client goes away, for HEAD; its close() calls the app iterable's close() and writes the
     access-log line.
 
 "Headers sent" (start_response's exc_info re-raises from then on) is the PEP's moment: the first
 write() call or the first non-empty body part. An exception from the app before the Response is
 returned (nothing has reached the client yet) is logged with its traceback on "fastcore.error" and
 answered 500; an exception while the core streams the rest propagates to the core, which logs it
-and closes the connection without the last chunk, so the client sees a truncated body.
+and closes the connection without the rest of the body (no last chunk), so the client sees a
+truncated body.
 
 write() data is kept and goes out before the iterable's parts (the core sends nothing before the
-handler returns). An app-declared Content-Length bounds the body: the adapter stops iterating once
-that many bytes are out (PEP 3333), and never sends more.
+handler returns); write() called while the core streams the iterable goes out before its next part.
 
 wsgi.input is request.stream: the whole body for bodies up to body_buffer_size, else a reader that
 pulls the body from the socket as the app reads (chunked bodies decoded, max_body_size enforced:
@@ -40,6 +55,7 @@ app returned fails for streamed (large) bodies.
 import logging
 import re
 import time
+from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
 from . import access
@@ -53,19 +69,9 @@ __all__ = ["WSGIHandler", "WSGIServer", "serve_wsgi", "serve"]
 _error_log = logging.getLogger("fastcore.error")
 _wsgi_log = logging.getLogger("fastcore.wsgi")
 
-# A declared Content-Length up to this many bytes is gathered whole from an iterable that yields
-# it in several parts, so it goes out with Content-Length; larger ones are streamed.
-BUFFER_DECLARED_LIMIT = 1 << 20
-# HEAD: the core derives Content-Length from the body it is given and sends no body for HEAD.
-# When the app declares a Content-Length but (rightly) gives no body, a zero-filled body of that
-# length up to this size makes the header right; above it the response is marked streamed, so no
-# wrong Content-Length goes out. (Remove once the core honours an app's Content-Length on HEAD.)
-HEAD_LENGTH_LIMIT = 1 << 24
-
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")       # control bytes, or not latin-1
 _INTERNAL_ERROR = b"Internal Server Error\n"
-_END = object()
 
 # Request header name -> environ key (None: dropped because the name has "_"). Bounded, so
 # clients sending random names cannot grow it.
@@ -104,10 +110,11 @@ _CHECKED_CACHE = 4096
 
 def _check_response_head(status, headers):
     """Validate start_response's arguments (PEP 3333: errors surface while the app runs).
-    Returns (status code, declared Content-Length or None)."""
-    code = _status_codes.get(status) if type(status) is str else None
-    if code is None:
-        code = _check_status(status)
+    Returns (status code, reason phrase for the core or None, declared Content-Length or None)."""
+    checked = _status_codes.get(status) if type(status) is str else None
+    if checked is None:
+        checked = _check_status(status)
+    code, reason = checked
     if type(headers) is not list:
         raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
     declared = None
@@ -124,12 +131,12 @@ def _check_response_head(status, headers):
         if _BAD_VALUE.search(value):
             raise ValueError(f"invalid character in response header {name!r}: {value!r}")
         if len(name) == 14 and name.lower() == "content-length":
-            if not value.isdigit() or not value.isascii():
+            if not value.isdigit() or not value.isascii() or len(value) > 18:    # the core's bound
                 raise ValueError(f"invalid Content-Length {value!r}")
             declared = int(value)
         elif len(_checked_fields) < _CHECKED_CACHE:
             _checked_fields.add(item)
-    return code, declared
+    return code, reason, declared
 
 
 def _check_status(status):
@@ -140,9 +147,25 @@ def _check_status(status):
         raise ValueError(f"status must be a 3-digit code, a space and a reason phrase, not {status!r}")
     if _BAD_VALUE.search(status):
         raise ValueError(f"invalid character in status {status!r}")
+    code = int(code)
+    # The app's reason phrase goes to the core only when it differs from the standard one, so the
+    # usual statuses keep the core's cached status lines. A bare code gets the standard phrase.
+    reason = status[4:] or None
+    if reason is not None:
+        try:
+            if reason == HTTPStatus(code).phrase:
+                reason = None
+        except ValueError:                              # a code without a standard phrase: "299 Custom"
+            pass
+    checked = (code, reason)
     if len(_status_codes) < _CHECKED_CACHE:
-        _status_codes[status] = int(code)
-    return int(code)
+        _status_codes[status] = checked
+    return checked
+
+
+def _bodyless(code):
+    """Statuses whose responses have no body (RFC 9110): the core sends no Content-Length for them."""
+    return code < 200 or code == 204 or code == 304
 
 
 class _ErrorStream:
@@ -183,7 +206,7 @@ class _ErrorStream:
 class _Exchange:
     """The state of one WSGI call: what start_response and write() were given."""
 
-    __slots__ = ("request", "status", "code", "headers", "declared", "committed", "written", "errors",
+    __slots__ = ("request", "status", "code", "reason", "headers", "declared", "committed", "written", "errors",
                  "wall", "started", "finished", "result_closed")
 
     def __init__(self, request, errors):
@@ -191,6 +214,7 @@ class _Exchange:
         self.errors = errors
         self.status = None
         self.code = 500
+        self.reason = None
         self.headers = None
         self.declared = None
         self.committed = False                          # headers "sent" in PEP 3333's sense
@@ -207,9 +231,10 @@ class _Exchange:
                 exc_info = None                         # no reference cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() was already called; call it again only with exc_info")
-        code, declared = _check_response_head(status, headers)
+        code, reason, declared = _check_response_head(status, headers)
         self.status = status
         self.code = code
+        self.reason = reason
         self.headers = headers
         self.declared = declared
         return self.write
@@ -224,20 +249,20 @@ class _Exchange:
 
 
 class _StreamedBody:
-    """The rest of an app's iterable, pulled by the core: write() data first, then the first
-    part already taken, then the iterator; bounded by a declared Content-Length. close() closes
-    the app's iterable and writes the access-log line (once)."""
+    """The rest of an app's iterable, pulled by the core part by part: the head (write() data and
+    the first part already taken), then write() data and the iterator's parts. The core bounds it
+    by a declared Content-Length. close() closes the app's iterable and writes the access-log line
+    (once)."""
 
-    __slots__ = ("_handler", "_exchange", "_first", "_iterator", "_result", "_remaining", "_sent", "_closed")
+    __slots__ = ("_handler", "_exchange", "_head", "_iterator", "_result", "_sent", "_closed")
 
-    def __init__(self, handler, exchange, first, iterator, result, remaining, sent):
+    def __init__(self, handler, exchange, head, iterator, result):
         self._handler = handler
         self._exchange = exchange
-        self._first = first
+        self._head = head
         self._iterator = iterator
         self._result = result
-        self._remaining = remaining                     # None, or bytes the declared length still allows
-        self._sent = sent
+        self._sent = 0
         self._closed = False
 
     def __iter__(self):
@@ -245,19 +270,15 @@ class _StreamedBody:
 
     def __next__(self):
         exchange = self._exchange
-        if self._first is not None:
-            part, self._first = self._first, None
+        if self._head is not None:
+            part, self._head = self._head, None
         elif exchange.written:                          # write() called while the core iterates
             part = b"".join(exchange.written)
             exchange.written.clear()
         else:
-            if self._remaining == 0 or self._iterator is None:
+            if self._iterator is None:
                 raise StopIteration
             part = _as_bytes(next(self._iterator))
-        if self._remaining is not None:
-            if len(part) > self._remaining:
-                part = part[:self._remaining]
-            self._remaining -= len(part)
         self._sent += len(part)
         return part
 
@@ -271,8 +292,13 @@ class _StreamedBody:
             if close is not None:
                 close()
         finally:
-            sent = 0 if self._exchange.request.method == "HEAD" else self._sent
-            self._handler._finish(self._exchange, sent)
+            exchange = self._exchange
+            sent = self._sent
+            if exchange.request.method == "HEAD":
+                sent = 0
+            elif exchange.declared is not None and sent > exchange.declared:
+                sent = exchange.declared                # the core sends no more than declared
+            self._handler._finish(exchange, sent)
 
 
 class WSGIHandler:
@@ -313,6 +339,11 @@ class WSGIHandler:
                 "wsgi.file_wrapper": FileWrapper,
             }
         return base
+
+    @property
+    def logs_access(self):
+        """True when this handler writes the access log itself, so Server must not add it again."""
+        return self.access_log
 
     def reset(self):
         """Forget the cached server address (the server is starting again, maybe on another port)."""
@@ -389,8 +420,9 @@ class WSGIHandler:
             return self._complete(exchange, b"".join(result))
         if kind is FileWrapper and not exchange.written and exchange.status is not None:
             size = access.file_span_length(result)
-            if size is not None and (exchange.declared is None or exchange.declared == size):
-                return self._send_file(exchange, result, size)
+            declared = exchange.declared
+            if size is not None and (declared is None or declared <= size):
+                return self._send_file(exchange, result, size if declared is None else declared)
         if kind is bytes or kind is str:
             raise TypeError(f"a WSGI application returns an iterable of bytes (e.g. a list), not {kind.__name__}")
 
@@ -408,61 +440,39 @@ class WSGIHandler:
             self._close_result(exchange, result, raising=True)
             return self._complete(exchange, b"".join(exchange.written))
         exchange.committed = True
-        parts = exchange.written
-        exchange.written = []
-        parts.append(first)
-        declared = exchange.declared
-        if declared is None:
-            try:
-                single = len(result) == 1
-            except Exception:
-                single = False
-            if single:
-                self._close_result(exchange, result, raising=True)
-                return self._complete(exchange, b"".join(parts))
-        else:
-            gathered = sum(map(len, parts))
-            if declared <= BUFFER_DECLARED_LIMIT:
-                exhausted = False
-                while gathered < declared:
-                    part = next(iterator, _END)
-                    if part is _END:
-                        exhausted = True
-                        break
-                    part = _as_bytes(part)
-                    parts.append(part)
-                    gathered += len(part)
-                if exhausted or gathered >= declared:
-                    self._close_result(exchange, result, raising=True)
-                    return self._complete(exchange, b"".join(parts))
-        head = b"".join(parts) if len(parts) > 1 else first
-        if declared is not None:
-            head = head[:declared]
-            remaining = declared - len(head)
-        else:
-            remaining = None
-        body = _StreamedBody(self, exchange, head, iterator, result, remaining, 0)
-        return Response(body, exchange.code, exchange.headers)
+        if exchange.written:
+            first = b"".join(exchange.written) + first
+            exchange.written.clear()
+        try:
+            single = len(result) == 1
+        except Exception:
+            single = False
+        if single:
+            self._close_result(exchange, result, raising=True)
+            return self._complete(exchange, first)
+        body = _StreamedBody(self, exchange, first, iterator, result)
+        return Response(body, exchange.code, exchange.headers, None, exchange.reason)
 
     def _complete(self, exchange, body):
-        """A body of known length: Content-Length framing; the app's iterable is already closed."""
+        """A body of known length, framed by the core with Content-Length (the app's declared one
+        if any); the app's iterable is already closed."""
         declared = exchange.declared
+        sent = len(body)
         head_request = exchange.request.method == "HEAD"
-        if declared is not None and len(body) != declared:
-            if len(body) > declared:
-                body = body[:declared]
-            elif head_request and not body:
-                # The app declared the GET length and gave no body, as HEAD asks; the core would
-                # say Content-Length: 0. (The core does not honour an app's Content-Length yet.)
-                if declared <= HEAD_LENGTH_LIMIT:
-                    body = bytes(declared)
-                else:
-                    self._finish(exchange, 0)
-                    return Response(iter(()), exchange.code, exchange.headers)
-        self._finish(exchange, 0 if head_request else len(body))
-        return Response(body, exchange.code, exchange.headers)
+        if declared is not None and sent != declared:
+            if sent > declared:
+                sent = declared                         # the core cuts the body to it
+            elif not head_request and not _bodyless(exchange.code):
+                # HEAD carries the declared length without a body and bodyless statuses no body at
+                # all; anything else would go out short of its Content-Length.
+                raise ValueError(f"the application declared Content-Length: {declared} "
+                                 f"but gave a {sent}-byte body")
+        self._finish(exchange, 0 if head_request else sent)
+        return Response(body, exchange.code, exchange.headers, None, exchange.reason)
 
     def _send_file(self, exchange, wrapper, size):
+        """sendfile(2) of `size` bytes from the file's position (the rest of it, or the declared
+        Content-Length, which the core honours)."""
         if self.access_log:
             # The core close()s the FileWrapper after sendfile: the hook in its file logs then.
             def file_done():
@@ -471,7 +481,7 @@ class WSGIHandler:
         else:
             self._finish(exchange, size)
         exchange.committed = True
-        return Response(wrapper, exchange.code, exchange.headers)
+        return Response(wrapper, exchange.code, exchange.headers, None, exchange.reason)
 
     def _close_result(self, exchange, result, raising=False):
         """PEP 3333: the iterable's close() is called however the response ends (once). With
@@ -541,9 +551,6 @@ def serve(app, interface="wsgi", config=None, **options):
     if interface == "wsgi":
         serve_wsgi(app, config, **options)
     elif interface == "native":
-        server = Server(app, config, **options)
-        if server.config.access_log:
-            server.handler = access.access_logged(app)
-        server.serve_forever()
+        Server(app, config, **options).serve_forever()      # Server adds the access log if asked
     else:
         raise ValueError(f"interface must be 'wsgi' or 'native', not {interface!r}")

@@ -319,6 +319,131 @@ def test_keep_alive_and_pipelining_across_response_kinds(wsgi_server, tmp_path):
                 assert body == expected
 
 
+def test_streamed_parts_reach_the_client_as_they_are_yielded(wsgi_server):
+    """A server-sent-events generator: its first part is on the wire while the generator is still
+    running (it waits for the client to have read that part before it yields the next)."""
+    first_read = threading.Event()
+    waited = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+        yield b"data: one\n\n"
+        waited.append(first_read.wait(2 * TIMEOUT))
+        yield b"data: two\n\n"
+
+    srv = wsgi_server(app)
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+        received = b""
+        while b"data: one\n\n" not in received:      # times out if the part is held back
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert b"two" not in received
+        first_read.set()
+        reader = HTTPReader(sock, TIMEOUT)
+        reader.buffer = received
+        status, headers, body, complete = reader.read()
+    assert waited == [True]
+    assert (status, body, complete) == (200, b"data: one\n\ndata: two\n\n", True)
+    assert headers["transfer-encoding"] == "chunked"
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_streamed_body_with_declared_length_goes_out_with_content_length(wsgi_server, validate):
+    """An iterable of several parts with the app's Content-Length is streamed raw with that
+    length (not chunked, whatever its size) and the connection stays open, HTTP/1.1 and 1.0."""
+    part = bytes(range(256)) * 256                  # 64 KiB
+    count = 40                                      # 2.5 MiB: far more than the adapter would hold
+    bodies = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(part) * count))])
+        bodies.append(ClosingBody([part] * count))
+        return bodies[-1]
+
+    srv = wsgi_server(app, validate=validate)
+    with connect(srv.port, 10) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        for _ in range(2):
+            response = reader.read_response()
+            assert response.status == 200
+            assert response.headers["content-length"] == str(len(part) * count)
+            assert "transfer-encoding" not in response.headers
+            assert response.headers.get("connection", "").lower() != "close"
+            assert response.body == part * count
+        sock.sendall(b"GET /3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        response = reader.read_response()
+        assert response.headers["content-length"] == str(len(part) * count)
+        assert response.body == part * count
+        sock.sendall(b"GET /4 HTTP/1.1\r\nHost: h\r\n\r\n")     # still open
+        assert reader.read_response().body == part * count
+    for body in bodies:
+        assert body.closed.wait(TIMEOUT) and body.closes == 1
+
+
+def test_body_shorter_than_declared(wsgi_server, wsgi_problems):
+    """A complete body shorter than the app's Content-Length is an application error, answered
+    500 before anything is sent; a streamed one goes out with the declared length as far as it
+    goes, then the connection is closed (the client sees it truncated) and an error is logged."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        if environ["PATH_INFO"] == "/stream":
+            return iter([b"abc", b"def"])
+        return [b"short"]
+
+    srv = wsgi_server(app, validate=False)
+    status, _, body = request(srv.port, path="/list")
+    assert status == 500 and b"short" not in body
+    wsgi_problems.take("fastcore.error", "declared Content-Length: 10")
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+    assert (status, headers["content-length"], body, complete) == (200, "10", b"abcdef", False)
+    wsgi_problems.take("fastcore.error", "short of its Content-Length")
+
+
+@pytest.mark.parametrize("status, reason", [
+    ("299 Custom", "Custom"),                       # no standard phrase for 299
+    ("200 Everything Is Fine", "Everything Is Fine"),
+    ("404 Not Found", "Not Found"),
+    ("200", "OK"),                                  # a bare code gets the standard phrase
+])
+def test_reason_phrase_passes_through(wsgi_server, tmp_path, status, reason):
+    (tmp_path / "f.bin").write_bytes(b"file body")
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/replaced":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            try:
+                raise LookupError("replaced")
+            except LookupError:
+                start_response(status, [("Content-Type", "text/plain")], sys.exc_info())
+            return [b"replaced"]
+        start_response(status, [("Content-Type", "text/plain")])
+        if path == "/gen":
+            return (part for part in (b"g", b"en"))
+        if path == "/file":
+            return environ["wsgi.file_wrapper"](open(tmp_path / "f.bin", "rb"))
+        return [b"list"]
+
+    srv = wsgi_server(app, validate=False)          # a bare code is outside the validator's rules
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = HTTPReader(sock, TIMEOUT)
+        for path, expected in ((b"/list", b"list"), (b"/gen", b"gen"), (b"/file", b"file body"),
+                               (b"/replaced", b"replaced")):
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path)
+            while b"\r\n" not in reader.buffer:
+                assert reader._fill(), reader.buffer
+            status_line = reader.buffer.partition(b"\r\n")[0].decode("latin-1")
+            code, _, body, complete = reader.read()
+            assert status_line == f"HTTP/1.1 {status[:3]} {reason}"
+            assert (code, body, complete) == (int(status[:3]), expected, True)
+
+
 # -- start_response and exceptions ---------------------------------------------------------------
 
 def test_exc_info_before_headers_replaces_the_response(wsgi_server):
@@ -618,6 +743,31 @@ def test_head_keeps_the_declared_content_length(wsgi_server):
         assert get.headers["content-length"] == "1234" and get.body == b"x" * 1234
 
 
+@pytest.mark.parametrize("validate", [True, False])
+def test_head_with_declared_content_length_and_no_body(wsgi_server, validate):
+    """HEAD answered with the GET's Content-Length and no body, whatever its size (nothing is
+    made up to fill it), from a list or a generator; the connection goes on."""
+    declared = str(10 ** 10)
+
+    def app(environ, start_response):
+        assert environ["REQUEST_METHOD"] == "HEAD"
+        start_response("200 OK", [("Content-Type", "video/mp4"), ("Content-Length", declared)])
+        if environ["PATH_INFO"] == "/gen":
+            return (part for part in ())
+        return []
+
+    srv = wsgi_server(app, validate=validate)
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"HEAD /list HTTP/1.1\r\nHost: h\r\n\r\nHEAD /gen HTTP/1.1\r\nHost: h\r\n\r\n"
+                     b"HEAD /list HTTP/1.0\r\n\r\n")
+        for _ in range(3):
+            response = reader.read_response(method="HEAD")
+            assert (response.status, response.headers["content-length"], response.body) == (200, declared, b"")
+            assert "transfer-encoding" not in response.headers
+        assert reader.closed_by_peer()              # HTTP/1.0 without keep-alive: closed after it
+
+
 # -- wsgi.input ----------------------------------------------------------------------------------
 
 def digest_app(environ, start_response):
@@ -820,6 +970,38 @@ def test_file_wrapper_with_declared_shorter_length_and_non_file(wsgi_server, tmp
     assert (status, body) == (200, data)
 
 
+def test_file_wrapper_with_declared_length_uses_sendfile(wsgi_server, wsgi_problems, tmp_path):
+    """A declared Content-Length up to what the file holds from its position is sent with
+    sendfile(2), exactly that many bytes; one beyond it is iterated and falls short (the
+    connection closes after what the file had, with an error logged)."""
+    data = os.urandom(300_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+
+    def app(environ, start_response):
+        offset, length = (int(n) for n in environ["QUERY_STRING"].split(","))
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(length))])
+        handle = open(path, "rb")
+        handle.seek(offset)
+        return environ["wsgi.file_wrapper"](handle, 65536)
+
+    srv = wsgi_server(app, validate=False)
+    before = srv.stats()["sendfile_bytes"]
+    with connect(srv.port, TIMEOUT) as sock:
+        reader = ResponseReader(sock)
+        for offset, length in ((0, 120_000), (1000, 299_000), (299_999, 0)):
+            sock.sendall(b"GET /?%d,%d HTTP/1.1\r\nHost: h\r\n\r\n" % (offset, length))
+            response = reader.read_response()
+            assert response.headers["content-length"] == str(length)
+            assert response.body == data[offset:offset + length]
+    assert srv.stats()["sendfile_bytes"] - before == 120_000 + 299_000
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET /?1000,300000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, headers, body, complete = read_chunked_response(sock, TIMEOUT)
+    assert (status, headers["content-length"], body, complete) == (200, "300000", data[1000:], False)
+    wsgi_problems.take("fastcore.error", "short of its Content-Length")
+
+
 # -- access log ----------------------------------------------------------------------------------
 
 ACCESS_LINE = re.compile(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
@@ -881,6 +1063,82 @@ def test_access_log_lines(wsgi_server, wsgi_problems, access_records, tmp_path):
                               ("GET /file HTTP/1.1", "200", "5000"), ("HEAD /x HTTP/1.1", "200", "-"),
                               ("GET /boom HTTP/1.1", "500", "-")])
     wsgi_problems.take("fastcore.error", "RuntimeError: boom")
+
+
+def test_access_log_counts_what_the_declared_length_lets_out(wsgi_server, access_records):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return iter([b"hel", b"lo world", b"never"])
+
+    srv = wsgi_server(app, validate=False, access_log=True)
+    assert request(srv.port, path="/capped")[2] == b"hello"
+    assert request(srv.port, "HEAD", "/capped")[1]["Content-Length"] == "5"
+    wait_for(lambda: len(access_records) == 2)
+    summary = sorted((m["request"], m["status"], m["bytes"]) for m in map(ACCESS_LINE.match, access_records))
+    assert summary == [("GET /capped HTTP/1.1", "200", "5"), ("HEAD /capped HTTP/1.1", "200", "-")]
+
+
+def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, access_records):
+    """Server(handler, access_log=True) logs a native handler's responses; a handler that logs
+    itself (a WSGIHandler with access_log, an access_logged wrapper) is not logged again."""
+    from fastcore.access import access_logged
+
+    def native(request):
+        if request.path == "/stream":
+            return fastcore.Response((part for part in (b"str", b"eam")), 299, reason="Custom")
+        return fastcore.Response(b"native", content_type="text/plain")
+
+    wsgi = text_app(b"wsgi")
+    servers = {
+        "native": server(native, access_log=True),
+        "wrapped": server(access_logged(native), access_log=True),
+        "wsgi-server": fastcore.WSGIServer(wsgi, host="127.0.0.1", port=0, access_log=True).start(),
+        "wsgi-handler-logging": server(fastcore.WSGIHandler(wsgi, fastcore.ServerConfig(access_log=True)),
+                                       access_log=True),
+        "wsgi-handler-quiet": server(fastcore.WSGIHandler(wsgi), access_log=True),
+        "off": server(native),
+    }
+    try:
+        for name, srv in servers.items():
+            access_records.clear()
+            status, headers, body = request(srv.port, path="/" + name)
+            assert status == 200 and body in (b"native", b"wsgi")
+            if name == "native":
+                with connect(srv.port, TIMEOUT) as sock:
+                    sock.sendall(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+                    reader = HTTPReader(sock, TIMEOUT)
+                    status, _, body, complete = reader.read()
+                assert (status, body, complete) == (299, b"stream", True)
+            expected = 0 if name == "off" else 2 if name == "native" else 1
+            if expected:
+                wait_for(lambda: len(access_records) >= expected)
+            time.sleep(0.1)                         # a second line for the same response would be here by now
+            assert len(access_records) == expected, (name, access_records)
+            lines = [ACCESS_LINE.match(line) for line in access_records]
+            assert all(lines), access_records
+            if expected:
+                assert lines[0]["request"] == f"GET /{name} HTTP/1.1" and lines[0]["status"] == "200"
+            if name == "native":
+                assert (lines[1]["request"], lines[1]["status"], lines[1]["bytes"]) == \
+                    ("GET /stream HTTP/1.1", "299", "6")
+    finally:
+        servers["wsgi-server"].stop()
+
+
+def test_native_reason_phrase_survives_the_access_log(server, access_records):
+    def native(request):
+        return fastcore.Response(iter([b"a", b"b"]), 299, reason="Custom Reason")
+
+    srv = server(native, access_log=True)
+    with connect(srv.port, TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        received = b""
+        while not received.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 299 Custom Reason\r\n")
+    wait_for(lambda: len(access_records) == 1)
 
 
 def test_access_log_off_by_default(wsgi_server, access_records):
