@@ -25,9 +25,7 @@ import logging
 import logging.handlers
 import os
 import queue
-import signal
 import sys
-import threading
 import traceback
 
 from .config import ServerConfig
@@ -314,26 +312,15 @@ def run(argv=None):
         banner = f"fastcore serving {args.app} ({args.interface.upper() if args.interface == 'wsgi' else 'native'})" \
                  " on {url} (Ctrl-C to stop)"
         listener = configure_logging(config)
-    # SIGINT / SIGTERM stop the server from the moment it starts: a signal that arrives right after
-    # the banner (a supervisor, a test) must not find the default handler still in place.
-    stop_requested = threading.Event()
-    previous = {signum: signal.signal(signum, lambda signum, frame: stop_requested.set())
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    # serve_forever installs the SIGINT / SIGTERM handlers before it starts the server and prints
+    # the banner only then: a signal sent by whoever saw the banner always stops it cleanly.
     try:
-        try:
-            server.start()
-        except OSError as error:
-            reason = os.strerror(error.errno) if error.errno else str(error)
-            raise RuntimeFailure(f"cannot listen on {config.host}:{config.port}: {reason}") from None
-        try:
-            print(banner.format(url=_url(config.host, server.port)), flush=True)
-            while not stop_requested.wait(1.0):
-                pass
-        finally:
-            server.stop()
+        server.serve_forever(on_ready=lambda started: print(
+            banner.format(url=_url(config.host, started.port)), flush=True))
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise RuntimeFailure(f"cannot listen on {config.host}:{config.port}: {reason}") from None
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if listener is not None:
             listener.stop()
     return 0

@@ -43,6 +43,8 @@ class ServerConfig:
     body_timeout: float = _option(60.0, "seconds between two reads of a request body (408)", 0)
     keepalive_timeout: float = _option(5.0, "seconds an idle keep-alive connection stays open", 0)
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
+    shutdown_timeout: float = _option(10.0, "seconds a graceful stop lets in-flight requests finish "
+                                      "before closing what remains (a second SIGINT/SIGTERM: at once)", 0)
     python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
     server_name: str = _option("fastcore", "value of the Server response field")
     # Used by the WSGI adapter and the command line, not by the compiled core:

@@ -18,6 +18,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 import weakref
 
 from . import _core, access
@@ -54,6 +55,7 @@ class Server:
         self._worker_threads = []
         self._lifecycle_lock = threading.Lock()
         self._stop_requested = threading.Event()
+        self._join_deadline = float("inf")
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -133,13 +135,16 @@ class Server:
             _running_servers.add(self)
         return self
 
-    def stop(self, timeout=5.0):
-        """Stop accepting, finish in-flight requests within `timeout` seconds, join every thread.
+    def stop(self, timeout=None):
+        """Stop accepting, finish in-flight requests within `timeout` seconds (default: the
+        config's shutdown_timeout), join every thread.
         Idempotent, callable from any thread. Called from a handler (a worker thread, which cannot
         join itself), it starts the stop on another thread and returns at once."""
         if threading.current_thread() in self._worker_threads:
             threading.Thread(target=self.stop, args=(timeout,), name="fastcore-stop").start()
             return
+        if timeout is None:
+            timeout = self.config.shutdown_timeout
         with self._lifecycle_lock:
             core = self._core
             if core is None:
@@ -148,8 +153,12 @@ class Server:
             self._listener_thread.join()
             self._socket.close()
             core.stop_workers(float(timeout))
+            # Workers close everything by the deadline, but one inside a handler returns only when
+            # the handler does: wait a little past the deadline (less once a stop is forced).
+            self._join_deadline = time.monotonic() + timeout + 5.0
             for thread in self._worker_threads:
-                thread.join(timeout + 5.0)
+                while thread.is_alive() and time.monotonic() < self._join_deadline:
+                    thread.join(0.05)
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
             if stuck:
                 log.warning("fastcore: %s did not stop (a handler that never returns?); "
@@ -172,6 +181,8 @@ class Server:
         previous_handlers = {}
         if threading.current_thread() is threading.main_thread():
             def request_stop(signum, frame):
+                if self._stop_requested.is_set():
+                    self._force_stop()                  # a second signal: do not wait any more
                 self._stop_requested.set()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous_handlers[signum] = signal.signal(signum, request_stop)
@@ -182,10 +193,20 @@ class Server:
                 on_ready(self)
             while not self._stop_requested.wait(1.0):
                 pass
+            self.stop()                                 # graceful, within shutdown_timeout
         finally:
+            self.stop()                                 # (no-op after a graceful stop)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
-            self.stop()
+
+    def _force_stop(self):
+        """Close every connection now instead of at the graceful deadline (in-flight requests are
+        cut off); the stop in progress then joins the threads at once."""
+        core = self._core
+        if core is not None:
+            log.warning("fastcore: second stop signal, closing every connection now")
+            self._join_deadline = min(self._join_deadline, time.monotonic() + 1.0)
+            core.stop_workers(0.0)
 
     def stats(self):
         """Counters from the compiled core: accepted, rejected_queue_full, open_connections."""

@@ -347,14 +347,14 @@ cdef class Core:
         request._path_length = parsed.path_length
         request._version_minor = parsed.version_minor
         request._peer = conn.peer
-        if fc_atomic_load(&worker.stop_requested):
-            conn.keep_alive = False                     # stop() came while this request waited
-            conn.close_after_write = True
         if reader is not None:
             reader.attach(worker, conn)                 # the head leaves the buffer here
             conn.output_sent_early = 0
         try:
             result = self.handler(request)
+            if fc_atomic_load(&worker.stop_requested):
+                conn.keep_alive = False                 # stop() came while the handler ran
+                conn.close_after_write = True
             if reader is not None:
                 self.end_streamed_body(conn, reader)
             self.append_handler_response(worker, conn, result, head_only)

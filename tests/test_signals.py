@@ -1,0 +1,77 @@
+"""serve_forever and signals, driven as a user would: a server in a subprocess."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from conftest import PROJECT_ROOT, connect
+
+SCRIPT = textwrap.dedent(r"""
+    import sys, time
+    import fastcore
+
+    def handler(request):
+        if request.path == "/slow":
+            time.sleep(float(sys.argv[1]))
+        return b"done"
+
+    server = fastcore.Server(handler, port=0, shutdown_timeout=float(sys.argv[2]))
+    server.serve_forever(on_ready=lambda s: print(s.port, flush=True))
+    print("stopped", flush=True)
+""")
+
+
+def start_child(sleep, shutdown_timeout):
+    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-c", SCRIPT, str(sleep), str(shutdown_timeout)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    port = int(child.stdout.readline())
+    return child, port
+
+
+def test_sigterm_lets_the_in_flight_request_finish_and_refuses_new_connections():
+    child, port = start_child(sleep=1.0, shutdown_timeout=10)
+    try:
+        sock = connect(port, timeout=10)
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)                                  # the request is now inside the handler
+        started = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        data = b""
+        while b"done" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in data
+        try:
+            connect(port, timeout=2).close()
+            refused = False
+        except ConnectionRefusedError:
+            refused = True
+        assert refused or child.poll() is not None      # not accepting once the stop began
+        assert child.wait(10) == 0
+        assert time.monotonic() - started < 5
+        assert child.stdout.read().strip() == "stopped"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_second_sigint_forces_the_stop():
+    child, port = start_child(sleep=30.0, shutdown_timeout=60)
+    try:
+        sock = connect(port, timeout=10)
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert child.poll() is None                      # graceful: still waiting for the handler
+        started = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        assert child.wait(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        child.kill()
+        child.wait()
