@@ -434,6 +434,8 @@ cdef Py_ssize_t chunked_decode(char* request, size_t available, ChunkedBody* bod
             if line_length == 0 or request[line_start + line_length - 1] != 13:
                 return -400                                 # bare LF
             line_length -= 1
+            if body.phase == CHUNK_SIZE_LINE and line_length > CHUNK_LINE_MAX:
+                return -400                                 # the same verdict however the line arrives
             body.read_offset = line_start + line_length + 2
             if body.phase == CHUNK_TRAILER:
                 if line_length == 0:
