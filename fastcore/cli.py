@@ -280,10 +280,6 @@ def configure_logging(config):
 
 # -- main ----------------------------------------------------------------------------------------
 
-def _url(host, port):
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
 def run(argv=None):
     from .__main__ import demo_app
     from .server import Server
@@ -316,10 +312,12 @@ def run(argv=None):
     # the banner only then: a signal sent by whoever saw the banner always stops it cleanly.
     try:
         server.serve_forever(on_ready=lambda started: print(
-            banner.format(url=_url(config.host, started.port)), flush=True))
+            banner.format(url=started.url), flush=True))
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
-        raise RuntimeFailure(f"cannot listen on {config.host}:{config.port}: {reason}") from None
+        where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
+                 else f"{config.host}:{config.port}")
+        raise RuntimeFailure(f"cannot listen on {where}: {reason}") from None
     finally:
         if listener is not None:
             listener.stop()

@@ -29,6 +29,10 @@ def _option(default, help_text, minimum=None):
 class ServerConfig:
     host: str = _option("127.0.0.1", "address to bind")
     port: int = _option(8000, "TCP port to bind (0 picks a free one)", 0)
+    uds: str = _option("", "listen on this unix domain socket path instead of host:port")
+    uds_mode: int = _option(0o660, "permissions of the unix socket file", 0)
+    fd: int = _option(-1, "serve on this inherited listening socket fd instead of binding (-1: none)", -1)
+    reuse_port: bool = _option(False, "set SO_REUSEPORT on the TCP socket")
     threads: int = _option(2, "worker threads, each with its own epoll set", 1)
     queue_size: int = _option(1024, "accepted connections waiting for a worker; beyond it: 503 and close", 1)
     backlog: int = _option(1024, "listen() backlog", 1)

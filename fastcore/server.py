@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 
-from . import _core, access
+from . import _core, access, sockets
 from .config import ServerConfig
 from .errors import ServerStateError
 
@@ -73,6 +73,22 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def _build_core(self, listening):
+        """The engine behind this server, around an open listening socket (fastcore.pure overrides
+        this and nothing else of the lifecycle)."""
+        config = self.config
+        return _core.Core(
+            listening.fileno(), self._core_handler(),
+            threads=config.threads, queue_size=config.queue_size,
+            max_request_line=config.max_request_line, max_head_size=config.max_head_size,
+            max_header_count=config.max_header_count, max_body_size=config.max_body_size,
+            python_batch=config.python_batch, server_name=config.server_name,
+            static_routes=list(self._static_routes.values()),
+            max_connections=config.max_connections, header_timeout=config.header_timeout,
+            body_timeout=config.body_timeout, keepalive_timeout=config.keepalive_timeout,
+            write_timeout=config.write_timeout, body_buffer_size=config.body_buffer_size,
+        )
+
     @property
     def running(self):
         return self._core is not None
@@ -83,10 +99,17 @@ class Server:
 
     @property
     def port(self):
-        """The bound port (the real one when the config asked for port 0)."""
+        """The bound port (the real one when the config asked for port 0; 0 on a unix socket)."""
         if self._socket is None:
             return self.config.port
+        if self._socket.family == socket.AF_UNIX:
+            return 0
         return self._socket.getsockname()[1]
+
+    @property
+    def url(self):
+        """Where the server listens: 'http://127.0.0.1:8000/' or 'unix:/path' (None when stopped)."""
+        return sockets.describe(self._socket) if self._socket is not None else None
 
     def _core_handler(self):
         """The handler the engine calls: self.handler, under the access log when config.access_log
@@ -100,24 +123,11 @@ class Server:
         with self._lifecycle_lock:
             if self._core is not None:
                 raise ServerStateError("server already started")
-            config = self.config
-            family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-            listening = socket.create_server((config.host, config.port), family=family, backlog=config.backlog)
-            listening.setblocking(False)
+            listening = sockets.open_listening_socket(self.config)
             try:
-                core = _core.Core(
-                    listening.fileno(), self._core_handler(),
-                    threads=config.threads, queue_size=config.queue_size,
-                    max_request_line=config.max_request_line, max_head_size=config.max_head_size,
-                    max_header_count=config.max_header_count, max_body_size=config.max_body_size,
-                    python_batch=config.python_batch, server_name=config.server_name,
-                    static_routes=list(self._static_routes.values()),
-                    max_connections=config.max_connections, header_timeout=config.header_timeout,
-                    body_timeout=config.body_timeout, keepalive_timeout=config.keepalive_timeout,
-                    write_timeout=config.write_timeout, body_buffer_size=config.body_buffer_size,
-                )
+                core = self._build_core(listening)
             except BaseException:
-                listening.close()
+                sockets.close_listening_socket(listening)
                 raise
             self._socket = listening
             self._core = core
@@ -127,7 +137,7 @@ class Server:
             self._worker_threads = [
                 threading.Thread(target=core.run_worker, args=(index,),
                                  name=f"fastcore-worker-{index}:{self.port}", daemon=True)
-                for index in range(config.threads)
+                for index in range(self.config.threads)
             ]
             for thread in self._worker_threads:
                 thread.start()
@@ -151,7 +161,7 @@ class Server:
                 return
             core.stop_listener()
             self._listener_thread.join()
-            self._socket.close()
+            sockets.close_listening_socket(self._socket)     # new clients are refused from here
             core.stop_workers(float(timeout))
             # Workers close everything by the deadline, but one inside a handler returns only when
             # the handler does: wait a little past the deadline (less once a stop is forced).

@@ -77,7 +77,8 @@ def server():
     started = []
 
     def start(handler=None, threads=2, static=None, **options):
-        srv = fastcore.Server(handler, host="127.0.0.1", port=0, threads=threads, **options)
+        options = {"host": "127.0.0.1", "port": 0, **options}
+        srv = fastcore.Server(handler, threads=threads, **options)
         for path, spec in (static or {}).items():
             if isinstance(spec, dict):
                 srv.add_static(path, **spec)
@@ -86,7 +87,7 @@ def server():
         srv.start()
         started.append(srv)
         assert srv.running
-        assert srv.port > 0
+        assert srv.port > 0 or options.get("uds")
         return srv
 
     yield start
