@@ -67,8 +67,9 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
                 conn.empty_lines_before_request += 1
                 if conn.empty_lines_before_request > MAX_EMPTY_LINES_BEFORE_REQUEST:
                     return fail_request(worker, conn, 400)
-            if available == 0:
-                return SERVE_DONE
+            if available == 0 or (available == 1 and conn.scan.position == 0
+                                  and conn.input.data[conn.input.start] == 13):
+                return SERVE_DONE                       # nothing yet, or a CR whose LF is still coming
             result = head_scan(conn.input.data + conn.input.start, available, &conn.scan, &server.limits)
             if result == PARSE_NEED_MORE:
                 return SERVE_DONE

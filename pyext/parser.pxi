@@ -61,6 +61,9 @@ cdef uint8_t TOKEN_BYTE[256]
 cdef uint8_t FIELD_VALUE_BYTE[256]
 # Request-target bytes: anything visible, obs-text tolerated; never a control byte or a space.
 cdef uint8_t TARGET_BYTE[256]
+# Host field value bytes (RFC 9112 3.2, RFC 3986 3.2.2): uri-host [":" port], so unreserved,
+# pct-encoded, sub-delims, ':' and the brackets of an IP literal. Not '/', '@', '?', '#', spaces.
+cdef uint8_t HOST_BYTE[256]
 
 
 cdef void _init_byte_classes() noexcept:
@@ -72,6 +75,10 @@ cdef void _init_byte_classes() noexcept:
         TARGET_BYTE[i] = (33 <= i <= 126) or i >= 128
     for i in specials:
         TOKEN_BYTE[i] = 1
+    for i in range(256):
+        HOST_BYTE[i] = (48 <= i <= 57) or (65 <= i <= 90) or (97 <= i <= 122)
+    for i in b"-._~%!$&'()*+,;=:[]":
+        HOST_BYTE[i] = 1
 
 _init_byte_classes()
 
@@ -265,6 +272,9 @@ cdef int parse_header_field(const char* line, size_t length, ParsedRequest* requ
 
     if name_length == 4 and equals_lowercase(line, 4, "host"):
         request.host_count += 1
+        for i in range(value_start, value_end):
+            if not HOST_BYTE[<uint8_t>line[i]]:
+                return -400                             # an invalid Host value (RFC 9112 3.2)
     elif name_length == 14 and equals_lowercase(line, 14, "content-length"):
         if request.content_length != -1:
             return -400                                 # several Content-Length fields
@@ -273,6 +283,8 @@ cdef int parse_header_field(const char* line, size_t length, ParsedRequest* requ
             return status
     elif name_length == 17 and equals_lowercase(line, 17, "transfer-encoding"):
         request.has_transfer_encoding = True
+        if value_end == value_start:
+            return -400                                 # an empty Transfer-Encoding: ambiguous framing
         parse_transfer_codings(line + value_start, value_end - value_start, request)
     elif name_length == 6 and equals_lowercase(line, 6, "expect"):
         if value_end - value_start == 12 and equals_lowercase(line + value_start, 12, "100-continue"):
@@ -355,15 +367,16 @@ cdef inline bint is_whitespace(char c) noexcept nogil:
 
 
 cdef int validate_chunk_extensions(const char* text, size_t length) noexcept nogil:
-    """chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )."""
-    cdef size_t i = 0, start
+    """chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ).
+    Whitespace is allowed only where BWS stands: never at the end of the line (RFC 9112 7.1.1)."""
+    cdef size_t i = 0, start, after_name
     cdef uint8_t c
     while True:
-        while i < length and is_whitespace(text[i]):
-            i += 1
         if i == length:
             return 0
-        if text[i] != 59:                                   # ';'
+        while i < length and is_whitespace(text[i]):
+            i += 1
+        if i == length or text[i] != 59:                    # trailing whitespace, or not ';'
             return -400
         i += 1
         while i < length and is_whitespace(text[i]):
@@ -373,9 +386,12 @@ cdef int validate_chunk_extensions(const char* text, size_t length) noexcept nog
             i += 1
         if i == start:
             return -400
+        after_name = i
         while i < length and is_whitespace(text[i]):
             i += 1
-        if i < length and text[i] == 61:                    # '='
+        if i >= length or text[i] != 61:                    # no '=': the BWS belongs to a next ';'
+            i = after_name
+        else:                                               # '='
             i += 1
             while i < length and is_whitespace(text[i]):
                 i += 1

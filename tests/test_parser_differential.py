@@ -9,8 +9,8 @@ it:
     can, usually by *reducing* the input (removing what the class is about) and requiring the
     parsers to agree on the reduced input, so a new kind of disagreement is never absorbed by an
     old class;
-  * a KNOWN_BUGS entry: a defect of ours, narrowed to its exact shape, pinned by the xfail test
-    test_known_bug_examples at the end of this file (the parser is not changed here).
+  * a KNOWN_BUGS entry: a defect of ours, narrowed to its exact shape (none is open; the ones
+    this file found are fixed and kept as FIXED_BUG_EXAMPLES at the end of the file).
 
 Runs are deterministic for CI (derandomize=True, a few hundred examples per test, < 30 s for the
 file). For a longer, randomized run:
@@ -648,25 +648,7 @@ EXPECTED_DIFFERENCES = [
 
 # -- known bugs of fastcore's parser (the parser is not changed by this file) -----------------------
 
-def trailing_whitespace_in_chunk_line(data, ours, theirs):
-    """BUG (fastcore): a chunk-size line that ends in SP or HTAB (`5 `, `0<HTAB>`, `5;a=b `) is
-    accepted. RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF, and chunk-ext only allows BWS
-    *before* `;` and around `=`, so nothing may follow the last digit, name or value. Whitespace
-    after the chunk size is a known request-smuggling vector (llhttp has a dedicated leniency for
-    it, off by default). Cause: validate_chunk_extensions() in pyext/parser.pxi skips whitespace
-    and then returns 0 at the end of the line. With the trailing whitespace removed, the parsers
-    must agree."""
-    if ours[0] == "error" or theirs.outcome != "error" or "chunk" not in theirs.error_reason:
-        return False
-    lines = [data[s:e] for s, e in _chunk_lines(data)]
-    if not any(line[-1:] in (b" ", b"\t") and not CHUNK_LINE.fullmatch(line) for line in lines):
-        return False
-    return _agrees_once_reduced(_edit_chunk_lines(data, lambda line: line.rstrip(b" \t")), data)
-
-
-KNOWN_BUGS = [
-    trailing_whitespace_in_chunk_line,
-]
+KNOWN_BUGS = []        # none open: see FIXED_BUG_EXAMPLES for the ones this file found
 
 
 def triage(data, ours, theirs):
@@ -812,9 +794,10 @@ def test_expected_difference_example(name):
     assert triage(data, ours, theirs) == name, (data, ours, theirs.summary())
 
 
-# Known bugs: the correct verdict is asserted, so these xfail until the parser is fixed (strict:
-# an XPASS then fails the run as a reminder to move the case out of KNOWN_BUGS).
-KNOWN_BUG_EXAMPLES = [
+# Bugs this file found, fixed, kept as regression examples. Whitespace at the end of a chunk-size
+# line (`5 `, `0<HTAB>`, `5;a=b `) was accepted: RFC 9112 7.1.1 allows BWS only before ';' and
+# around '=', and trailing whitespace after a chunk size is a known request-smuggling vector.
+FIXED_BUG_EXAMPLES = [
     pytest.param(CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n", id="chunk-size-trailing-SP"),
     pytest.param(CHUNKED + b"5\t\r\nhello\r\n0\r\n\r\n", id="chunk-size-trailing-HTAB"),
     pytest.param(CHUNKED + b"5\r\nhello\r\n0 \r\n\r\n", id="last-chunk-trailing-SP"),
@@ -822,9 +805,7 @@ KNOWN_BUG_EXAMPLES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG trailing_whitespace_in_chunk_line: fastcore accepts "
-                   "whitespace at the end of a chunk-size line (RFC 9112 7.1 grammar forbids it)")
-@pytest.mark.parametrize("data", KNOWN_BUG_EXAMPLES)
-def test_known_bug_examples(data):
-    assert triage(data, run_ours(data), run_theirs(data)) == "trailing_whitespace_in_chunk_line"
+@pytest.mark.parametrize("data", FIXED_BUG_EXAMPLES)
+def test_fixed_bug_examples(data):
     assert run_ours(data) == ("error", 400)
+    assert check_against_httptools(data, allow_bugs=False) is None   # and llhttp agrees

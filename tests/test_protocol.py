@@ -5,6 +5,7 @@ import io
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -436,3 +437,26 @@ def test_request_pipelined_behind_a_file_is_answered(server, tmp_path):
         reader = ResponseReader(sock)
         assert len(reader.read_response().body) == 200000
         assert reader.read_response().body == b"after"
+
+
+def test_an_empty_line_split_between_reads_before_a_request_is_ignored(server):
+    srv = server(lambda request: b"ok")
+    with connect(srv.port) as sock:
+        sock.sendall(b"\r")
+        time.sleep(0.05)
+        sock.sendall(b"\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert ResponseReader(sock).read_response().body == b"ok"
+
+
+@pytest.mark.parametrize("host", [b"a b", b"user@h", b"h/path", b"h?q", b"h#f"])
+def test_an_invalid_host_value_is_400(server, host):
+    srv = server(lambda request: b"ok")
+    response, closed = exchange_and_check_close(srv.port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert response.status == 400 and closed
+
+
+def test_an_empty_transfer_encoding_is_400(server):
+    srv = server(lambda request: b"ok")
+    response, closed = exchange_and_check_close(
+        srv.port, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert response.status == 400 and closed
