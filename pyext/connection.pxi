@@ -17,7 +17,7 @@ cdef enum ServeResult:
 
 cdef enum:
     READ_CHUNK = 16384
-    LINGER_DRAIN_BYTES = 65536        # unread input discarded before closing, so close() sends FIN not RST
+    LINGER_TIMEOUT_MS = 2000          # lingering close: at most this long (nginx lingering_timeout 5s)
     MAX_EMPTY_LINES_BEFORE_REQUEST = 8
 
 
@@ -167,21 +167,46 @@ cdef int start_body(Worker* worker, Conn* conn, size_t available) noexcept nogil
     return 0
 
 
+cdef void conn_finish(Worker* worker, Conn* conn) noexcept nogil:
+    """The last response is out: close, or linger first if the client may still be sending.
+
+    Closing a socket with unread input makes the kernel send RST, and an RST can destroy the
+    response before the client has read it (the client is told 413, say, while still uploading).
+    So after an error answer, or with request bytes left unread, we half-close (the client sees
+    FIN after our response), then discard what it still sends until its FIN or LINGER_TIMEOUT_MS,
+    and only then close: the lingering close of nginx and Apache."""
+    if not conn.linger_on_close or conn.peer_closed:
+        conn_close(worker, conn)
+        return
+    shutdown(conn.fd, SHUT_WR)
+    conn.state = CONN_LINGERING
+    buffer_release(&conn.input)
+    buffer_release(&conn.output)
+    conn_set_state_events(worker, conn, EPOLLIN)
+    timer_arm(worker, conn, TIMER_LINGER)
+    conn_discard_input(worker, conn)
+
+
+cdef void conn_discard_input(Worker* worker, Conn* conn) noexcept nogil:
+    """A lingering connection is readable: drop what came; close at the client's FIN."""
+    cdef char discard[16384]
+    cdef ssize_t n
+    while True:
+        n = recv(conn.fd, discard, sizeof(discard), MSG_DONTWAIT)
+        if n > 0:
+            fc_counter_add(&worker.counters.bytes_received, n)
+            continue
+        if n < 0 and errno == EINTR:
+            continue
+        if n < 0 and errno == EAGAIN:
+            return
+        conn.peer_closed = True                         # FIN (0) or an error: done lingering
+        conn_close(worker, conn)
+        return
+
+
 cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
     """Take the socket out of epoll, close it, and free everything the connection owns."""
-    cdef char discard[4096]
-    cdef size_t drained = 0
-    cdef ssize_t n
-    if conn.linger_on_close and not conn.peer_closed:
-        # We answered and close first. Unread request bytes would make close() send RST, which can
-        # destroy the response before the client reads it; so half-close, then discard what is
-        # already here (bounded). Lingering until the client's FIN needs timers (a later change).
-        shutdown(conn.fd, SHUT_WR)
-        while drained < LINGER_DRAIN_BYTES:
-            n = recv(conn.fd, discard, sizeof(discard), MSG_DONTWAIT)
-            if n <= 0:
-                break
-            drained += <size_t>n
     if conn.stream != NULL or conn.stream_owner != NULL:
         worker_orphan_stream(worker, conn)
     # Deregister explicitly: close() removes the fd from epoll only when no other descriptor of the
@@ -205,11 +230,15 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
 
 
 cdef void conn_set_state(Worker* worker, Conn* conn, ConnState state) noexcept nogil:
-    cdef epoll_event event
     if conn.state == state:
         return
     conn.state = state
-    event.events = EPOLLOUT if state == CONN_WRITING else EPOLLIN
+    conn_set_state_events(worker, conn, EPOLLOUT if state == CONN_WRITING else EPOLLIN)
+
+
+cdef inline void conn_set_state_events(Worker* worker, Conn* conn, uint32_t events) noexcept nogil:
+    cdef epoll_event event
+    event.events = events
     event.data.ptr = conn
     epoll_ctl(worker.epoll_fd, EPOLL_CTL_MOD, conn.fd, &event)
 
@@ -266,7 +295,7 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
     if conn.close_after_write:
         if buffer_length(&conn.input):
             conn.linger_on_close = True                 # pipelined bytes after a Connection: close
-        conn_close(worker, conn)
+        conn_finish(worker, conn)
         return
     conn_set_state(worker, conn, CONN_READING)
     buffer_release_if_empty(&conn.output)
@@ -463,6 +492,8 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
 
 
 cdef inline bint conn_is_idle(const Conn* conn) noexcept nogil:
-    """Between requests: nothing read, nothing owed. Safe to close when stopping."""
+    """Between requests (nothing read, nothing owed) or lingering. Safe to close when stopping."""
+    if conn.state == CONN_LINGERING:
+        return True
     return (not conn.awaiting_python and conn.state == CONN_READING and buffer_length(&conn.input) == 0
             and buffer_length(&conn.output) == 0)

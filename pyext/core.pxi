@@ -152,6 +152,7 @@ cdef class Core:
             worker.timers[<int>TIMER_BODY].duration_ms = <long long>(body_timeout * 1000)
             worker.timers[<int>TIMER_IDLE].duration_ms = <long long>(keepalive_timeout * 1000)
             worker.timers[<int>TIMER_WRITE].duration_ms = <long long>(write_timeout * 1000)
+            worker.timers[<int>TIMER_LINGER].duration_ms = LINGER_TIMEOUT_MS
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)

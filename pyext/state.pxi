@@ -12,6 +12,7 @@ cdef enum:
 cdef enum ConnState:
     CONN_READING = 0                  # waiting for / parsing requests (EPOLLIN)
     CONN_WRITING = 1                  # output pending that the socket would not take (EPOLLOUT)
+    CONN_LINGERING = 2                # answered and half-closed; discarding input until FIN or timeout
 
 ctypedef struct DateCache:
     time_t second                     # the second `line` was formatted for
@@ -49,7 +50,8 @@ cdef enum TimerKind:
     TIMER_BODY = 2                    # the next bytes of a body are due (re-armed on each read)
     TIMER_IDLE = 3                    # keep-alive: the next request is due
     TIMER_WRITE = 4                   # the client must take more of the response (re-armed on progress)
-    TIMER_KINDS = 5
+    TIMER_LINGER = 5                  # after an error answer: how long to discard what the client still sends
+    TIMER_KINDS = 6
 
 cdef struct Conn
 

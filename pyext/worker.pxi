@@ -56,6 +56,8 @@ cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil
         worker_take_queued_connections(worker)
     elif conn.awaiting_python:
         pass                                            # its Python batch runs at the end of this turn
+    elif conn.state == CONN_LINGERING:
+        conn_discard_input(worker, conn)
     elif conn.state == CONN_WRITING:
         conn_flush(worker, conn)
     else:

@@ -425,6 +425,23 @@ def host_field_count(data, ours, theirs):
     return _agrees_once_reduced(line + sep + b"Host: a\r\n" + rest, data)
 
 
+HOST_VALUE = re.compile(rb"[A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]*")
+
+
+def invalid_host_value(data, ours, theirs):
+    """A Host value that is not uri-host [":" port] (a space, '"', '/', '@', ...). RFC 9112 3.2: a
+    server MUST respond 400 to a request with an invalid Host field value; llhttp does not look at
+    it. With the Host value replaced by a valid one, the parsers must agree."""
+    if ours != ("error", 400) or theirs.outcome == "error":
+        return False
+    hosts = [line.partition(b":")[2].strip(b" \t") for line in _raw_head_lines(data)[1:]
+             if line.partition(b":")[0].lower() == b"host"]
+    if not any(not HOST_VALUE.fullmatch(value) for value in hosts):
+        return False
+    return _agrees_once_reduced(_edit_head_fields(
+        data, lambda name, value: name + b": a" if name.lower() == b"host" else name + b":" + value), data)
+
+
 def unsupported_expectation(data, ours, theirs):
     """An Expect other than 100-continue. RFC 9110 10.1.1: a server that receives an Expect value
     with a member other than 100-continue MAY respond 417 (Expectation Failed), as fastcore does;
@@ -629,6 +646,7 @@ EXPECTED_DIFFERENCES = [
     target_form_not_served,
     target_bytes_outside_uri,
     host_field_count,
+    invalid_host_value,
     unsupported_expectation,
     close_wins_over_keep_alive,
     body_larger_than_limit,
@@ -757,6 +775,7 @@ EXPECTED_DIFFERENCE_EXAMPLES = {
     "target_form_not_served": b"GET ftp://h/p HTTP/1.1\r\n" + H + b"\r\n",
     "target_bytes_outside_uri": b"GET /caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n",
     "host_field_count": b"GET / HTTP/1.1\r\n\r\n",
+    "invalid_host_value": b'DELETE /%20 HTTP/1.1\r\nHost:"\r\n\r\n',     # found by the mutation test
     "unsupported_expectation": b"GET / HTTP/1.1\r\n" + H + b"Expect: foo\r\n\r\n",
     "close_wins_over_keep_alive": b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n",
     "body_larger_than_limit": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 2000000000000\r\n\r\n",

@@ -126,3 +126,19 @@ def test_stop_called_from_a_handler_stops_the_server_without_deadlock():
         assert response.read() == b"stopping"
     assert wait_until(lambda: not server.running, 10)
     assert wait_until(lambda: not any(t.name.startswith("fastcore") for t in threading.enumerate()), 10)
+
+
+def test_an_error_answer_survives_a_client_that_keeps_uploading(server):
+    """Lingering close: the server answers 413 at once, half-closes, and discards what the client
+    still sends, so the answer is not destroyed by an RST before the client reads it."""
+    srv = server(lambda request: b"never", max_body_size=1000)
+    with connect(srv.port, timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n")
+        for _ in range(32):                              # 2 MiB more after the answer was sent
+            sock.sendall(b"u" * 65536)
+        sock.shutdown(socket.SHUT_WR)
+        reader = ResponseReader(sock)
+        response = reader.read_response()
+        assert response.status == 413
+        assert reader.closed_by_peer()
+    assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
