@@ -290,7 +290,6 @@ def run(argv=None):
         server = Server(demo_app, config=config)           # Server adds the access log if asked
         server.add_static("/health", b"OK\n")
         banner = "fastcore demo serving on {url} (Ctrl-C to stop)"
-        listener = configure_logging(config)
     else:
         sys.path.insert(0, os.path.abspath(args.app_dir))
         try:
@@ -307,12 +306,31 @@ def run(argv=None):
             server = Server(target, config=config)
         banner = f"fastcore serving {args.app} ({args.interface.upper() if args.interface == 'wsgi' else 'native'})" \
                  " on {url} (Ctrl-C to stop)"
+    listener = None
+    if config.processes > 1:
+        # The parent forks: no thread may run in it, so the access log's listener thread (if any)
+        # is started in each child instead.
+        configure_logging(config.replace(access_log=False))
+    else:
         listener = configure_logging(config)
     # serve_forever installs the SIGINT / SIGTERM handlers before it starts the server and prints
     # the banner only then: a signal sent by whoever saw the banner always stops it cleanly.
+    if config.processes > 1:
+        banner = banner.replace(" (Ctrl-C", f" with {config.processes} processes (Ctrl-C")
+    announce = lambda started: print(banner.format(url=started.url), flush=True)  # noqa: E731
     try:
-        server.serve_forever(on_ready=lambda started: print(
-            banner.format(url=started.url), flush=True))
+        if config.processes > 1:
+            from .supervisor import Supervisor, SupervisorError
+
+            def child_setup():
+                child_listener = configure_logging(config) if config.access_log else None
+                return child_listener.stop if child_listener is not None else None
+            try:
+                Supervisor(server, on_ready=announce, child_setup=child_setup).run()
+            except SupervisorError as error:
+                raise RuntimeFailure(str(error)) from None
+        else:
+            server.serve_forever(on_ready=announce)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0

@@ -49,6 +49,12 @@ class ServerConfig:
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
     shutdown_timeout: float = _option(10.0, "seconds a graceful stop lets in-flight requests finish "
                                       "before closing what remains (a second SIGINT/SIGTERM: at once)", 0)
+    processes: int = _option(1, "worker processes forked by a supervising parent (1: this process serves)", 1)
+    max_requests: int = _option(0, "with processes > 1: recycle a child after this many requests (0: never)", 0)
+    max_requests_jitter: int = _option(0, "a random 0..N added to max_requests per child, so they do not "
+                                       "all restart at once", 0)
+    metrics_path: str = _option("", "serve server.stats() in Prometheus text format on GET of this path "
+                                "(e.g. /metrics; empty: off)")
     python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
     server_name: str = _option("fastcore", "value of the Server response field")
     # Used by the WSGI adapter and the command line, not by the compiled core:
@@ -68,6 +74,9 @@ class ServerConfig:
                 raise ConfigError(f"{spec.name} must be at least {minimum}, not {value}")
         if self.port > 65535:
             raise ConfigError(f"port must be at most 65535, not {self.port}")
+        if self.metrics_path and (not self.metrics_path.startswith("/")
+                                  or any(c in self.metrics_path for c in " ?#\r\n\0")):
+            raise ConfigError("metrics_path must start with '/' and hold no space, '?', '#', CR, LF or NUL")
         if any(c in self.server_name for c in "\r\n\0") or len(self.server_name) > 200:
             raise ConfigError("server_name must be at most 200 characters, without CR, LF or NUL")
 

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 
-from . import _core, access, sockets
+from . import _core, access, metrics, sockets
 from .config import ServerConfig
 from .errors import ServerStateError
 
@@ -115,6 +115,8 @@ class Server:
         """The handler the engine calls: self.handler, under the access log when config.access_log
         asks for it and the handler does not write it itself (`logs_access`, e.g. a WSGIHandler)."""
         handler = self.handler
+        if self.config.metrics_path:                  # an opt-in route: stats() as Prometheus text
+            handler = metrics.metrics_route(handler, self.config.metrics_path, self.stats)
         if self.config.access_log and handler is not None and not getattr(handler, "logs_access", False):
             handler = access.access_logged(handler)
         return handler
@@ -187,7 +189,13 @@ class Server:
         """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
         the main thread; elsewhere no signal handler is installed). `on_ready(server)` runs once
         the server accepts and the signal handlers are in place (e.g. to print the URL), so a
-        signal sent by someone who saw it always stops the server cleanly."""
+        signal sent by someone who saw it always stops the server cleanly.
+        With config.processes > 1 this process becomes a supervisor (fastcore.supervisor) that
+        forks the processes which serve; on_ready then gets the supervisor (url, port, pids)."""
+        if self.config.processes > 1 and self._core is None:
+            from .supervisor import Supervisor
+            Supervisor(self, on_ready=on_ready).run()
+            return
         previous_handlers = {}
         if threading.current_thread() is threading.main_thread():
             def request_stop(signum, frame):

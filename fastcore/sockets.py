@@ -21,6 +21,11 @@ import stat
 
 SD_LISTEN_FDS_START = 3
 
+# Unix socket files this process created (and so removes on close). An adopted socket (systemd,
+# --fd) or one inherited by a forked child belongs to someone else: its file stays.
+_created_unix_paths = set()
+os.register_at_fork(after_in_child=_created_unix_paths.clear)
+
 
 def systemd_listen_fd():
     """The activated socket's fd if systemd passed one to this process, else None."""
@@ -64,6 +69,7 @@ def _unix_socket(path, mode, backlog):
     except BaseException:
         sock.close()
         raise
+    _created_unix_paths.add(path)
     return sock
 
 
@@ -96,7 +102,8 @@ def close_listening_socket(sock):
         name = sock.getsockname()
         path = name if isinstance(name, str) and name and not name.startswith("\0") else None
     sock.close()
-    if path:
+    if path and path in _created_unix_paths:
+        _created_unix_paths.discard(path)
         try:
             os.unlink(path)
         except OSError:

@@ -1,0 +1,83 @@
+"""The opt-in metrics route: server.stats() in Prometheus text format."""
+import re
+
+import pytest
+
+import fastcore
+from fastcore import metrics
+from conftest import ResponseReader, connect
+
+SAMPLE = re.compile(r'^([a-z_]+)(\{([a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*)\})? (\d+)$')
+
+
+def parse(text):
+    """{(name, labels): value}; every line is a sample or a # HELP / # TYPE comment."""
+    samples = {}
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) fastcore_[a-z_]+ .+$", line), line
+            continue
+        match = SAMPLE.match(line)
+        assert match, line
+        samples[(match.group(1), match.group(3) or "")] = int(match.group(5))
+    return samples
+
+
+def test_metrics_match_the_traffic(server):
+    srv = server(lambda request: b"python", static={"/static": b"S"}, metrics_path="/metrics")
+    sent = received = 0
+    requests = [b"GET /py HTTP/1.1\r\nHost: t\r\n\r\n"] * 5 + [b"GET /static HTTP/1.1\r\nHost: t\r\n\r\n"] * 3 \
+        + [b"GET /nothing-here HTTP/1.1\r\nHost: t\r\n\r\n"]
+    scrape = b"GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+    with connect(srv.port) as sock:
+        reader = ResponseReader(sock)
+        for request in requests:
+            sock.sendall(request)
+            sent += len(request)
+            response = reader.read_response()
+            received += len(response.raw)
+        sock.sendall(scrape)
+        sent += len(scrape)
+        response = reader.read_response()
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = parse(response.body.decode("ascii"))
+    assert samples[("fastcore_requests_total", "")] == len(requests) + 1      # the scrape counts
+    assert samples[("fastcore_responses_total", 'class="2xx"')] == len(requests)
+    assert samples[("fastcore_responses_total", 'class="4xx"')] == 0
+    assert samples[("fastcore_bytes_received_total", "")] == sent
+    assert samples[("fastcore_bytes_sent_total", "")] == received            # not the scrape's own
+    assert samples[("fastcore_connections_open", "")] == 1
+    assert samples[("fastcore_accepted_total", "")] == 1
+    assert samples[("fastcore_rejected_total", 'reason="queue_full"')] == 0
+    assert samples[("fastcore_rejected_total", 'reason="connection_limit"')] == 0
+    workers = {labels: value for (name, labels), value in samples.items()
+               if name == "fastcore_worker_requests_total"}
+    assert set(workers) == {f'worker="{index}"' for index in range(srv.config.threads)}
+    assert sum(workers.values()) == len(requests) + 1
+
+
+def test_metrics_route_is_off_by_default_and_only_answers_get(server):
+    srv = server(lambda request: b"app:" + request.path.encode())
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert ResponseReader(sock).read_response().body == b"app:/metrics"
+    srv2 = server(lambda request: b"app", metrics_path="/stats")
+    with connect(srv2.port) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"POST /stats HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        response = reader.read_response()
+        assert response.status == 405 and response.headers["allow"] == "GET, HEAD"
+        sock.sendall(b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert reader.read_response().body == b"app"
+
+
+def test_render_of_a_stopped_server_parses():
+    samples = parse(metrics.render({}))
+    assert samples[("fastcore_requests_total", "")] == 0
+
+
+def test_metrics_path_must_be_a_path():
+    with pytest.raises(fastcore.ConfigError):
+        fastcore.ServerConfig(metrics_path="metrics")
