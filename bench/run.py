@@ -1,18 +1,24 @@
-"""Benchmark fastcore against ThreadingHTTPServer and nginx with wrk ("Hello, World!", 13 bytes).
+"""fastcore's benchmark suite: fastcore against pure-Python and native servers, with wrk.
 
-    python bench/run.py [--duration 10] [--threads 1] [--unpinned] [--only name,...]
+    python -m bench [--quick] [--only a,b] [--scenarios a,b] [--duration S] [--rounds N] [--unpinned]
+    python bench/run.py ...                      (the same)
 
-For every round (default 2), for every server: start it (pinned to CPU 0 with taskset), wait until
-its port accepts, then for every scenario (keep-alive, pipelined depth 16) run a discarded warm-up
-and a measured wrk run (pinned to CPU 1), reading the server's CPU time from /proc before and after.
-Prints a Markdown table and writes bench/results-<timestamp>.json. See bench/README.md.
+For every round (default 2), for every scenario, for every server: start the server fresh (pinned to
+CPU 0 with taskset), wait until it answers, check its answers, then run a discarded wrk warm-up and
+the measured wrk run (pinned to CPU 1), reading the server's CPU time and RSS from /proc. The idle
+scenario holds 10,000 keep-alive connections open from a separate client process instead and
+measures the server's RSS. Prints progress with the time left, then writes
+bench/results-<timestamp>.json, the tables into bench/RESULTS.md (between markers) and
+bench/RESULTS.png. See bench/README.md.
 """
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -23,28 +29,44 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-SERVERS = ["fastcore-static", "fastcore-handler", "stdlib", "nginx"]
-SCENARIOS = ["keepalive", "pipelined"]
-BODY = b"Hello, World!"
+if __package__ in (None, ""):           # `python bench/run.py`: make `bench` importable as a package
+    sys.path.insert(0, ROOT)
+
+from bench import apps, report  # noqa: E402
+from bench import servers as launchers  # noqa: E402
+
+SERVERS = list(launchers.SERVERS)
+ALIASES = {"fastcore-handler": "fastcore-native"}        # the harness's earlier name
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-INSTALL_HINT = "apt-get install -y wrk nginx"
+WRK_HINT = "install it with `apt-get install -y wrk`"
+
+# name: wrk settings. "connections" None means --connections (default 64).
+SCENARIOS = {
+    "keepalive": {"path": "/", "desc": "GET / on {c} keep-alive connections, one request at a time each"},
+    "pipelined": {"path": "/", "script": "pipeline.lua", "depth": True,
+                  "desc": "GET / on {c} connections, {depth} pipelined requests in flight each (bench/pipeline.lua)"},
+    "c1000": {"path": "/", "connections": 1000, "desc": "GET / on 1,000 keep-alive connections"},
+    "close": {"path": "/", "headers": ["Connection: close"],
+              "desc": "GET / with `Connection: close` on {c} connections: a new TCP connection per request"},
+    "echo4k": {"path": "/echo", "script": "echo.lua", "script_args": [str(apps.ECHO_SIZE)], "method": "POST",
+               "desc": "POST /echo of a 4 KiB body, sent back, on {c} keep-alive connections (bench/echo.lua)"},
+    "big64k": {"path": "/big", "desc": "GET /big, a 64 KiB response, on {c} keep-alive connections"},
+    "idle": {"desc": "RSS of the server with {idle:,} idle keep-alive connections (one request each) "
+                     "minus its RSS idle, divided by the connections held"},
+}
+QUICK = {"duration": 2, "warmup": 1}
 
 
-def log(message):
+def log(message=""):
     print(message, file=sys.stderr, flush=True)
 
 
+def fmt_duration(seconds):
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 # -- environment --------------------------------------------------------------------------------
-
-def find_nginx():
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
-
-
-def fastcore_built():
-    fc = os.path.join(ROOT, "fastcore")
-    return any(name.startswith("_core") and name.endswith(".so") for name in os.listdir(fc))
-
 
 def fastcore_build_id():
     """(name, mtime, size) of fastcore/_core*.so, to notice a rebuild during a run."""
@@ -64,6 +86,13 @@ def command_output(argv):
         return None
 
 
+def package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def machine_info():
     model = None
     try:
@@ -76,20 +105,32 @@ def machine_info():
         pass
     lscpu = command_output(["lscpu"]) or ""
     match = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
-    so = [n for n in os.listdir(os.path.join(ROOT, "fastcore")) if n.startswith("_core") and n.endswith(".so")]
-    so_mtime = (datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(ROOT, "fastcore", so[0])))
-                .isoformat(timespec="seconds") if so else None)
+    try:
+        with open(os.path.join(ROOT, "fastcore", "__init__.py")) as f:
+            fastcore_version = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+    except (OSError, AttributeError):
+        fastcore_version = None
+    nginx = launchers.find_nginx()
     return {
         "nproc": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)),
         "cpu_model": match.group(1).strip() if match else model,
         "kernel": platform.release(),
+        "os": (command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]) or "").strip() or None,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": sys.version.split()[0],
-        "wrk": (command_output(["wrk", "-v"]) or "").splitlines()[0:1],
-        "nginx": command_output([find_nginx() or "nginx", "-v"]),
+        "python_implementation": platform.python_implementation(),
+        "packages": {"fastcore (in place)": fastcore_version,
+                     **{name: package_version(name) for name in
+                        ("granian", "gunicorn", "waitress", "uvicorn", "uvloop", "httptools", "bjoern",
+                         "matplotlib")}},
+        "wrk": ((command_output(["wrk", "-v"]) or "").splitlines() or [None])[0],
+        "nginx": command_output([nginx, "-v"]) if nginx else None,
+        "nginx_echo_module": launchers.nginx_has_echo(),
         "git_commit": command_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(command_output(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])),
-        "fastcore_so_mtime": so_mtime,
+        "fastcore_build": fastcore_build_id(),
+        "rlimit_nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
     }
 
 
@@ -101,7 +142,38 @@ def loadavg():
         return None
 
 
-# -- CPU accounting -----------------------------------------------------------------------------
+def server_available(name):
+    """None when `name` can run here, else a one-line reason with the install hint."""
+    _, modules, hint, _, _ = launchers.SERVERS[name]
+    if name == "nginx":
+        return None if launchers.find_nginx() else f"nginx not found: {hint}"
+    if name.startswith("fastcore") and fastcore_build_id() is None:
+        return f"fastcore/_core*.so not built: {hint}"
+    if name.startswith("pure"):
+        # import it for real, in a child: fastcore.pure may be half-written or fail at import
+        out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); import fastcore.pure"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        if out.returncode:
+            last = (out.stderr.strip().splitlines() or ["?"])[-1]
+            return f"`import fastcore.pure` fails ({last})"
+        return None
+    missing = [m for m in modules if not launchers._module_present(m)]
+    if missing:
+        return f"{', '.join(missing)} not installed: {hint}"
+    return None
+
+
+def not_applicable(name, scenario):
+    """Why `scenario` does not apply to server `name`, or None."""
+    why = launchers.SERVERS[name][4].get(scenario)
+    if why:
+        return why
+    if name == "nginx" and scenario == "echo4k" and not launchers.nginx_has_echo():
+        return "nginx's echo module is missing: `apt-get install -y libnginx-mod-http-echo`"
+    return None
+
+
+# -- /proc accounting ---------------------------------------------------------------------------
 
 def _stat_fields(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -110,10 +182,9 @@ def _stat_fields(pid):
     return data[data.rindex(")") + 2:].split()
 
 
-def tree_cpu_seconds(root_pid):
-    """utime+stime of root_pid and all its descendants, in seconds. A process's /proc/PID/stat
-    already sums all of its threads; descendants cover launchers that run the server as a child
-    (bench/servers.py nginx)."""
+def tree_pids(root_pid):
+    """root_pid and all its descendants (launchers exec the server, but gunicorn, granian and
+    the nginx launcher run without exec have children)."""
     parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -128,6 +199,11 @@ def tree_cpu_seconds(root_pid):
             if ppid == parent and pid not in pids:
                 pids.add(pid)
                 frontier.append(pid)
+    return pids
+
+
+def tree_cpu_seconds(pids):
+    """utime+stime of the processes, in seconds. A process's /proc/PID/stat sums all its threads."""
     ticks = 0
     for pid in pids:
         try:
@@ -136,6 +212,21 @@ def tree_cpu_seconds(root_pid):
         except (OSError, ValueError, IndexError):
             pass
     return ticks / CLK_TCK
+
+
+def tree_rss_kib(pids):
+    """Sum of VmRSS over the processes, KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def cpu_busy_seconds(cpus):
@@ -164,38 +255,50 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, kind, threads, pinned, logdir):
+    def __init__(self, kind, args, pinned, workdir):
         self.kind = kind
         self.port = free_port()
-        self.log_path = os.path.join(logdir, f"{kind}-{self.port}.log")
         argv = [sys.executable, os.path.join(BENCH, "servers.py"), kind, "--port", str(self.port),
-                "--threads", str(threads)]
+                "--threads", str(args.threads), "--max-connections", str(args.idle_connections + 1000),
+                "--workdir", workdir]
         if pinned:
-            argv = ["taskset", "-c", "0"] + argv  # taskset execs: the pid is the server's
+            argv = ["taskset", "-c", "0"] + argv      # taskset execs: the child pid is the launcher's
+        self.argv = argv
+        self.log_path = os.path.join(workdir, f"{kind}-{self.port}.log")
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
+        self._pids = None
 
-    def wait_ready(self, timeout=20.0):
-        """Connect-poll the port until it accepts; fail early if the process exits."""
+    def wait_ready(self, timeout=30.0):
+        """Poll until `GET /` is answered correctly (a port that accepts is not enough: gunicorn's
+        arbiter listens before its worker runs); fail early if the process exits."""
         deadline = time.monotonic() + timeout
+        detail = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} before listening:\n"
-                                   + self.log_tail())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                raise RuntimeError(f"exited with status {self.proc.returncode} before answering: "
+                                   + self.log_tail(600).strip())
+            ok, detail, _ = http_probe(self.port, timeout=1.0)
+            if ok:
                 return
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError(f"{self.kind} did not accept on port {self.port} within {timeout:.0f} s:\n"
-                           + self.log_tail())
+            time.sleep(0.02)
+        raise RuntimeError(f"no correct answer on port {self.port} within {timeout:.0f} s ({detail}): "
+                           + self.log_tail(600).strip())
 
     def alive(self):
         return self.proc.poll() is None
 
+    def pids(self, refresh=False):
+        if self._pids is None or refresh:
+            self._pids = tree_pids(self.proc.pid)
+        return self._pids
+
     def cpu_seconds(self):
-        return tree_cpu_seconds(self.proc.pid)
+        return tree_cpu_seconds(self.pids(refresh=True))
+
+    def rss_kib(self):
+        return tree_rss_kib(self.pids(refresh=True))
 
     def log_tail(self, limit=3000):
         if not self.log_file.closed:
@@ -215,7 +318,11 @@ class ServerProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 note = f"did not exit within {timeout:.0f} s of SIGTERM; killed"
-                self.proc.kill()
+                for pid in self.pids(refresh=True):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
                 self.proc.wait()
         rc = self.proc.returncode
         if note is None and rc not in (0, -signal.SIGTERM):
@@ -224,47 +331,85 @@ class ServerProcess:
         return note
 
 
-def http_probe(port, depth=1, timeout=3.0):
-    """Send `depth` pipelined GET / on one connection; return (ok, detail, first response head).
-    ok means `depth` complete 200 responses with body "Hello, World!"."""
-    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() * depth
+def _read_response(sock, data, deadline, method):
+    """Read one response from sock (data: bytes already received). Returns (status, head, body,
+    rest) or raises ValueError / OSError / TimeoutError. Content-Length and chunked framing."""
+    def fill(buffer):
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("connection closed")
+        return buffer + chunk
+
+    while b"\r\n\r\n" not in data:
+        data = fill(data)
+    end = data.index(b"\r\n\r\n")
+    head = data[:end].decode("latin-1")
+    data = data[end + 4:]
+    status = head.split(" ", 2)[1] if " " in head else "?"
+    length = re.search(r"^content-length:\s*(\d+)\s*$", head, re.I | re.M)
+    if method == "HEAD":
+        return status, head, b"", data
+    if length:
+        n = int(length.group(1))
+        while len(data) < n:
+            data = fill(data)
+        return status, head, data[:n], data[n:]
+    if re.search(r"^transfer-encoding:.*chunked", head, re.I | re.M):
+        body = b""
+        while True:
+            while b"\r\n" not in data:
+                data = fill(data)
+            line, data = data.split(b"\r\n", 1)
+            size = int(line.split(b";")[0], 16)
+            if size == 0:                              # last chunk: optional trailers, then CRLF
+                while not data.startswith(b"\r\n") and b"\r\n\r\n" not in data:
+                    data = fill(data)
+                data = data[2:] if data.startswith(b"\r\n") else data[data.index(b"\r\n\r\n") + 4:]
+                return status, head, body, data
+            while len(data) < size + 2:
+                data = fill(data)
+            body += data[:size]
+            data = data[size + 2:]
+    raise ValueError(f"response without Content-Length or chunked framing: {head!r}")
+
+
+def http_probe(port, method="GET", path="/", body=b"", expect=apps.HELLO, depth=1, timeout=3.0):
+    """Send `depth` pipelined requests on one connection; return (ok, detail, first response head).
+    ok means `depth` complete 200 responses whose body is `expect`."""
+    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               + (f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n" if method == "POST" else "")
+               + "\r\n").encode() + body
+    first_head, answers = None, 0
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(request)
-            data, answers, first_head = b"", 0, None
+            s.sendall(request * depth)
             deadline = time.monotonic() + timeout
-            while answers < depth and time.monotonic() < deadline:
-                # parse every complete response we have
-                while True:
-                    end = data.find(b"\r\n\r\n")
-                    if end < 0:
-                        break
-                    head = data[:end].decode("latin-1")
-                    match = re.search(r"^content-length:\s*(\d+)", head, re.I | re.M)
-                    if not match:
-                        return False, f"response without Content-Length: {head!r}", head
-                    length = int(match.group(1))
-                    if len(data) < end + 4 + length:
-                        break
-                    body = data[end + 4:end + 4 + length]
-                    status = head.split(" ", 2)[1] if " " in head else "?"
-                    if first_head is None:
-                        first_head = head
-                    if status != "200" or body != BODY:
-                        return False, f"got status {status}, body {body!r}", first_head
-                    answers += 1
-                    data = data[end + 4 + length:]
-                if answers >= depth:
-                    break
-                chunk = s.recv(65536)
-                if not chunk:
-                    return False, f"connection closed after {answers}/{depth} responses", first_head
-                data += chunk
-            if answers < depth:
-                return False, f"timed out after {answers}/{depth} responses", first_head
+            data = b""
+            while answers < depth:
+                status, head, got, data = _read_response(s, data, deadline, method)
+                if first_head is None:
+                    first_head = head
+                if status != "200" or got != expect:
+                    shown = got if len(got) <= 40 else got[:40] + f"... ({len(got)} bytes)".encode()
+                    return False, f"response {answers + 1}/{depth}: status {status}, body {shown!r}", first_head
+                answers += 1
             return True, f"{depth} x 200 OK", first_head
-    except OSError as error:
-        return False, f"{type(error).__name__}: {error}", None
+    except (OSError, ValueError) as error:
+        return False, f"after {answers}/{depth} responses: {type(error).__name__}: {error}", first_head
+
+
+def scenario_probes(scenario, depth):
+    """The sanity checks run before a scenario: (label, http_probe keyword arguments)."""
+    if scenario == "pipelined":
+        return [("GET / x1", {}), (f"GET / x{depth} pipelined", {"depth": depth})]
+    if scenario == "echo4k":
+        body = bytes(range(256)) * (apps.ECHO_SIZE // 256)
+        return [("POST /echo 4 KiB", {"method": "POST", "path": "/echo", "body": body, "expect": body})]
+    if scenario == "big64k":
+        return [("GET /big", {"path": "/big", "expect": apps.BIG})]
+    return [("GET /", {})]
 
 
 # -- wrk ----------------------------------------------------------------------------------------
@@ -293,21 +438,33 @@ def parse_wrk(out):
     result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
                                        map(int, match.groups()))) if match else \
         {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    result["errors"] = result["non_2xx"] + sum(result["socket_errors"].values())
     return result
 
 
-def run_wrk(port, scenario, duration, connections, depth, pinned):
+def wrk_argv(port, scenario, duration, args, pinned):
+    spec = SCENARIOS[scenario]
+    connections = spec.get("connections") or args.connections
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
-    if scenario == "pipelined":
-        argv += ["-s", os.path.join(BENCH, "pipeline.lua")]
-    argv.append(f"http://127.0.0.1:{port}/")
-    if scenario == "pipelined":
-        argv += ["--", str(depth)]
+    for header in spec.get("headers", []):
+        argv += ["-H", header]
+    if spec.get("script"):
+        argv += ["-s", os.path.join(BENCH, spec["script"])]
+    argv.append(f"http://127.0.0.1:{port}{spec['path']}")
+    script_args = ([str(args.depth)] if spec.get("depth") else []) + spec.get("script_args", [])
+    if script_args:
+        argv += ["--"] + script_args
     if pinned:
         argv = ["taskset", "-c", "1"] + argv
+    return argv
+
+
+def run_wrk(argv, duration, sample=None):
+    """Run wrk; call sample() about every 0.25 s while it runs. Returns (rc, output, wrk CPU s)."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + duration + 60
+        next_sample = time.monotonic() + 0.25
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -318,249 +475,381 @@ def run_wrk(port, scenario, duration, connections, depth, pinned):
                 pid, status, usage = os.wait4(proc.pid, 0)
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 break
+            if sample is not None and time.monotonic() >= next_sample:
+                sample()
+                next_sample = time.monotonic() + 0.25
             time.sleep(0.05)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    return " ".join(argv), proc.returncode, text, usage.ru_utime + usage.ru_stime
+    return proc.returncode, text, usage.ru_utime + usage.ru_stime
 
 
-# -- the run ------------------------------------------------------------------------------------
+# -- measurements --------------------------------------------------------------------------------
 
-def measure(server, scenario, args, pinned):
+def measure_wrk(server, scenario, args, pinned):
     """One warm-up and one measured wrk run against a started server."""
-    record = {"server": server.kind, "scenario": scenario, "port": server.port,
-              "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
-    _, warm_rc, warm_out, _ = run_wrk(server.port, scenario, args.warmup, args.connections, args.depth, pinned)
-    if warm_rc != 0:
-        record["warmup_error"] = warm_out.strip()[-500:]
+    record = {}
+    warm = wrk_argv(server.port, scenario, args.warmup, args, pinned)
+    if args.warmup > 0:
+        warm_rc, warm_out, _ = run_wrk(warm, args.warmup)
+        if warm_rc != 0:
+            record["warmup_error"] = warm_out.strip()[-500:]
     if not server.alive():
         record["error"] = f"server exited ({server.proc.returncode}) during warm-up"
         return record
+    argv = wrk_argv(server.port, scenario, args.duration, args, pinned)
+    rss = [server.rss_kib()]
     bench_cpus = {0, 1} if pinned else None
-    busy_before, cpu_before, t0 = cpu_busy_seconds(bench_cpus), server.cpu_seconds(), time.monotonic()
-    cmd, rc, out, client_cpu = run_wrk(server.port, scenario, args.duration, args.connections, args.depth, pinned)
+    pids = server.pids(refresh=True)
+    busy_before, cpu_before, t0 = cpu_busy_seconds(bench_cpus), tree_cpu_seconds(pids), time.monotonic()
+    rc, out, client_cpu = run_wrk(argv, args.duration, sample=lambda: rss.append(server.rss_kib()))
     wall = time.monotonic() - t0
-    cpu = server.cpu_seconds() - cpu_before
+    cpu = tree_cpu_seconds(server.pids(refresh=True) | pids) - cpu_before
     other = max(0.0, cpu_busy_seconds(bench_cpus) - busy_before - cpu - client_cpu)
+    rss.append(server.rss_kib())
     record.update(parse_wrk(out))
-    record.update({"command": cmd, "wrk_rc": rc, "wrk_output": out, "wall_s": round(wall, 3),
+    record.update({"command": " ".join(argv), "wrk_rc": rc, "wrk_output": out, "wall_s": round(wall, 3),
                    "server_cpu_s": round(cpu, 3), "client_cpu_s": round(client_cpu, 3),
                    "server_cpu_pct": round(100 * cpu / wall, 1) if wall else None,
                    "client_cpu_pct": round(100 * client_cpu / wall, 1) if wall else None,
-                   "other_cpu_pct": round(100 * other / wall, 1) if wall else None})
+                   "other_cpu_pct": round(100 * other / wall, 1) if wall else None,
+                   "rss_start_kib": rss[0], "rss_max_kib": max(rss), "rss_end_kib": rss[-1]})
     record["req_per_cpu_s"] = (round(record["requests"] / cpu) if record.get("requests") and cpu > 0 else None)
     if rc != 0:
         record["error"] = f"wrk exit status {rc}: {out.strip()[-300:]}"
+    elif record.get("rps") is None:
+        record["error"] = "no Requests/sec in wrk's output"
     if not server.alive():
         record["error"] = f"server exited ({server.proc.returncode}) during the run"
     else:
         ok, detail, _ = http_probe(server.port)
         record["probe_after"] = detail
         if not ok:
-            record["error"] = f"server not answering after the run: {detail}"
+            record["error"] = f"server not answering GET / after the run: {detail}"
     return record
 
 
-def fmt_num(x, digits=0):
-    if x is None:
-        return "-"
-    return f"{x:,.{digits}f}"
+def measure_idle(server, args, pinned):
+    """RSS idle, then RSS with args.idle_connections idle keep-alive connections held by
+    bench/idle_clients.py (another process), each after one request."""
+    record = {"connections": args.idle_connections}
+    time.sleep(0.5)                                    # let the start-up and the probe settle
+    samples = []
+    for _ in range(3):
+        samples.append(server.rss_kib())
+        time.sleep(0.2)
+    record["rss_idle_kib"] = rss_idle = min(samples)
+    argv = [sys.executable, os.path.join(BENCH, "idle_clients.py"), "--port", str(server.port),
+            "-n", str(args.idle_connections), "--timeout", str(args.idle_timeout)]
+    if pinned:
+        argv = ["taskset", "-c", "1"] + argv
+    record["command"] = " ".join(argv)
+    client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, bufsize=1)
+    try:
+        line = client.stdout.readline().strip()        # READY open=... failed=... seconds=...
+        record["client_report"] = line
+        fields = dict(re.findall(r"(\w+)=(\S+)", line.split(" error=")[0]))
+        record["opened"] = int(fields.get("open", 0))
+        record["failed"] = int(fields.get("failed", 0))
+        record["open_seconds"] = float(fields.get("seconds", 0))
+        if " error=" in line:
+            record["client_error"] = line.split(" error=", 1)[1]
+        if not line.startswith("READY"):
+            record["error"] = "idle client failed: " + (client.stderr.read() or "")[-300:].strip()
+            return record
+        time.sleep(1.0)                                # let the server settle with them all open
+        client.stdin.write("count\n")
+        held_before = int(client.stdout.readline().split()[1])
+        samples = []
+        for _ in range(3):
+            samples.append(server.rss_kib())
+            time.sleep(0.2)
+        client.stdin.write("count\n")
+        held = int(client.stdout.readline().split()[1])
+        record.update({"rss_held_kib": max(samples), "held_before": held_before, "held": held})
+        if held > 0:
+            record["per_conn_bytes"] = round((max(samples) - rss_idle) * 1024 / held, 1)
+        notes = []
+        if record["failed"]:
+            notes.append(f"{record['failed']} of {args.idle_connections} connections failed"
+                         + (f" ({record['client_error']})" if record.get("client_error") else ""))
+        if held < record["opened"]:
+            notes.append(f"the server closed {record['opened'] - held} idle connections")
+        if held == 0:
+            notes.append("no connection held")
+        if notes:
+            record["error"] = "; ".join(notes)
+        client.stdin.write("quit\n")
+        client.stdin.flush()
+        client.wait(30)
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as error:
+        record["error"] = f"idle client: {type(error).__name__}: {error}"
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    if not server.alive():
+        record["error"] = f"server exited ({server.proc.returncode}) during the idle test"
+    return record
 
 
-def fmt_lat(ms):
-    if ms is None:
-        return "n/a"
-    if ms < 1:
-        return f"{ms * 1000:.0f} us"
-    if ms < 1000:
-        return f"{ms:.2f} ms"
-    return f"{ms / 1000:.2f} s"
+# -- the run ------------------------------------------------------------------------------------
 
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=None, help="seconds per measured wrk run (default 10; --quick 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="seconds of discarded warm-up before each measured run (default 2; --quick 1)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over all scenarios and servers (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 s runs after a 1 s warm-up")
+    parser.add_argument("--only", default=None, help="comma-separated subset of the servers: " + ",".join(SERVERS))
+    parser.add_argument("--scenarios", default=None, help="comma-separated subset of: " + ",".join(SCENARIOS))
+    parser.add_argument("--unpinned", action="store_true", help="no taskset: the scheduler places server and wrk")
+    parser.add_argument("--threads", type=int, default=1, help="fastcore and fastcore.pure worker threads (default 1)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c for all scenarios but c1000 (default 64)")
+    parser.add_argument("--depth", type=int, default=16, help="pipelining depth (default 16)")
+    parser.add_argument("--idle-connections", type=int, default=10000,
+                        help="connections held open by the idle scenario (default 10000)")
+    parser.add_argument("--idle-timeout", type=float, default=120.0,
+                        help="seconds the idle client may take to open them (default 120)")
+    parser.add_argument("--output", default=None, help="results JSON (default bench/results-<timestamp>.json)")
+    parser.add_argument("--markdown", default=os.path.join(BENCH, "RESULTS.md"),
+                        help="Markdown file whose marked block gets the tables (default bench/RESULTS.md)")
+    parser.add_argument("--chart", default=os.path.join(BENCH, "RESULTS.png"), help="PNG chart (default bench/RESULTS.png)")
+    parser.add_argument("--no-write", action="store_true", help="write only the JSON: leave RESULTS.md and the chart alone")
+    parser.add_argument("--from-json", metavar="PATH", default=None,
+                        help="measure nothing: rewrite RESULTS.md and the chart from a results JSON of an earlier run")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else {"duration": 10, "warmup": 2}).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
-def markdown_table(records):
-    lines = ["| round | server | scenario | req/s | server CPU % | req / server CPU-s | p50 | p99 "
-             "| non-2xx | socket errors c/r/w/t | wrk CPU % | other CPU % | notes |",
-             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
-    for r in records:
-        e = r.get("socket_errors") or {}
-        errs = "/".join(str(e.get(k, 0)) for k in ("connect", "read", "write", "timeout")) if e else "-"
-        lat = r.get("latency_ms") or {}
-        lines.append("| {round} | {server} | {scenario} | {rps} | {scpu} | {eff} | {p50} | {p99} | {n2} | {errs} "
-                     "| {ccpu} | {ocpu} | {notes} |".format(
-                         round=r["round"], server=r["server"], scenario=r["scenario"],
-                         rps=fmt_num(r.get("rps")), scpu=fmt_num(r.get("server_cpu_pct"), 1),
-                         eff=fmt_num(r.get("req_per_cpu_s")), p50=fmt_lat(lat.get("50")),
-                         p99=fmt_lat(lat.get("99")), n2=r.get("non_2xx", "-"), errs=errs,
-                         ccpu=fmt_num(r.get("client_cpu_pct"), 1),
-                         ocpu=fmt_num(r.get("other_cpu_pct"), 1),
-                         notes=(r.get("error") or "").replace("|", "/").replace("\n", " ")[:120]))
-    return "\n".join(lines)
+    def pick(text, known, what):
+        if text is None:
+            return list(known)
+        names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            parser.error(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(known)})")
+        return [n for n in known if n in names]        # the suite's order, whatever the order given
 
-
-def summary_table(records):
-    """Per server and scenario: req/s of each round and the spread between them."""
-    keys = []
-    for r in records:
-        if (r["server"], r["scenario"]) not in keys:
-            keys.append((r["server"], r["scenario"]))
-    rounds = sorted({r["round"] for r in records})
-    head = "| server | scenario | " + " | ".join(f"req/s r{n}" for n in rounds) + " | spread | req / CPU-s (mean) |"
-    lines = [head, "|---|---|" + "--:|" * len(rounds) + "--:|--:|"]
-    for server, scenario in keys:
-        rs = {r["round"]: r for r in records if (r["server"], r["scenario"]) == (server, scenario)}
-        rps = [rs[n].get("rps") if n in rs else None for n in rounds]
-        valid = [x for x in rps if x]
-        spread = f"{100 * (max(valid) - min(valid)) / max(valid):.0f} %" if len(valid) > 1 else "-"
-        effs = [rs[n].get("req_per_cpu_s") for n in rounds if n in rs and rs[n].get("req_per_cpu_s")]
-        eff = sum(effs) / len(effs) if effs else None
-        lines.append(f"| {server} | {scenario} | " + " | ".join(fmt_num(x) for x in rps)
-                     + f" | {spread} | {fmt_num(eff)} |")
-    return "\n".join(lines)
+    args.server_list = pick(args.only, SERVERS, "server")
+    args.scenario_list = pick(args.scenarios, list(SCENARIOS), "scenario")
+    if args.duration <= 0 or args.rounds < 1 or args.idle_connections < 1:
+        parser.error("--duration, --rounds and --idle-connections must be positive")
+    return args
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of discarded warm-up per scenario (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="fastcore worker threads (default 1)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
-    parser.add_argument("--depth", type=int, default=16, help="pipelining depth (default 16)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over all servers (default 2)")
-    parser.add_argument("--unpinned", action="store_true", help="do not pin server/wrk to CPU 0/1 with taskset")
-    parser.add_argument("--only", default=None, help="comma-separated subset of: " + ",".join(SERVERS))
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: "
-                        + ",".join(SCENARIOS))
-    parser.add_argument("--output", default=None, help="results JSON path (default bench/results-<timestamp>.json)")
-    args = parser.parse_args(argv)
-
-    servers = SERVERS if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in servers if s not in SERVERS]
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown += [s for s in scenarios if s not in SCENARIOS]
-    if unknown:
-        parser.error(f"unknown server/scenario: {', '.join(unknown)} (servers: {', '.join(SERVERS)}; "
-                     f"scenarios: {', '.join(SCENARIOS)})")
-
-    if shutil.which("wrk") is None:
-        print(f"wrk not found: install it with `{INSTALL_HINT}`", file=sys.stderr)
+    args = parse_args(argv)
+    if args.from_json:
+        return report_from_json(args)
+    servers, scenarios = args.server_list, args.scenario_list
+    wrk_needed = any(s != "idle" for s in scenarios)
+    if wrk_needed and shutil.which("wrk") is None:
+        print(f"wrk not found: {WRK_HINT}", file=sys.stderr)
         return 2
     pinned = not args.unpinned
     if pinned:
         if shutil.which("taskset") is None:
-            print("taskset not found (`apt-get install -y util-linux`); or run with --unpinned", file=sys.stderr)
+            print("taskset not found: install it with `apt-get install -y util-linux`, or run with --unpinned",
+                  file=sys.stderr)
             return 2
         if not {0, 1} <= os.sched_getaffinity(0):
-            print(f"pinning needs CPUs 0 and 1, this process may use {sorted(os.sched_getaffinity(0))}; "
+            print(f"pinning needs CPUs 0 and 1, this process may use {sorted(os.sched_getaffinity(0))}: "
                   "run with --unpinned", file=sys.stderr)
             return 2
+    limit = launchers.raise_fd_limit(args.idle_connections + 1000)   # children inherit it
+    if "idle" in scenarios and limit < args.idle_connections + 100:
+        print(f"the open-file limit is {limit}, too low for {args.idle_connections} idle connections: "
+              f"raise it (`ulimit -n {args.idle_connections + 1000}`) or pass a smaller --idle-connections",
+              file=sys.stderr)
+        return 2
+
     skipped = {}
-    if "nginx" in servers and find_nginx() is None:
-        skipped["nginx"] = f"nginx not found: install it with `{INSTALL_HINT}`"
-    if any(s.startswith("fastcore") for s in servers) and not fastcore_built():
-        for s in servers:
-            if s.startswith("fastcore"):
-                skipped[s] = "fastcore/_core*.so not built: run `python setup.py build_ext --inplace`"
-    for name, why in skipped.items():
-        print(f"skipping {name}: {why}", file=sys.stderr)
+    for name in servers:
+        why = server_available(name)
+        if why:
+            skipped[name] = why
+            log(f"skipping {name}: {why}")
     servers = [s for s in servers if s not in skipped]
     if not servers:
-        print("nothing to run", file=sys.stderr)
+        log("nothing to run")
         return 2
 
     started = datetime.datetime.now()
     info = machine_info()
-    log(f"# {info['cpu_model']}, nproc {info['nproc']}, kernel {info['kernel']}, "
-        f"{'pinned: server CPU 0, wrk CPU 1' if pinned else 'unpinned'}; load {loadavg()}")
-    records, notes = [], []
-    builds = [None]
-    logdir = tempfile.mkdtemp(prefix="fastcore-bench-")
+    placement = "server pinned to CPU 0, wrk and the idle client to CPU 1" if pinned else "unpinned"
+    log(f"# {info['cpu_model']}, nproc {info['nproc']}, kernel {info['kernel']}, Python {info['python']}; "
+        f"{placement}; load {loadavg()}")
+    for name in servers:
+        for scenario in scenarios:
+            why = not_applicable(name, scenario)
+            if why:
+                log(f"n/a: {name} {scenario}: {why}")
+
+    plan = [(round_no, scenario, name) for round_no in range(1, args.rounds + 1)
+            for scenario in scenarios for name in servers if not not_applicable(name, scenario)]
+    records = [{"round": r, "server": name, "scenario": scenario, "na": not_applicable(name, scenario)}
+               for r in range(1, args.rounds + 1) for scenario in scenarios for name in servers
+               if not_applicable(name, scenario)]
+    notes = []
+    server_notes = {}                                  # (server, text) -> ["round/scenario", ...]
+    overhead = {"wrk": [2.0], "idle": [10.0]}          # seconds beyond warm-up + duration, running estimate
+
+    def estimate(entry):
+        kind = "idle" if entry[1] == "idle" else "wrk"
+        guess = sum(overhead[kind][-10:]) / len(overhead[kind][-10:])
+        return guess + (0 if kind == "idle" else args.warmup + args.duration)
+
+    workdir = tempfile.mkdtemp(prefix="fastcore-bench-")
     current = None
+    builds = {fastcore_build_id()}
+    t_start = time.monotonic()
     try:
-        for round_no in range(1, args.rounds + 1):
-            for kind in servers:
-                build = fastcore_build_id() if kind.startswith("fastcore") else None
-                if build is not None and build != builds[-1]:
-                    if len(builds) > 1:
-                        msg = f"fastcore/_core*.so changed during the run: now {build}"
-                        notes.append(msg)
-                        log(msg)
-                    builds.append(build)
-                current = server = ServerProcess(kind, args.threads, pinned, logdir)
-                try:
-                    server.wait_ready()
-                except RuntimeError as error:
-                    server.stop()
-                    log(f"round {round_no} {kind}: {error}")
-                    for scenario in scenarios:
-                        records.append({"round": round_no, "server": kind, "scenario": scenario,
-                                        "error": str(error).splitlines()[0]})
-                    continue
-                ok, detail, head = http_probe(server.port)
-                ok16, detail16, _ = http_probe(server.port, depth=args.depth) if ok else (False, "skipped", None)
-                sanity = {"single": detail, "pipelined": detail16, "response_head": head}
-                if not (ok and ok16):
-                    log(f"round {round_no} {kind}: sanity check failed: {detail}; pipelined: {detail16}")
-                for scenario in scenarios:
-                    if not server.alive():
-                        records.append({"round": round_no, "server": kind, "scenario": scenario,
-                                        "error": f"server exited ({server.proc.returncode}) earlier"})
-                        continue
-                    log(f"round {round_no}: {kind} {scenario} (warm-up {args.warmup} s + {args.duration} s) ...")
-                    record = measure(server, scenario, args, pinned)
-                    record["round"] = round_no
-                    record["sanity"] = sanity
-                    if build is not None:
-                        record["fastcore_build"] = build
-                    record["loadavg_after"] = loadavg()
-                    records.append(record)
-                    log(f"    {fmt_num(record.get('rps'))} req/s, server CPU {record.get('server_cpu_pct')} %, "
-                        f"{fmt_num(record.get('req_per_cpu_s'))} req/CPU-s"
-                        + (f"  ERROR: {record['error']}" if record.get("error") else ""))
-                note = server.stop()
-                current = None
-                tail = server.log_tail().strip()
-                tail = "\n".join(line for line in tail.splitlines() if not line.startswith("READY "))
-                if note or tail:
-                    msg = f"round {round_no} {kind}: " + (note or "exited cleanly") + \
-                        (f"; server output:\n{tail}" if tail else "")
-                    notes.append(msg)
-                    log(msg)
-        if builds[-1] is not None and fastcore_build_id() != builds[-1]:
-            msg = f"fastcore/_core*.so changed during the run: now {fastcore_build_id()}"
-            notes.append(msg)
-            log(msg)
+        for index, (round_no, scenario, name) in enumerate(plan):
+            left = sum(estimate(e) for e in plan[index:])
+            what = ("hold " + f"{args.idle_connections:,} idle connections" if scenario == "idle"
+                    else f"{args.warmup:g} s warm-up + {args.duration:g} s")
+            log(f"[{index + 1}/{len(plan)} | {fmt_duration(time.monotonic() - t_start)} elapsed, "
+                f"~{fmt_duration(left)} left] round {round_no}/{args.rounds} · {scenario} · {name} ({what})")
+            t_entry = time.monotonic()
+            record = {"round": round_no, "server": name, "scenario": scenario,
+                      "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
+            current = server = ServerProcess(name, args, pinned, workdir)
+            record["server_command"] = " ".join(server.argv)
+            try:
+                server.wait_ready()
+            except RuntimeError as error:
+                record["error"] = "did not start: " + str(error).splitlines()[0][:300]
+                log(f"    {record['error']}")
+            else:
+                record["port"] = server.port
+                sanity = {}
+                for label, probe in scenario_probes(scenario, args.depth):
+                    ok, detail, head = http_probe(server.port, **probe)
+                    sanity[label] = detail
+                    sanity.setdefault("response_head", head)
+                    if not ok:
+                        record.setdefault("sanity_failed", []).append(f"{label}: {detail}")
+                record["sanity"] = sanity
+                if record.get("sanity_failed"):
+                    log(f"    sanity check failed: {'; '.join(record['sanity_failed'])}")
+                if scenario == "idle":
+                    record.update(measure_idle(server, args, pinned))
+                else:
+                    record.update(measure_wrk(server, scenario, args, pinned))
+                if record.get("sanity_failed"):
+                    record["error"] = "; ".join(filter(None, ["sanity check: " + "; ".join(record["sanity_failed"]),
+                                                              record.get("error")]))
+            record["loadavg_after"] = loadavg()
+            note = server.stop()
+            current = None
+            tail = "\n".join(line for line in server.log_tail().strip().splitlines()
+                             if line.strip() and not line.startswith("READY "))
+            if note or tail:
+                record["server_output"] = tail[-3000:]
+                text = (note or "exited cleanly") + (f"; server output: {tail[-400:]}" if tail else "")
+                where = server_notes.setdefault((name, text), [])
+                if not where:
+                    log(f"    {name}: {text}")
+                where.append(f"{round_no}/{scenario}")
+                if note and not record.get("error"):
+                    record["error"] = note
+            records.append(record)
+            if scenario == "idle":
+                summary = (f"{report.fmt_bytes(record.get('per_conn_bytes'))} per connection "
+                           f"({record.get('held', 0):,} held, RSS {report.fmt_mib(record.get('rss_idle_kib'))} -> "
+                           f"{report.fmt_mib(record.get('rss_held_kib'))}, opened in {record.get('open_seconds', 0):.1f} s)")
+            else:
+                lat = record.get("latency_ms") or {}
+                summary = (f"{report.fmt_num(record.get('rps'))} req/s, {report.fmt_num(record.get('req_per_cpu_s'))} "
+                           f"req/CPU-s, server CPU {report.fmt_num(record.get('server_cpu_pct'))} %, "
+                           f"p99 {report.fmt_lat(lat.get('99'))}, {report.fmt_num(record.get('errors'))} errors, "
+                           f"RSS {report.fmt_mib(record.get('rss_max_kib'))}")
+            log(f"    {summary}" + (f"  ERROR: {record['error'][:300]}" if record.get("error") else ""))
+            spent = time.monotonic() - t_entry
+            if scenario == "idle":
+                overhead["idle"].append(spent)
+            else:
+                overhead["wrk"].append(max(0.0, spent - args.warmup - args.duration))
+            build = fastcore_build_id()
+            if build not in builds:
+                builds.add(build)
+                msg = f"fastcore/_core*.so changed during the run: now {build}"
+                notes.append(msg)
+                log(msg)
     except KeyboardInterrupt:
-        log("interrupted")
+        log("interrupted: writing what was measured")
+        notes.append("interrupted before the end")
     finally:
         if current is not None:
             current.stop(timeout=3)
-        shutil.rmtree(logdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
-    for r in records:  # rows in a fixed order: round, then the order the servers ran in
-        r.setdefault("round", 0)
-    table = markdown_table(records)
-    summary = summary_table(records) if args.rounds > 1 else ""
-    header = (f"wrk -t1 -c{args.connections}, {args.duration} s per run (after {args.warmup} s warm-up), "
-              f"pipelined depth {args.depth}, fastcore threads={args.threads}, "
-              f"{'server pinned to CPU 0, wrk to CPU 1' if pinned else 'unpinned'}; "
-              f"{info['cpu_model']}, nproc {info['nproc']}, kernel {info['kernel']}, "
-              f"git {info['git_commit']}{' (dirty)' if info['git_dirty'] else ''}")
-    print()
-    print(header)
-    print()
-    print(table)
-    if summary:
-        print()
-        print(summary)
-    for note in notes:
-        print()
-        print("> " + note.replace("\n", "\n> "))
-
+    elapsed = time.monotonic() - t_start
+    for (name, text), where in server_notes.items():
+        notes.append(f"{name} (round/scenario {', '.join(where)}): {text}")
     output = args.output or os.path.join(BENCH, f"results-{started.strftime('%Y%m%d-%H%M%S')}.json")
+    scenario_desc = {s: SCENARIOS[s]["desc"].format(c=args.connections, depth=args.depth, idle=args.idle_connections)
+                     for s in SCENARIOS}
+    header = (f"wrk -t1, {args.duration:g} s per run after a {args.warmup:g} s warm-up, {args.rounds} round(s) "
+              f"interleaved, fastcore threads={args.threads}, {placement}; {info['cpu_model']}, "
+              f"nproc {info['nproc']}, kernel {info['kernel']}, Python {info['python']}, "
+              f"git {info['git_commit']}{' (dirty)' if info['git_dirty'] else ''}")
+    run = {"started": started.isoformat(timespec="seconds"), "elapsed": fmt_duration(elapsed), "header": header,
+           "quick": args.quick, "scenario_desc": scenario_desc, "idle_connections": args.idle_connections,
+           "skipped": skipped, "notes": notes, "json": os.path.relpath(output, ROOT),
+           "chart_subtitle": (f"{'pinned' if pinned else 'unpinned'}, {args.duration:g} s runs, "
+                              f"{info['cpu_model']}, nproc {info['nproc']}" + (" (--quick)" if args.quick else ""))}
+    descriptions = {s: launchers.SERVERS[s][3].replace("threads=T", f"threads={args.threads}") for s in SERVERS}
     with open(output, "w") as f:
-        json.dump({"started": started.isoformat(timespec="seconds"), "args": vars(args), "pinned": pinned,
-                   "skipped": skipped, "machine": info, "notes": notes, "results": records}, f, indent=1)
-    print(f"\nresults: {os.path.relpath(output)}")
+        json.dump({"started": run["started"], "elapsed_s": round(elapsed, 1),
+                   "args": {k: v for k, v in vars(args).items()}, "pinned": pinned,
+                   "servers": {s: descriptions[s] for s in servers}, "scenarios": scenario_desc,
+                   "skipped": skipped, "machine": info, "notes": notes, "results": records,
+                   "report": {"run": run, "servers": servers, "scenarios": scenarios,
+                              "descriptions": descriptions}}, f, indent=1)
+    write_outputs(args, run, records, servers, scenarios, descriptions)
+    print(f"results: {os.path.relpath(output)}")
+    return 0
+
+
+def write_outputs(args, run, records, servers, scenarios, descriptions):
+    """The chart, the Markdown block on stdout and in RESULTS.md."""
+    chart_name = None
+    if not args.no_write and args.chart:
+        why = report.write_chart(args.chart, run, records, servers, scenarios)
+        if why:
+            log(f"chart skipped: {why}")
+        else:
+            chart_name = os.path.relpath(args.chart, os.path.dirname(os.path.abspath(args.markdown)))
+    block = report.results_markdown(run, records, servers, scenarios, descriptions, chart_name)
+    print()
+    print(block)
+    print()
+    if not args.no_write and args.markdown:
+        report.write_results_md(args.markdown, block)
+        print(f"tables: {os.path.relpath(args.markdown)}")
+        if chart_name:
+            print(f"chart: {os.path.relpath(args.chart)}")
+
+
+def report_from_json(args):
+    """--from-json: rewrite the tables and the chart from a saved run, without measuring."""
+    try:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        stored = saved["report"]
+    except (OSError, ValueError, KeyError) as error:
+        print(f"cannot report from {args.from_json}: {type(error).__name__}: {error} "
+              "(a results file written by this version of the suite is needed)", file=sys.stderr)
+        return 2
+    stored["run"]["json"] = os.path.relpath(os.path.abspath(args.from_json), ROOT)
+    write_outputs(args, stored["run"], saved["results"], stored["servers"], stored["scenarios"],
+                  stored["descriptions"])
     return 0
 
 

@@ -1,75 +1,177 @@
-"""Benchmark servers, one per process: each answers GET / with "Hello, World!" (13 bytes).
+"""Benchmark servers, one per process, all serving bench/apps.py's routes (`GET /` "Hello, World!",
+`GET /big` 64 KiB, `POST /echo` the body back):
 
-    python bench/servers.py fastcore-static  --port 8080 [--threads 1]
-    python bench/servers.py fastcore-handler --port 8080 [--threads 1]
-    python bench/servers.py stdlib           --port 8080
-    python bench/servers.py nginx            --port 8080
+    python bench/servers.py NAME --port 8080 [--threads 1] [--max-connections 11000] [--workdir DIR]
 
-Each one binds 127.0.0.1:PORT, prints one line "READY <port>" on stdout once it accepts, and runs
-in the foreground until SIGTERM or SIGINT. run.py does not trust that line for readiness: it
-connects to the port. Run from the repository root (or anywhere: the root is put on sys.path), so
-`fastcore` is the in-place build (`python setup.py build_ext --inplace`), not an installed copy.
+NAME is one of the keys of SERVERS below (`python bench/servers.py --help` lists them). Each binds
+127.0.0.1:PORT and runs in the foreground until SIGTERM or SIGINT. The in-process launchers print
+"READY <port>" once they accept; launchers that exec another program (nginx with --workdir,
+gunicorn, granian, uvicorn) do not. bench/run.py trusts neither: it waits for a correct HTTP
+answer. The repository root is put first on sys.path, so `fastcore` is the in-place build
+(`python setup.py build_ext --inplace`), not an installed copy.
+
+Every launcher raises its RLIMIT_NOFILE soft limit (to --max-connections + 1000 at least, when the
+hard limit allows), and raises the server's own connection limit and idle keep-alive timeout where
+it has them, so the idle-connection test (10,000 connections held open) measures memory, not a
+limit. SERVERS also carries, for bench/run.py, what each server needs and how to install it.
 """
 import argparse
+import importlib.util
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BODY = b"Hello, World!"
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import apps  # noqa: E402  (after the sys.path fix above)
+
+KEEPALIVE_TIMEOUT = 75          # seconds: nginx's default, applied to every server that has the option
+# Thread pools of the threaded competitors, chosen in bench/README.md ("Servers"); the environment
+# variables let you try others without editing this file (the value used is in the results).
+GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 4))
+WAITRESS_THREADS = int(os.environ.get("BENCH_WAITRESS_THREADS", 4))
+GRANIAN_BLOCKING_THREADS = int(os.environ.get("BENCH_GRANIAN_BLOCKING_THREADS", 1))
+NGINX_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 
 def ready(port):
     print(f"READY {port}", flush=True)
 
 
-# -- (a) fastcore, static route answered in C --------------------------------------------------
+def raise_fd_limit(wanted):
+    """Raise RLIMIT_NOFILE's soft limit to at least `wanted` (up to the hard limit; as root, the
+    hard limit too). Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
-def run_fastcore_static(port, threads):
-    sys.path.insert(0, ROOT)
-    import fastcore
 
-    server = fastcore.Server(None, port=port, threads=threads)
-    server.add_static("/", BODY)
+def _module_present(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def find_nginx():
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+
+
+def _fastcore_config(args):
+    return dict(host="127.0.0.1", port=args.port, threads=args.threads, max_connections=args.max_connections,
+                keepalive_timeout=KEEPALIVE_TIMEOUT)
+
+
+def _serve(server):
     server.start()
     ready(server.port)
-    server.serve_forever()  # already started: waits; SIGINT/SIGTERM stop it cleanly
+    server.serve_forever()          # already started: waits; SIGINT/SIGTERM stop it cleanly
 
 
-# -- (b) fastcore, Python handler ---------------------------------------------------------------
+# -- fastcore (compiled core) ------------------------------------------------------------------
 
-def run_fastcore_handler(port, threads):
-    sys.path.insert(0, ROOT)
+def run_fastcore_static(args):
     import fastcore
+    # / and /big are static routes, answered in C without the GIL; /echo needs the request body,
+    # which a static route cannot send back, so it is the native handler (run.py marks the echo
+    # scenario n/a for this server).
+    server = fastcore.Server(apps.make_native_handler(fastcore.Response), **_fastcore_config(args))
+    server.add_static("/", apps.HELLO, content_type="text/plain")
+    server.add_static("/big", apps.BIG, content_type="application/octet-stream")
+    _serve(server)
 
-    def hello(request):
-        return fastcore.Response(b"Hello, World!", content_type="text/plain")
 
-    server = fastcore.Server(hello, port=port, threads=threads)
-    server.start()
-    ready(server.port)
-    server.serve_forever()
+def run_fastcore_native(args):
+    import fastcore
+    _serve(fastcore.Server(apps.make_native_handler(fastcore.Response), **_fastcore_config(args)))
 
 
-# -- (c) standard library ThreadingHTTPServer ---------------------------------------------------
+def run_fastcore_wsgi(args):
+    import fastcore
+    _serve(fastcore.WSGIServer(apps.wsgi_app, **_fastcore_config(args)))
 
-def run_stdlib(port, threads):
+
+# -- fastcore.pure (standard library + httptools) -------------------------------------------------
+
+def run_pure_native(args):
+    import fastcore
+    import fastcore.pure
+    _serve(fastcore.pure.Server(apps.make_native_handler(fastcore.Response), **_fastcore_config(args)))
+
+
+def run_pure_wsgi(args):
+    import fastcore
+    import fastcore.pure
+    options = _fastcore_config(args)
+    try:
+        from fastcore.pure.wsgi import WSGIServer       # the pure engine's own WSGIServer, when it has one
+    except ImportError:
+        WSGIServer = None
+    if WSGIServer is not None:
+        server = WSGIServer(apps.wsgi_app, **options)
+    else:                                               # else the adapter as a native handler
+        config = fastcore.ServerConfig(**options)
+        server = fastcore.pure.Server(fastcore.WSGIHandler(apps.wsgi_app, config), config=config)
+    _serve(server)
+
+
+# -- standard library ThreadingHTTPServer ---------------------------------------------------------
+
+def run_stdlib(args):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Hello(BaseHTTPRequestHandler):
+    class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"      # keep-alive
         wbufsize = -1                      # buffered wfile: head + body leave in one send()
         disable_nagle_algorithm = True     # TCP_NODELAY, as nginx and fastcore do
 
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(BODY)))
+        def _send(self, status, content_type, body):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                # the request said `Connection: close` (or was HTTP/1.0): BaseHTTPRequestHandler
+                # closes but leaves saying so to the handler; without it a client (wrk) sends its
+                # next request on the closing connection
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(BODY)         # handle_one_request() flushes wfile afterwards
+            self.wfile.write(body)         # handle_one_request() flushes wfile afterwards
+
+        def do_GET(self):
+            if self.path == "/":
+                self._send(200, "text/plain", apps.HELLO)
+            elif self.path == "/big":
+                self._send(200, "application/octet-stream", apps.BIG)
+            else:
+                self._send(404, "text/plain", b"Not Found")
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            if self.path == "/echo":
+                self._send(200, "application/octet-stream", body)
+            else:
+                self._send(404, "text/plain", b"Not Found")
 
         def log_message(self, format, *args):
             pass
@@ -82,7 +184,7 @@ def run_stdlib(port, threads):
             if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
                 super().handle_error(request, client_address)
 
-    httpd = Server(("127.0.0.1", port), Hello)
+    httpd = Server(("127.0.0.1", args.port), Handler)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -97,24 +199,27 @@ def run_stdlib(port, threads):
         httpd.server_close()
 
 
-# -- (d) nginx ----------------------------------------------------------------------------------
+# -- nginx: the native anchor -----------------------------------------------------------------------
 
 NGINX_CONF = """\
-worker_processes 1;
+{load_echo}worker_processes 1;
 daemon off;
 master_process off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 
 events {{
-    worker_connections 4096;
+    worker_connections {max_connections};
 }}
 
 http {{
     access_log off;
     keepalive_requests 1000000;
-    keepalive_timeout 75s;
+    keepalive_timeout {keepalive}s;
+    sendfile on;
+    tcp_nopush on;
     client_body_temp_path {tmp}/client_body;
+    client_body_buffer_size 16k;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
@@ -122,29 +227,55 @@ http {{
 
     server {{
         listen 127.0.0.1:{port} backlog=1024;
-        location / {{
+        location = / {{
             default_type text/plain;
             return 200 "Hello, World!";
         }}
-    }}
+        location = /big {{
+            default_type application/octet-stream;
+            alias {tmp}/big.bin;
+        }}
+{echo_location}    }}
 }}
 """
 
+NGINX_ECHO_LOCATION = """\
+        location = /echo {
+            default_type application/octet-stream;
+            client_body_in_single_buffer on;
+            echo_read_request_body;
+            echo_request_body;
+        }
+"""
 
-def run_nginx(port, threads):
-    nginx = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+
+def nginx_has_echo():
+    return os.path.exists(NGINX_ECHO_MODULE)
+
+
+def run_nginx(args):
+    nginx = find_nginx()
     if nginx is None:
         print("nginx not found: install it with `apt-get install -y nginx`", file=sys.stderr)
         return 127
-    tmp = tempfile.mkdtemp(prefix="bench-nginx-")
+    own_tmp = args.workdir is None
+    tmp = tempfile.mkdtemp(prefix="bench-nginx-", dir=args.workdir)
+    echo = nginx_has_echo()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(os.path.join(tmp, "big.bin"), "wb") as f:
+        f.write(apps.BIG)
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(tmp=tmp, port=args.port, max_connections=args.max_connections,
+                                  keepalive=KEEPALIVE_TIMEOUT,
+                                  load_echo=f"load_module {NGINX_ECHO_MODULE};\n" if echo else "",
+                                  echo_location=NGINX_ECHO_LOCATION if echo else ""))
+    argv = [nginx, "-p", tmp, "-c", conf, "-e", os.path.join(tmp, "error.log")]
+    if not own_tmp:
+        # run.py's work directory is removed by run.py: become nginx, so this pid is the server
+        # (master_process off: it is the process that serves) and its RSS is nginx's alone.
+        os.execv(nginx, argv)
     try:
-        conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(tmp=tmp, port=port))
-        # master_process off: the nginx process is the one that serves; it is our child, so run.py
-        # counts its CPU by walking this launcher's process tree.
-        proc = subprocess.Popen([nginx, "-p", tmp, "-c", conf, "-e", os.path.join(tmp, "error.log")])
+        proc = subprocess.Popen(argv)
 
         def forward(signum, frame):
             if proc.poll() is None:
@@ -152,9 +283,6 @@ def run_nginx(port, threads):
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
-        _wait_listening(port, proc)
-        if proc.poll() is None:
-            ready(port)
         rc = proc.wait()
         if rc:
             try:
@@ -167,33 +295,130 @@ def run_nginx(port, threads):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait_listening(port, proc):
-    """Block until 127.0.0.1:port accepts (or the process dies): connect-polling, no fixed sleep."""
-    import socket
-    import time
-    while proc.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.01)
+# -- other Python servers -------------------------------------------------------------------------
+
+def _exec_module(module, argv):
+    """Become `python -m module argv...` (same interpreter), working in the repository root, so the
+    launcher's pid is the server's and bench.apps imports."""
+    os.chdir(ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", module] + argv)
 
 
+def run_granian(args):
+    # 1 worker process (granian's main process supervises it), HTTP/1 only, no websockets, the
+    # WSGI interface, GRANIAN_BLOCKING_THREADS threads running the app. --backpressure (requests
+    # in flight; default backlog / workers = 1024) is raised to the connection limit so that the
+    # idle test can hold its connections; the header read timeout, which hyper also applies to
+    # idle keep-alive connections, is raised to granian's maximum, 60 s.
+    _exec_module("granian", ["--interface", "wsgi", "--host", "127.0.0.1", "--port", str(args.port),
+                             "--workers", "1", "--blocking-threads", str(GRANIAN_BLOCKING_THREADS),
+                             "--backpressure", str(args.max_connections), "--http", "1", "--no-ws",
+                             "--backlog", "1024", "--http1-header-read-timeout", "60000",
+                             "--log-level", "warning", "--working-dir", ROOT, "bench.apps:wsgi_app"])
+
+
+def run_bjoern(args):
+    import bjoern
+    bjoern.listen(apps.wsgi_app, "127.0.0.1", args.port, listen_backlog=1024)
+    ready(args.port)
+    # SIGTERM keeps its default action (bjoern has no stop call, and a Python handler would run
+    # only when bjoern next calls into Python): run.py counts death by SIGTERM as a clean exit.
+    try:
+        bjoern.run()
+    except KeyboardInterrupt:
+        pass
+
+
+def run_gunicorn(args):
+    # gthread worker, 1 worker process (plus gunicorn's arbiter), GUNICORN_THREADS threads
+    _exec_module("gunicorn", ["--worker-class", "gthread", "--workers", "1", "--threads", str(GUNICORN_THREADS),
+                              "--bind", f"127.0.0.1:{args.port}", "--backlog", "1024",
+                              "--worker-connections", str(args.max_connections),
+                              "--keep-alive", str(KEEPALIVE_TIMEOUT), "--graceful-timeout", "5",
+                              "--log-level", "warning", "--chdir", ROOT, "bench.apps:wsgi_app"])
+
+
+def run_waitress(args):
+    import logging
+
+    import waitress
+    # waitress logs "Task queue depth is N" at WARNING whenever requests wait for a thread, which
+    # under a benchmark is all the time: keep its errors only.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # asyncore_use_poll: waitress's default select() cannot watch fds above 1023 (1000 connections);
+    # connection_limit: the default of 100 would refuse the 1000-connection and idle tests.
+    server = waitress.create_server(apps.wsgi_app, host="127.0.0.1", port=args.port, threads=WAITRESS_THREADS,
+                                    backlog=1024, connection_limit=args.max_connections,
+                                    asyncore_use_poll=True, channel_timeout=max(120, KEEPALIVE_TIMEOUT))
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    ready(args.port)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def run_uvicorn(args):
+    # one process (--workers 1 runs in-process), httptools HTTP parser, uvloop when installed
+    _exec_module("uvicorn", ["--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
+                             "--http", "httptools", "--loop", UVICORN_LOOP, "--lifespan", "off",
+                             "--no-access-log", "--log-level", "warning", "--backlog", "1024",
+                             "--timeout-keep-alive", str(KEEPALIVE_TIMEOUT), "--app-dir", ROOT,
+                             "bench.apps:asgi_app"])
+
+
+# -- the registry bench/run.py reads ----------------------------------------------------------------
+
+UVICORN_LOOP = "uvloop" if _module_present("uvloop") else "asyncio"
+FASTCORE_HINT = "build it in place: `python setup.py build_ext --inplace`"
+BENCH_EXTRA_HINT = "pip install -e '.[bench]'"
+
+# name: (launcher, Python modules it needs, install hint, one-line description, {scenario: why n/a})
 SERVERS = {
-    "fastcore-static": run_fastcore_static,
-    "fastcore-handler": run_fastcore_handler,
-    "stdlib": run_stdlib,
-    "nginx": run_nginx,
+    "fastcore-static": (run_fastcore_static, ["fastcore._core"], FASTCORE_HINT,
+                        "fastcore.Server, static routes (answered in C, no GIL); threads=T",
+                        {"echo4k": "a static route cannot echo a body"}),
+    "fastcore-native": (run_fastcore_native, ["fastcore._core"], FASTCORE_HINT,
+                        "fastcore.Server, native Python handler (request -> Response); threads=T", {}),
+    "fastcore-wsgi": (run_fastcore_wsgi, ["fastcore._core"], FASTCORE_HINT,
+                      "fastcore.WSGIServer, WSGI hello app; threads=T", {}),
+    "pure-native": (run_pure_native, ["fastcore.pure"], "fastcore.pure is not importable",
+                    "fastcore.pure.Server, native Python handler; threads=T", {}),
+    "pure-wsgi": (run_pure_wsgi, ["fastcore.pure"], "fastcore.pure is not importable",
+                  "fastcore.pure WSGIServer (or pure.Server(WSGIHandler(app))), WSGI hello app; threads=T", {}),
+    "stdlib": (run_stdlib, [], "",
+               "http.server.ThreadingHTTPServer, HTTP/1.1, one thread per connection", {}),
+    "nginx": (run_nginx, [], "install it with `apt-get install -y nginx`",
+              "nginx, 1 worker, master_process off, `return 200`; /big a file (sendfile), /echo the echo module", {}),
+    "granian": (run_granian, ["granian"], f"install it with `pip install granian` (or `{BENCH_EXTRA_HINT}`)",
+                f"granian --interface wsgi, 1 worker, HTTP/1, {GRANIAN_BLOCKING_THREADS} blocking thread(s)", {}),
+    "bjoern": (run_bjoern, ["bjoern"],
+               f"install it with `apt-get install -y libev-dev && pip install bjoern` (or `{BENCH_EXTRA_HINT}`)",
+               "bjoern (libev, single thread), WSGI", {}),
+    "gunicorn": (run_gunicorn, ["gunicorn"], f"install it with `pip install gunicorn` (or `{BENCH_EXTRA_HINT}`)",
+                 f"gunicorn, gthread worker, 1 worker process, {GUNICORN_THREADS} threads, WSGI", {}),
+    "waitress": (run_waitress, ["waitress"], f"install it with `pip install waitress` (or `{BENCH_EXTRA_HINT}`)",
+                 f"waitress, {WAITRESS_THREADS} threads (its default), WSGI", {}),
+    "uvicorn": (run_uvicorn, ["uvicorn", "httptools"],
+                f"install it with `pip install uvicorn httptools uvloop` (or `{BENCH_EXTRA_HINT}`)",
+                f"uvicorn, 1 worker, httptools parser, {UVICORN_LOOP} loop, ASGI hello app", {}),
 }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=sorted(SERVERS))
+    parser.add_argument("kind", choices=list(SERVERS))
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=1, help="fastcore worker threads (others ignore it)")
+    parser.add_argument("--threads", type=int, default=1, help="fastcore / fastcore.pure worker threads")
+    parser.add_argument("--max-connections", type=int, default=11000,
+                        help="connection limit, for servers that have one (default 11000)")
+    parser.add_argument("--workdir", default=None,
+                        help="directory for nginx's files; given, the launcher execs nginx and leaves cleanup to the caller")
     args = parser.parse_args(argv)
-    return SERVERS[args.kind](args.port, args.threads) or 0
+    raise_fd_limit(args.max_connections + 1000)
+    return SERVERS[args.kind][0](args) or 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,430 @@
+"""Turn bench/run.py's records into Markdown (bench/RESULTS.md, between markers) and a PNG chart.
+
+A record is one run: {"round", "server", "scenario", ...}. A wrk run has "rps", "req_per_cpu_s",
+"latency_ms" {"50", "75", "90", "99"}, "errors" (non-2xx + socket errors), "rss_max_kib", ...;
+the idle run has "rss_idle_kib", "rss_held_kib", "held", "per_conn_bytes"; a run that was not
+applicable has "na"; one that failed has "error".
+"""
+import os
+import statistics
+
+BEGIN = "<!-- BEGIN bench results: written by `python -m bench`; everything outside these markers is kept -->"
+END = "<!-- END bench results -->"
+
+FASTCORE = ("fastcore-static", "fastcore-native", "fastcore-wsgi")
+PURE = ("pure-native", "pure-wsgi")
+
+
+# -- formatting -----------------------------------------------------------------------------------
+
+def fmt_num(x, digits=0):
+    if x is None:
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def fmt_k(x):
+    """Short req/s for tables and bars: 1.23M, 456k, 7.8k, 950."""
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e5:
+        return f"{x / 1e3:.0f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def fmt_lat(ms):
+    if ms is None:
+        return "n/a"
+    if ms < 1:
+        return f"{ms * 1000:.0f} us"
+    if ms < 1000:
+        return f"{ms:.2f} ms"
+    return f"{ms / 1000:.2f} s"
+
+
+def fmt_mib(kib):
+    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "-"
+    if abs(n) >= 1024 * 1024:
+        return f"{n / 1048576:.2f} MiB"
+    if abs(n) >= 1024:
+        return f"{n / 1024:.2f} KiB"
+    return f"{n:.0f} B"
+
+
+def _cell(text):
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+# -- aggregation over rounds -------------------------------------------------------------------------
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def aggregate(records):
+    """{(server, scenario): summary}: means over the rounds that produced a number, per-round req/s,
+    spread ((max - min) / max of req/s), errors summed, notes collected."""
+    groups = {}
+    for r in records:
+        groups.setdefault((r["server"], r["scenario"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if not r.get("na") and r.get("rps") is not None]
+        idle = [r for r in rs if r.get("per_conn_bytes") is not None]
+        rps = [r.get("rps") for r in sorted(rs, key=lambda r: r["round"])]
+        valid = [x for x in rps if x]
+        summary = {
+            "na": next((r["na"] for r in rs if r.get("na")), None),
+            "rounds": len(rs),
+            "rps_rounds": rps,
+            "rps": _mean([r["rps"] for r in ok]),
+            "spread": (max(valid) - min(valid)) / max(valid) if len(valid) > 1 else None,
+            "req_per_cpu_s": _mean([r.get("req_per_cpu_s") for r in ok]),
+            "p50": _mean([(r.get("latency_ms") or {}).get("50") for r in ok]),
+            "p99": _mean([(r.get("latency_ms") or {}).get("99") for r in ok]),
+            "errors": sum(r.get("errors") or 0 for r in ok) if ok else None,
+            "rss_max_kib": _mean([r.get("rss_max_kib") for r in ok]),
+            "server_cpu_pct": _mean([r.get("server_cpu_pct") for r in ok]),
+            "client_cpu_pct": _mean([r.get("client_cpu_pct") for r in ok]),
+            "other_cpu_pct": _mean([r.get("other_cpu_pct") for r in ok]),
+            "per_conn_bytes": _mean([r["per_conn_bytes"] for r in idle]),
+            "rss_idle_kib": _mean([r.get("rss_idle_kib") for r in idle]),
+            "rss_held_kib": _mean([r.get("rss_held_kib") for r in idle]),
+            "held": min((r.get("held") or 0 for r in idle), default=None),
+            "open_seconds": _mean([r.get("open_seconds") for r in idle]),
+            "failed": not ok and not idle and not any(r.get("na") for r in rs),
+            "notes": sorted({r["error"] for r in rs if r.get("error")}),
+        }
+        out[key] = summary
+    return out
+
+
+# -- tables -------------------------------------------------------------------------------------------
+
+def overview_table(agg, servers, scenarios):
+    """Servers x scenarios: mean req/s (idle: memory per connection)."""
+    head = "| server | " + " | ".join(("KiB / idle conn" if s == "idle" else s) for s in scenarios) + " |"
+    lines = [head, "|---|" + "--:|" * len(scenarios)]
+    for server in servers:
+        cells = []
+        for scenario in scenarios:
+            a = agg.get((server, scenario))
+            if a is None:
+                cells.append("")
+            elif a["na"]:
+                cells.append("n/a")
+            elif scenario == "idle":
+                cells.append(f"{a['per_conn_bytes'] / 1024:.2f}" if a["per_conn_bytes"] is not None else "failed")
+            elif a["rps"] is None:
+                cells.append("failed")
+            else:
+                cells.append(fmt_k(a["rps"]) + (" (!)" if a["errors"] else ""))
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scenario_table(agg, servers, scenario):
+    lines = ["| server | req/s | spread | req / server CPU-s | p50 | p99 | errors | server RSS | "
+             "server CPU % | wrk CPU % | other CPU % | notes |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    for server in servers:
+        a = agg.get((server, scenario))
+        if a is None:
+            continue
+        if a["na"]:
+            lines.append(f"| {server} | n/a | | | | | | | | | | {_cell(a['na'])} |")
+            continue
+        spread = f"{100 * a['spread']:.0f} %" if a["spread"] is not None else "-"
+        lines.append("| {s} | {rps} | {spread} | {eff} | {p50} | {p99} | {err} | {rss} | {scpu} | {ccpu} | {ocpu} | "
+                     "{notes} |".format(
+                         s=server, rps=fmt_num(a["rps"]), spread=spread, eff=fmt_num(a["req_per_cpu_s"]),
+                         p50=fmt_lat(a["p50"]) if a["rps"] else "-", p99=fmt_lat(a["p99"]) if a["rps"] else "-",
+                         err=fmt_num(a["errors"]), rss=fmt_mib(a["rss_max_kib"]),
+                         scpu=fmt_num(a["server_cpu_pct"], 1), ccpu=fmt_num(a["client_cpu_pct"], 1),
+                         ocpu=fmt_num(a["other_cpu_pct"], 1), notes=_cell("; ".join(a["notes"]))[:200]))
+    return "\n".join(lines)
+
+
+def idle_table(agg, servers, connections):
+    lines = [f"| server | RSS idle | RSS with {connections:,} idle connections | connections held | "
+             "per connection | time to open them | notes |",
+             "|---|--:|--:|--:|--:|--:|---|"]
+    for server in servers:
+        a = agg.get((server, "idle"))
+        if a is None:
+            continue
+        if a["na"]:
+            lines.append(f"| {server} | n/a | | | | | {_cell(a['na'])} |")
+            continue
+        lines.append("| {s} | {idle} | {held_rss} | {held} | {per} | {secs} | {notes} |".format(
+            s=server, idle=fmt_mib(a["rss_idle_kib"]), held_rss=fmt_mib(a["rss_held_kib"]),
+            held=fmt_num(a["held"]), per=fmt_bytes(a["per_conn_bytes"]),
+            secs=f"{a['open_seconds']:.1f} s" if a["open_seconds"] is not None else "-",
+            notes=_cell("; ".join(a["notes"]))[:200]))
+    return "\n".join(lines)
+
+
+def runs_table(records):
+    """Every run, in the order it ran."""
+    lines = ["| round | scenario | server | req/s | req / server CPU-s | p50 | p99 | errors | server RSS | "
+             "server CPU % | wrk CPU % | other CPU % | notes |",
+             "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    for r in records:
+        if r.get("na"):
+            continue
+        if r["scenario"] == "idle":
+            text = f"{fmt_bytes(r.get('per_conn_bytes'))} per idle connection, {r.get('held', 0):,} held"
+            if r.get("error"):
+                text += "; " + r["error"]
+            lines.append(f"| {r['round']} | idle | {r['server']} | | | | | | {fmt_mib(r.get('rss_held_kib'))} | | | | "
+                         + _cell(text)[:200] + " |")
+            continue
+        lat = r.get("latency_ms") or {}
+        lines.append("| {round} | {sc} | {s} | {rps} | {eff} | {p50} | {p99} | {err} | {rss} | {scpu} | {ccpu} | "
+                     "{ocpu} | {notes} |".format(
+                         round=r["round"], sc=r["scenario"], s=r["server"], rps=fmt_num(r.get("rps")),
+                         eff=fmt_num(r.get("req_per_cpu_s")), p50=fmt_lat(lat.get("50")), p99=fmt_lat(lat.get("99")),
+                         err=fmt_num(r.get("errors")), rss=fmt_mib(r.get("rss_max_kib")),
+                         scpu=fmt_num(r.get("server_cpu_pct"), 1), ccpu=fmt_num(r.get("client_cpu_pct"), 1),
+                         ocpu=fmt_num(r.get("other_cpu_pct"), 1), notes=_cell(r.get("error") or "")[:160]))
+    return "\n".join(lines)
+
+
+# -- targets (issues 2, 4 and 5) ----------------------------------------------------------------------
+
+def _ratio_target(agg, label, source, ours, theirs, scenario, factor):
+    a, b = agg.get((ours, scenario)), agg.get((theirs, scenario))
+    x = a and a["rps"]
+    y = b and b["rps"]
+    goal = f">= {factor:g} x {theirs}" if factor != 1 else f">= {theirs}"
+    if not x or not y:
+        missing = ours if not x else theirs
+        return [label, source, fmt_num(x), fmt_num(y), "-", goal, f"not measured ({missing})"]
+    ratio = x / y
+    ea, eb = a.get("req_per_cpu_s"), b.get("req_per_cpu_s")
+    cpu = f" (per CPU-s: {ea / eb:.2f} x)" if ea and eb else ""
+    return [label, source, fmt_num(x), fmt_num(y), f"{ratio:.2f} x{cpu}", goal, "yes" if ratio >= factor else "no"]
+
+
+def targets_table(agg):
+    rows = [
+        _ratio_target(agg, "static route, keep-alive", "issue 2", "fastcore-static", "nginx", "keepalive", 1),
+        _ratio_target(agg, "static route, pipelined", "issue 2", "fastcore-static", "nginx", "pipelined", 4),
+        _ratio_target(agg, "native handler, keep-alive", "issue 2", "fastcore-native", "nginx", "keepalive", 0.9),
+        _ratio_target(agg, "WSGI, keep-alive", "issue 4", "fastcore-wsgi", "bjoern", "keepalive", 1),
+        _ratio_target(agg, "WSGI, pipelined", "issue 4", "fastcore-wsgi", "granian", "pipelined", 4),
+        _ratio_target(agg, "native: compiled vs pure, keep-alive", "issue 5", "fastcore-native", "pure-native",
+                      "keepalive", 5),
+        _ratio_target(agg, "WSGI: compiled vs pure, keep-alive", "issue 5", "fastcore-wsgi", "pure-wsgi",
+                      "keepalive", 5),
+    ]
+    for server in ("fastcore-native", "fastcore-wsgi"):
+        a, b = agg.get((server, "c1000")), agg.get(("bjoern", "c1000"))
+        x, y = a and a["rps"] and a["p99"], b and b["rps"] and b["p99"]
+        label = f"p99 at 1000 connections ({server.split('-')[1]})"
+        if x is None or y is None:
+            rows.append([label, "issue 5", fmt_lat(x) if x else "-", fmt_lat(y) if y else "-", "-", "<= bjoern",
+                         "not measured"])
+        else:
+            rows.append([label, "issue 5", fmt_lat(x), fmt_lat(y), f"{x / y:.2f} x", "<= bjoern",
+                         "yes" if x <= y else "no"])
+    for server in FASTCORE:
+        a = agg.get((server, "idle"))
+        per = a and a["per_conn_bytes"]
+        label = f"memory per idle keep-alive connection ({server})"
+        if per is None:
+            rows.append([label, "issue 5", "-", "", "", "<= 4 KiB", "not measured"])
+        else:
+            rows.append([label, "issue 5", fmt_bytes(per), "", "", "<= 4 KiB", "yes" if per <= 4096 else "no"])
+    lines = ["| target | from | fastcore | reference | ratio | goal | met |", "|---|---|--:|--:|--:|---|---|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- the Markdown block and RESULTS.md ------------------------------------------------------------------
+
+def results_markdown(run, records, servers, scenarios, descriptions, chart_name=None):
+    """The generated block: header, chart, overview, targets, one table per scenario, notes."""
+    agg = aggregate(records)
+    wrk_scenarios = [s for s in scenarios if s != "idle"]
+    out = [f"Run of {run['started']} ({run['elapsed']}): {run['header']}", ""]
+    if run.get("quick"):
+        out += ["**`--quick` smoke test: runs of a few seconds, numbers are only indicative.**", ""]
+    if chart_name:
+        out += [f"![req/s per scenario and server]({chart_name})", ""]
+    out += ["### Overview: req/s (mean of rounds; `(!)` = errors, see below)", "",
+            overview_table(agg, servers, scenarios), ""]
+    out += ["### Targets", "", "Ratios of mean req/s, placement as above; `per CPU-s` compares requests per "
+            "server CPU-second, which does not depend on whether wrk was the bottleneck.", "",
+            targets_table(agg), ""]
+    for scenario in wrk_scenarios:
+        out += [f"### {scenario}: {run['scenario_desc'][scenario]}", "", scenario_table(agg, servers, scenario), ""]
+    if "idle" in scenarios:
+        out += [f"### idle: {run['scenario_desc']['idle']}", "", idle_table(agg, servers, run["idle_connections"]), ""]
+    out += ["### Servers", "", "| server | configuration |", "|---|---|"]
+    out += [f"| {s} | {_cell(descriptions[s])} |" for s in servers]
+    out += [""]
+    if run.get("skipped"):
+        out += ["Skipped: " + "; ".join(f"{k} ({v})" for k, v in run["skipped"].items()), ""]
+    if run.get("notes"):
+        out += ["### Notes", ""] + ["- " + _cell(n)[:600] for n in run["notes"]] + [""]
+    out += ["<details><summary>Every run</summary>", "", runs_table(records), "", "</details>", "",
+            f"Raw data: `{run['json']}` (not committed: `bench/results-*.json` is git-ignored)."]
+    return "\n".join(out)
+
+
+RESULTS_HEAD = """\
+# Benchmark results
+
+Produced by `python -m bench` (see [README.md](README.md) for what each server, scenario and column
+means, and how to run it). The block below is rewritten by every run; text outside it is kept.
+
+"""
+
+
+def write_results_md(path, block):
+    """Replace the text between BEGIN and END in `path` (creating the file or appending the markers
+    when needed); everything else in the file is kept."""
+    text = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    generated = f"{BEGIN}\n\n{block}\n\n{END}"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        start, stop = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:start] + generated + text[stop:]
+    elif text:
+        text = text.rstrip("\n") + "\n\n" + generated + "\n"
+    else:
+        text = RESULTS_HEAD + generated + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# -- the chart ------------------------------------------------------------------------------------------
+
+def _color(server):
+    if server in FASTCORE:
+        return {"fastcore-static": "#c0392b", "fastcore-native": "#e67e22", "fastcore-wsgi": "#f1c40f"}[server]
+    if server in PURE:
+        return "#a569bd"
+    if server == "nginx":
+        return "#27ae60"
+    return "#7f8c8d"
+
+
+def write_chart(path, run, records, servers, scenarios):
+    """Small multiples, one panel per scenario (horizontal bars of mean req/s, log scale, the rounds'
+    range as a whisker), then memory per idle connection and p99 latency at 1000 connections.
+    Returns None, or a one-line reason when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib import ticker
+    except ImportError:
+        return "matplotlib not installed: `pip install matplotlib` (or `pip install -e '.[bench]'`)"
+    agg = aggregate(records)
+    wrk_scenarios = [s for s in scenarios if s != "idle"]
+    panels = [("rps", s) for s in wrk_scenarios]
+    if "idle" in scenarios:
+        panels.append(("idle", "idle"))
+    if "c1000" in scenarios:
+        panels.append(("p99", "c1000"))
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    height = 0.32 * len(servers) + 1.3
+    fig, axes = plt.subplots(rows, columns, figsize=(4.3 * columns, height * rows + 1.1), squeeze=False)
+    order = list(reversed(servers))                   # first server at the top
+    ys = range(len(order))
+    for index, (kind, scenario) in enumerate(panels):
+        ax = axes[index // columns][index % columns]
+        values, lows, highs, labels, colors = [], [], [], [], []
+        for server in order:
+            a = agg.get((server, scenario))
+            colors.append(_color(server))
+            value, label, low, high = None, "", None, None
+            if a is None:
+                label = ""
+            elif a["na"]:
+                label = "n/a"
+            elif kind == "rps":
+                value = a["rps"]
+                rounds = [x for x in a["rps_rounds"] if x]
+                if value:
+                    low, high = min(rounds), max(rounds)
+                    label = fmt_k(value) + (" !" if a["errors"] else "")
+                else:
+                    label = "failed"
+            elif kind == "idle":
+                value = a["per_conn_bytes"] / 1024 if a["per_conn_bytes"] is not None else None
+                label = f"{value:.1f}" if value is not None else "failed"
+                if value is not None and value <= 0:
+                    value, label = None, f"{value:.1f} (<= 0)"
+            else:
+                value = a["p99"] if a["rps"] else None
+                label = fmt_lat(value) if value else "failed"
+            values.append(value)
+            lows.append(low)
+            highs.append(high)
+            labels.append(label)
+        present = [v for v in values if v]
+        ax.barh(list(ys), [v or 0 for v in values], color=colors, height=0.7)
+        for y, v, lo, hi in zip(ys, values, lows, highs):
+            if v and lo is not None and hi is not None and hi > lo:
+                ax.plot([lo, hi], [y, y], color="black", linewidth=1)
+        log_scale = bool(present) and max(present) / min(present) > 20
+        top = max(present + [h for h in highs if h], default=1)   # the longest bar or whisker
+        if present and log_scale:
+            ax.set_xscale("log")
+            left, right = min(present) / 3, top * 8
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        elif present:
+            left, right = 0, top * 1.3
+        else:
+            left, right = 0, 1
+            ax.set_xticks([])
+        ax.set_xlim(left, right)
+        formatter = fmt_k if kind == "rps" else (lambda x: f"{x:g}")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, pos, f=formatter: f(x)))
+        for y, v, high, label in zip(ys, values, highs, labels):
+            end = max(v, high or 0) if v else None            # right of the bar and of its whisker
+            x = end * (1.15 if log_scale else 1) + (0 if log_scale else right * 0.02) if end else \
+                (left * 1.15 if log_scale else right * 0.02)
+            ax.text(x, y, label, va="center", fontsize=7.5,
+                    color="#7f8c8d" if label == "n/a" else "#c0392b" if "!" in label or label == "failed" else "black")
+        titles = {"rps": f"{scenario}: req/s", "idle": "memory per idle connection (KiB)",
+                  "p99": f"{scenario}: p99 latency (ms), lower is better"}
+        ax.set_title(titles[kind] + (" (log scale)" if log_scale else ""), fontsize=10, loc="left")
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels(order if index % columns == 0 else [], fontsize=8.5)
+        ax.tick_params(axis="x", labelsize=7.5)
+        ax.grid(axis="x", which="major", alpha=0.3)
+        ax.set_axisbelow(True)
+        for spine in ("top", "right"):
+            ax.spines[spine].set_visible(False)
+    for index in range(len(panels), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    fig.suptitle(f"fastcore benchmark, {run['started']}: {run['chart_subtitle']}", fontsize=11, x=0.01, ha="left")
+    from matplotlib.patches import Patch
+    legend = [Patch(color=_color(s), label=label) for s, label in (
+        ("fastcore-static", "fastcore static route"), ("fastcore-native", "fastcore native handler"),
+        ("fastcore-wsgi", "fastcore WSGI"), ("pure-native", "fastcore.pure"), ("nginx", "nginx"),
+        ("stdlib", "other servers"))]
+    fig.legend(handles=legend, loc="upper right", ncol=len(legend), fontsize=8.5, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
