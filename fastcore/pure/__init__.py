@@ -1,10 +1,81 @@
 """fastcore.pure: fastcore's architecture in pure Python (standard library + httptools).
 
-(Differences list: filled in below once measured.)
+    import fastcore, fastcore.pure
+
+    server = fastcore.pure.Server(handler, host="127.0.0.1", port=8000, threads=2)
+    server.add_static("/health", b"OK")
+    server.serve_forever()                       # the same API as fastcore.Server
+    fastcore.pure.Server.wsgi(app, port=8000)    # and WSGI, as fastcore.Server.wsgi
+
+Theory of operation. The founding design of ../shared/DESIGN.md, module for module like pyext/:
+
+    server.py      Server: fastcore.Server with this engine (overrides only _build_core)
+    core.py        Core: the state of one server and its threads' entry points
+    listener.py    listener thread: select.epoll on the listening socket, accept, bounded
+                   queue.Queue (full: canned 503), wake one worker (an idle one first)
+    wakeup.py      a worker's wake-up descriptor: os.eventfd, else a pipe
+    worker.py      worker threads: own select.epoll each; handler calls batched per loop turn
+    connection.py  one connection: read, serve in order, write (one send for a pipeline), close
+    parser.py      httptools (llhttp) parses; we frame heads and bodies and apply fastcore's rules
+    request.py     Request (the attributes of fastcore.Request) and BodyReader (large bodies)
+    response.py    response bytes: handler results, static routes, errors, Date cache
+    timers.py      header / body / keep-alive / write timeouts, one sorted list per kind
+    wsgi.py        fastcore.wsgi's adapter on this engine
+
+Everything observable is meant to match the compiled engine, and the shared test suite runs
+against both. Request is this package's own class (fastcore.Request is built from C offsets);
+Response, FileWrapper, Headers and RequestBodyError are fastcore's, so the compiled module must be
+importable.
+
+Differences that stay, and why:
+
+1. Speed and memory. Every request runs Python code under the GIL: on one core, a hello-world
+   handler does about half the compiled engine's requests/s with keep-alive (where kernel work
+   dominates both) and about 1/8 with 16 pipelined requests; an idle keep-alive connection costs
+   about 2.5 KB instead of about 0.6 KB. More threads add little (only system calls overlap).
+2. Static routes need the GIL. The compiled core serves them in C without it, so they keep
+   answering while a Python thread hogs the interpreter (tests/test_gil.py); here such a thread
+   delays every response by up to the interpreter's switch interval.
+3. Chunked bodies are decoded by llhttp, whose chunk grammar differs from RFC 9112 7.1.1 and the
+   compiled parser in details httptools gives no way around (it reports neither chunk sizes nor
+   where a chunk line starts, so only a chunked decoder of our own could change them):
+   a. whitespace inside a chunk extension (BWS before ';' or around '=', `5 ;a=b`) is a 400
+      here; the compiled parser accepts it. (With llhttp's leniency on, it would accept `5 ;`
+      but also `5 ` with trailing whitespace, which the compiled parser refuses; off, pure is
+      never more lenient than compiled here);
+   b. a few malformed extensions are accepted (an empty name `;=v`, a token value directly
+      followed by a quoted string);
+   c. Content-Length or Transfer-Encoding in the trailer section is a 400 (llhttp applies its
+      framing rules to trailers); the compiled parser checks trailer syntax and ignores them;
+   d. limits are enforced per read, not per byte: a chunk-size line over 4 KiB is a 400 and a
+      trailer section over max_head_size a 431 as in the compiled parser, but one read can carry
+      somewhat more before it is noticed; a chunk size of more than 15 hex digits (the compiled
+      limit) is accepted when it fits 64 bits (all zeros ends the body; a huge one ends in 413);
+   e. max_body_size on a chunked body is a 413 once the decoded bytes pass it, not as soon as a
+      chunk-size line announces it;
+   f. an invalid byte in an unfinished chunk line is a 400 at once, where the compiled parser
+      waits for the line's end (same answer, earlier).
+4. Timing only: the close() of a response body whose client went away is called at once rather
+   than at the worker's next handler batch.
+
+Not meant to stay (the compiled core is the one to change): its stats count a handler response
+under its status before the response is known to be valid (a response refused for a CR in a
+header value counts as 2xx and as the 500 that replaces it; here only the 500), and leave out the
+bytes a streamed request body's reader receives and sends (here they are in bytes_received and
+bytes_sent).
 """
 from .._core import FileWrapper, Headers, RequestBodyError, Response
 from ..config import ServerConfig
 from .request import Request
 from .server import Server
 
-__all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError"]
+__all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
+           "WSGIServer", "serve_wsgi"]
+
+
+def __getattr__(name):
+    # fastcore.pure.WSGIServer / serve_wsgi, imported on first use (fastcore.wsgi is a layer above).
+    if name in ("WSGIServer", "serve_wsgi"):
+        from . import wsgi
+        return getattr(wsgi, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,7 +46,7 @@ class Conn:
     __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "state",
                  "head_complete", "keep_alive", "close_after_write", "peer_closed", "awaiting_python",
                  "linger_on_close", "body_streamed", "continue_deferred", "closed", "timer_kind",
-                 "stream", "stream_owner", "stream_chunked",
+                 "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining")
 
     def __init__(self, worker, sock, peer):
@@ -70,7 +70,8 @@ class Conn:
         self.timer_kind = timers.NONE
         self.stream = None                  # iterator of a streamed response body
         self.stream_owner = None            # the iterable itself (its close() is called)
-        self.stream_chunked = False         # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
+        self.stream_chunked = False         # chunked framing (HTTP/1.1), else Content-Length or close-delimited
+        self.stream_remaining = -1          # bytes a streamed body still owes its declared Content-Length
         self.sendfile_fd = -1               # a file being sent with sendfile(2)
         self.sendfile_offset = 0
         self.sendfile_remaining = 0
@@ -95,6 +96,7 @@ class Conn:
                     message = parser.parse_head()
                     if message is None:
                         return SERVE_DONE
+                    worker.requests += 1
                     self.start_body(message)
                     self.head_complete = True
                 else:
@@ -178,11 +180,11 @@ class Conn:
             reader = request._reader = BodyReader(self, message)
         else:
             request._body = message.body()
-        if worker.stop_requested:
-            self.keep_alive = False                     # stop() came while this request waited
-            self.close_after_write = True
         try:
             result = worker.handler(request)
+            if worker.stop_requested:
+                self.keep_alive = False                 # stop() came while the handler ran
+                self.close_after_write = True
             if reader is not None:
                 self.end_streamed_body(reader)
             response.append_handler_response(self, result, head_only)
@@ -234,6 +236,7 @@ class Conn:
             return
         if data:
             self.parser.inbuf += data
+            self.worker.bytes_received += len(data)
         else:
             self.peer_closed = True
         self.finish_turn(self.serve())
@@ -286,6 +289,7 @@ class Conn:
                 self.peer_closed = True
                 return -1
             self.parser.inbuf += data
+            self.worker.bytes_received += len(data)
             return len(data)
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -300,6 +304,7 @@ class Conn:
             buffers = list(out) if len(out) <= SENDMSG_BUFFERS else [out[i] for i in range(SENDMSG_BUFFERS)]
             sent = self.sock.sendmsg(buffers, (), _MSG_NOSIGNAL)
         self.out_size -= sent
+        self.worker.bytes_sent += sent
         remaining = sent
         while remaining:
             first = out[0]
@@ -311,6 +316,19 @@ class Conn:
                 out[0] = memoryview(first)[remaining:]
                 remaining = 0
         return sent
+
+    def send_available(self):
+        """Send what of the output the socket takes now, without waiting. Returns True when the
+        output is empty, False when the socket is full or the client is gone (peer_closed)."""
+        try:
+            while self.out:
+                self.send_some()
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.peer_closed = True
+            return False
+        return True
 
     def set_state(self, state):
         if self.state != state:
@@ -332,8 +350,14 @@ class Conn:
                 self.peer_closed = True                 # EPIPE, ECONNRESET: the client is gone
                 self.close()
                 return
-        if self.sendfile_fd >= 0 and not self.send_file(progressed):
-            return
+        if self.sendfile_fd >= 0:
+            if not self.send_file(progressed):
+                return
+            if self.parser.inbuf and not self.close_after_write:
+                # Requests pipelined behind the file waited for it; answer them now.
+                self.set_state(READING)
+                self.finish_turn(self.serve())
+                return
         if self.stream is not None:
             self.set_state(READING)
             self.queue_for_python()                     # drained: pull the next part of the body
@@ -373,6 +397,7 @@ class Conn:
             self.sendfile_offset += sent
             self.sendfile_remaining -= sent
             worker.sendfile_bytes += sent
+            worker.bytes_sent += sent
             progressed = True
         self.sendfile_fd = -1
         self.release_stream()                           # close the file wrapper
@@ -383,7 +408,7 @@ class Conn:
         worker = self.worker
         if self.head_complete:
             worker.timers.arm(self, timers.BODY, worker.now)    # re-armed by every read that brings body bytes
-        elif self.parser.inbuf:
+        elif self.parser.inbuf or self.parser.empty_lines:
             if self.timer_kind != timers.HEADER:
                 worker.timers.arm(self, timers.HEADER, worker.now)  # once per head: trickling does not extend it
         else:

@@ -87,8 +87,16 @@ class Core:
         return opened - sum(worker.closed_count for worker in self.workers)
 
     def stats(self):
+        """Server-wide counters plus the per-worker ones (each written only by its worker) summed."""
         listener = self.listener
+        per_worker = [worker.stats() for worker in self.workers]
         return {
+            "requests": sum(worker["requests"] for worker in per_worker),
+            "responses": {key: sum(worker["responses"][key] for worker in per_worker)
+                          for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")},
+            "bytes_received": sum(worker["bytes_received"] for worker in per_worker),
+            "bytes_sent": sum(worker["bytes_sent"] for worker in per_worker),
+            "workers": per_worker,
             "accepted": listener.accepted,
             "rejected_queue_full": listener.rejected_queue_full,
             "rejected_connection_limit": listener.rejected_connection_limit,

@@ -8,21 +8,23 @@ compiled parser (pyext/parser.pxi), and the limits are counted on the bytes them
 
   1. The head. parse_head() looks for the blank line in `inbuf` with the rules of the compiled
      head_scan(): a bare LF is 400, a request line over max_request_line 414, a head over
-     max_head_size 431, each checked while the head is still arriving too. The request line is
-     checked here against the same grammar as parse_request_line() (token method, any visible
-     target byte, origin / absolute / asterisk / authority form, HTTP/1.0 or 1.1 else 505), then
-     the whole head goes to llhttp behind a neutral request line `GET / HTTP/1.x`: llhttp validates
-     every field line and sets up the body framing, while method and target stay ours (llhttp knows
-     a fixed method table, tunnels CONNECT and rejects obs-text in targets; the compiled parser does
-     none of these). Last, the framing rules llhttp does not enforce are checked as the compiled
-     parse_head() does: exactly one Host on HTTP/1.1, Transfer-Encoding only on 1.1, only as the
-     final `chunked` once (400), other codings 501, Content-Length at most 18 digits.
+     max_head_size 431, each checked while the head is still arriving too; at most 8 empty lines
+     may precede it. The request line is checked here against the grammar of parse_request_line()
+     (token method, any visible target byte, origin / absolute / asterisk / authority form,
+     HTTP/1.0 or 1.1 else 505), and the fields the server acts on (Host, Content-Length,
+     Transfer-Encoding, Expect, Connection) are read and judged with the rules of parse_head().
+     Then the head goes to llhttp behind a neutral request line `GET / HTTP/1.x`: llhttp validates
+     every field line (its errors come first, as field errors do in the compiled parser) and sets
+     up the body framing. Method and target stay ours because llhttp knows a fixed method table,
+     tunnels CONNECT and rejects obs-text in targets, none of which the compiled parser does; and
+     llhttp sees Transfer-Encoding only in the canonical form `chunked` the checks left possible.
   2. The body. feed_body() gives llhttp the Content-Length bytes up to the announced length. A
      chunked body can end only just after a CRLFCRLF (the last-chunk line or the trailer section
      followed by the blank line), and llhttp completes a message exactly on that final LF; so a
      chunked body is fed up to each CRLFCRLF in turn until llhttp reports the message complete, and
      the bytes after it stay in `inbuf` for the next request. on_body collects the decoded body and
-     enforces max_body_size on chunked bodies (413).
+     enforces max_body_size on chunked bodies (413); chunk-size lines and trailers are bounded
+     too (400 / 431, see feed_body).
 
 Errors surface as Reject(status); the connection answers with that status and closes.
 """
@@ -37,12 +39,24 @@ CRLF2 = b"\r\n\r\n"
 # token bytes in the method, any visible byte or obs-text (no control byte, no space) in the target.
 REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/([0-9])\.([0-9])")
 
-# The fields whose meaning the server acts on. The head has been validated by llhttp when this
-# runs, so a field line is "\r\n" name ":" OWS value, value without CR or LF.
+# The fields whose meaning the server acts on: "\r\n" name ":" OWS value. A line this misreads
+# (a bare CR, say) is rejected by llhttp, whose verdict is given first.
 FRAMING_FIELD = re.compile(rb"\r\n(host|content-length|transfer-encoding|expect|connection):[ \t]*([^\r]*)",
                            re.IGNORECASE)
 
+# Bytes a field value must not hold (RFC 9110 5.5): controls other than HTAB, and DEL.
+FIELD_VALUE_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+# Host field value bytes (RFC 9112 3.2, RFC 3986 3.2.2): uri-host [":" port], so unreserved,
+# pct-encoded, sub-delims, ':' and the brackets of an IP literal (HOST_BYTE in parser.pxi).
+INVALID_HOST_BYTE = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
+
+# A whole Transfer-Encoding field line (the line's own CRLF included), any spelling of the name.
+TRANSFER_ENCODING_LINE = re.compile(rb"(?im)^transfer-encoding:[^\r]*\r\n")
+
 CONTENT_LENGTH_MAX_DIGITS = 18          # as in parser.pxi: 10**18 - 1 fits in int64
+MAX_EMPTY_LINES_BEFORE_REQUEST = 8      # as in connection.pxi
+CHUNK_FRAMING_MAX = 4096 + 4            # a chunk-size line with its extensions (CHUNK_LINE_MAX) + 2 CRLFs
 NEUTRAL_REQUEST_LINES = (b"GET / HTTP/1.0\r\n", b"GET / HTTP/1.1\r\n")
 
 
@@ -62,9 +76,9 @@ class Message:
     header facts the server acts on, and its decoded body as it arrives."""
 
     __slots__ = ("head", "method_end", "target_start", "target_end", "path_start", "path_end",
-                 "version_minor", "is_head", "is_get", "content_length", "chunked", "expect_continue",
-                 "expect_unknown", "connection_close", "connection_keep_alive",
-                 "body_parts", "body_size", "buffered", "complete")
+                 "version_minor", "is_head", "is_get", "content_length", "has_transfer_encoding", "chunked",
+                 "expect_continue", "expect_unknown", "connection_close", "connection_keep_alive",
+                 "body_parts", "body_size", "buffered", "complete", "chunks", "after_chunk_header", "framing_run")
 
     def __init__(self, head, method_end, target_start, target_end, path_start, path_end, version_minor):
         self.head = head
@@ -78,6 +92,7 @@ class Message:
         self.is_head = method == b"HEAD"
         self.is_get = method == b"GET"
         self.content_length = -1
+        self.has_transfer_encoding = False
         self.chunked = False
         self.expect_continue = False
         self.expect_unknown = False
@@ -87,6 +102,9 @@ class Message:
         self.body_size = 0                      # decoded body bytes so far
         self.buffered = 0                       # bytes in body_parts
         self.complete = False                   # llhttp reported the end of the message
+        self.chunks = 0                         # chunked: chunk-size lines seen
+        self.after_chunk_header = False         # chunked: a size line, and no data since (the last chunk's trailers)
+        self.framing_run = 0                    # chunked: framing bytes read since the body last progressed
 
     @property
     def path(self):
@@ -130,7 +148,8 @@ def locate_path(method, target):
 class RequestParser:
     """The request side of one connection: received bytes, llhttp, and the message in progress."""
 
-    __slots__ = ("limits", "parser", "inbuf", "message", "scanned", "line_end", "body_remaining", "tail")
+    __slots__ = ("limits", "parser", "inbuf", "message", "scanned", "line_end", "body_remaining", "tail",
+                 "empty_lines")
 
     def __init__(self, limits):
         self.limits = limits
@@ -141,23 +160,30 @@ class RequestParser:
         self.line_end = -1              # the request line's LF once seen
         self.body_remaining = 0         # Content-Length bytes not yet fed
         self.tail = b""                 # the last bytes fed of a chunked body (a CRLFCRLF may span feeds)
+        self.empty_lines = 0            # CRLFs skipped before the current request line
 
     def _new_llhttp(self):
-        parser = httptools.HttpRequestParser(self)
-        # RFC 9112 7.1.1 allows BWS before a chunk extension's ';', which the compiled parser accepts.
-        parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
-        return parser
+        return httptools.HttpRequestParser(self)        # every leniency off (the default)
 
     # -- llhttp callbacks ---------------------------------------------------------------------------
 
     def on_body(self, data):
         message = self.message
         message.body_parts.append(data)
+        message.after_chunk_header = False
         size = len(data)
         message.body_size += size
         message.buffered += size
         if message.chunked and message.body_size > self.limits.max_body_size:
             raise Reject(413)
+
+    def on_chunk_header(self):
+        message = self.message
+        message.chunks += 1
+        message.after_chunk_header = True
+
+    def on_chunk_complete(self):
+        self.message.after_chunk_header = False
 
     def on_message_complete(self):
         self.message.complete = True
@@ -184,11 +210,15 @@ class RequestParser:
         buf = self.inbuf
         limits = self.limits
         if self.scanned == 0:
-            # RFC 9112 2.2: ignore empty lines received before a request line.
+            # RFC 9112 2.2: ignore empty lines received before a request line. They count as the
+            # start of a head (the connection re-arms no timer for them), and only a few are allowed.
             while buf[:2] == b"\r\n":
                 del buf[:2]
-            if not buf:
-                return None
+                self.empty_lines += 1
+                if self.empty_lines > MAX_EMPTY_LINES_BEFORE_REQUEST:
+                    raise Reject(400)
+            if not buf or buf == b"\r":
+                return None                             # nothing yet, or a CR whose LF is still coming
         scanned = self.scanned
         end = buf.find(CRLF2, max(0, scanned - 3))
         limit = len(buf) if end < 0 else end + 4
@@ -238,8 +268,19 @@ class RequestParser:
                                          target_start + span[0], target_start + span[1], version_minor)
         if head.count(b"\r\n", line_end + 2) - 1 > limits.max_header_count:
             raise Reject(431)
-        upgraded = self._feed(NEUTRAL_REQUEST_LINES[version_minor] + head[line_end + 2:])
-        self._check_framing_fields(message, line_end)
+        fields = head[line_end + 2:]
+        status = self._check_framing_fields(message, line_end)
+        if message.has_transfer_encoding:
+            # Transfer-Encoding is judged by the checks above, with the compiled parser's rules
+            # (llhttp rejects valid OWS after the last coding and empty list items, and would
+            # answer 400 where the compiled core says 501). Once they pass, the field(s) can only
+            # mean `chunked`: llhttp gets exactly that, or no Transfer-Encoding line at all.
+            fields = TRANSFER_ENCODING_LINE.sub(b"", fields)
+            if status is None:
+                fields = b"Transfer-Encoding: chunked\r\n" + fields
+        upgraded = self._feed(NEUTRAL_REQUEST_LINES[version_minor] + fields)     # field syntax errors first
+        if status is not None:
+            raise Reject(status)
         if upgraded:
             self._after_upgrade(message)
         self.body_remaining = max(0, message.content_length)
@@ -247,9 +288,9 @@ class RequestParser:
         return message
 
     def _check_framing_fields(self, message, line_end):
-        """The rules of parse_head() in parser.pxi that llhttp does not enforce, in its order."""
+        """The rules of parse_head() in parser.pxi that llhttp does not enforce, in its order: fills
+        `message` and returns the error status, or None."""
         host_count = 0
-        has_transfer_encoding = False
         chunked_count = 0
         coding_unknown = False
         for field in FRAMING_FIELD.finditer(message.head, line_end):
@@ -257,12 +298,16 @@ class RequestParser:
             value = field.group(2).rstrip(b" \t")
             if name == b"host":
                 host_count += 1
+                if INVALID_HOST_BYTE.search(value) is not None:
+                    return 400                          # an invalid Host value (RFC 9112 3.2)
             elif name == b"content-length":
                 if message.content_length != -1 or not value.isdigit() or len(value) > CONTENT_LENGTH_MAX_DIGITS:
-                    raise Reject(400)
+                    return 400
                 message.content_length = int(value)
             elif name == b"transfer-encoding":
-                has_transfer_encoding = True
+                message.has_transfer_encoding = True
+                if not value or FIELD_VALUE_CONTROL_BYTE.search(value) is not None:
+                    return 400                          # empty: ambiguous framing; control bytes: as any field
                 for coding in value.split(b","):
                     coding = coding.strip(b" \t")
                     if not coding:
@@ -285,15 +330,16 @@ class RequestParser:
                         message.connection_close = True
                     elif option == b"keep-alive":
                         message.connection_keep_alive = True
-        if has_transfer_encoding:
+        if message.has_transfer_encoding:
             if message.content_length != -1 or message.version_minor == 0:
-                raise Reject(400)                   # smuggling shapes: CL with TE, TE on 1.0
+                return 400                      # smuggling shapes: CL with TE, TE on 1.0
             if not message.chunked or chunked_count != 1:
-                raise Reject(400)                   # RFC 9112 6.3: the final coding must be chunked, once
+                return 400                      # RFC 9112 6.3: the final coding must be chunked, once
             if coding_unknown:
-                raise Reject(501)                   # e.g. gzip, chunked: a coding we do not decode
+                return 501                      # e.g. gzip, chunked: a coding we do not decode
         if (message.version_minor == 1 and host_count != 1) or host_count > 1:
-            raise Reject(400)
+            return 400
+        return None
 
     def _after_upgrade(self, message):
         """llhttp treats `Connection: upgrade` + `Upgrade` as the end of HTTP and skips the body; the
@@ -323,12 +369,27 @@ class RequestParser:
             return message.complete
         position = 0
         available = len(buf)
+        decoded_before = message.body_size
+        chunks_before = message.chunks
         while position < available and not message.complete:
             cut = self._next_possible_end(position)
             self._feed(buf if (position == 0 and cut == available) else buf[position:cut])
             position = cut
         self.tail = (self.tail + bytes(buf[max(0, position - 3):position]))[-3:]
         del buf[:position]
+        # The compiled parser allows CHUNK_LINE_MAX bytes per chunk-size line (400) and max_head_size
+        # of trailers (431). llhttp has no such limits and httptools does not say where a line
+        # starts, so the framing bytes (everything fed that is not body) are counted per read: a
+        # read that brings body bytes or size lines may hold about a line's worth per size line;
+        # reads that bring neither add up, until the line or the trailer section is over its limit.
+        decoded = message.body_size - decoded_before
+        new_chunks = message.chunks - chunks_before
+        framing = position - decoded
+        message.framing_run = framing if (decoded or new_chunks) else message.framing_run + framing
+        in_trailers = message.after_chunk_header     # no data after the last size line: the 0 chunk's trailers
+        allowed = (new_chunks + 1) * CHUNK_FRAMING_MAX + (self.limits.max_head_size if in_trailers else 0)
+        if message.framing_run > allowed:
+            raise Reject(431 if in_trailers else 400)
         return message.complete
 
     def _next_possible_end(self, position):
@@ -346,3 +407,4 @@ class RequestParser:
         """The current request is answered: get ready for the next head."""
         self.message = None
         self.tail = b""
+        self.empty_lines = 0

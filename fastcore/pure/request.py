@@ -99,7 +99,9 @@ class Request:
     @property
     def remote_addr(self):
         """The client's IP address as text ("" when unknown, e.g. on a unix socket)."""
-        return self._peer[0] if isinstance(self._peer, tuple) else ""
+        if not isinstance(self._peer, tuple):
+            return ""
+        return self._peer[0].partition("%")[0]      # as inet_ntop: an IPv6 zone is not part of it
 
     @property
     def remote_port(self):
@@ -130,6 +132,8 @@ class BodyReader:
         self.conn = None
 
     def _ready(self):
+        if self.conn is None:
+            return 0
         parts = self.message.body_parts
         return len(parts[0]) if parts else 0
 
@@ -150,10 +154,10 @@ class BodyReader:
         """Make at least one body byte ready, unless the body is finished."""
         if self.failure is not None:
             raise self.failure
+        conn = self.conn
+        if conn is None and not self.finished:
+            raise ValueError("a streamed request body can be read only while its handler runs")
         while not self.finished and not self.message.buffered:
-            conn = self.conn
-            if conn is None:
-                raise ValueError("a streamed request body can be read only while its handler runs")
             conn.send_deferred_continue()
             received = conn.receive_blocking(conn.worker.body_timeout)
             if received == 0:

@@ -72,12 +72,12 @@ class Formats:
         self.server_field = b"Server: " + server_name.encode("latin-1") + b"\r\n"
         self._status_lines = {}
         self._content_type_lines = {}
-        self.routes = {}                # path bytes -> (head without Date, body)
+        self.routes = {}                # path bytes -> (head without Date, body, status)
         for path, status, content_type, body in static_routes:
             head = (self.status_line(status) + self.server_field
                     + b"Content-Type: " + content_type.encode("latin-1") + b"\r\n"
                     + b"Content-Length: %d\r\n" % len(body))
-            self.routes[path.encode("latin-1")] = (head, body)
+            self.routes[path.encode("latin-1")] = (head, body, status)
 
     def status_line(self, status):
         line = self._status_lines.get(status)
@@ -180,6 +180,7 @@ def connection_field(conn):
 def append_error_response(conn, status, head_only):
     """A short text/plain response with the status's reason as body."""
     worker = conn.worker
+    worker.count_response(status)
     reason = ERROR_REASONS.get(status, b"Error")
     conn.write(b"HTTP/1.1 %d %s\r\n%s%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
                % (status, reason, worker.formats.server_field, worker.date.line, len(reason) + 1,
@@ -187,23 +188,46 @@ def append_error_response(conn, status, head_only):
 
 
 def append_static_response(conn, route, head_only):
-    head, body = route
+    head, body, status = route
+    conn.worker.count_response(status)
     data = head + conn.worker.date.line + connection_field(conn) + b"\r\n"
     conn.write(data if head_only else data + body)
 
 
 # -- handler results ---------------------------------------------------------------------------------
 
+def declared_length(value):
+    if not value.isdigit() or len(value) > 18:
+        raise ValueError(f"invalid Content-Length {value!r}")
+    return int(value)
+
+
+def custom_status_line(status, reason):
+    """A status line with the handler's own reason phrase (WSGI apps give one); not cached."""
+    phrase = as_latin1(reason)
+    if not 100 <= status <= 999:
+        raise ValueError(f"invalid HTTP status {status}")
+    check_field(b"Reason", phrase)
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
 def append_handler_response(conn, result, head_only):
     """Serialize what the handler returned into the connection's output (append_handler_response in
-    python.pxi). Raises on a result that cannot be sent; the output is then untouched."""
+    core.pxi). Raises on a result that cannot be sent; the output is then untouched.
+
+    Framing: a body of known length gets Content-Length; an iterable is streamed, chunked on
+    HTTP/1.1 and close-delimited on 1.0, unless the handler declared a Content-Length, which is
+    then honoured (the stream is capped at it, and a stream that falls short closes the
+    connection). A declared Content-Length on HEAD is what a GET would carry."""
     worker = conn.worker
     formats = worker.formats
+    reason = None
     if type(result) is Response:
         status = result.status
         body = result.body
         headers = result.headers
         content_type = result.content_type
+        reason = result.reason
     elif isinstance(result, (bytes, str)):
         status = 200
         body = result
@@ -225,16 +249,21 @@ def append_handler_response(conn, result, head_only):
     else:
         stream = iter(body)                         # unknown length: streamed
 
-    parts = [formats.status_line(status), formats.server_field, worker.date.line]
+    parts = [formats.status_line(status) if reason is None else custom_status_line(status, reason),
+             formats.server_field, worker.date.line]
     if content_type is not None:
         parts.append(formats.content_type_line(content_type))
+    declared = -1
     if headers:
         for field_name, field_value in (headers.items() if isinstance(headers, dict) else headers):
             name = as_latin1(field_name)
             value = as_latin1(field_value)
             check_field(name, value)
             lowered = name.lower()
-            if lowered == b"content-length" or lowered == b"transfer-encoding":
+            if lowered == b"content-length":
+                declared = declared_length(value)
+                continue                            # written below, once, with the framing
+            if lowered == b"transfer-encoding":
                 continue                            # framing is ours to decide
             if lowered == b"connection":
                 if b"close" in value.lower():
@@ -242,18 +271,43 @@ def append_handler_response(conn, result, head_only):
                     conn.close_after_write = True
                 continue
             parts.append(name + b": " + value + b"\r\n")
+
     bodyless = status < 200 or status == 204 or status == 304
-    chunked = conn.parser.message.version_minor == 1
-    if stream is not None and not bodyless:
-        if chunked:
+    stream_remaining = -1
+    body_length = 0
+    if bodyless:
+        pass
+    elif file_span is not None:
+        body_length = file_span[2]
+        if declared >= 0:
+            if declared > body_length:
+                raise ValueError(f"Content-Length {declared} is more than the file's {body_length} remaining bytes")
+            body_length = declared
+            file_span = (file_span[0], file_span[1], body_length)
+    elif stream is not None:
+        body_length = stream_remaining = declared
+    else:
+        body_length = len(body)
+        if declared >= 0 and not head_only:
+            if declared > body_length:
+                raise ValueError(f"Content-Length {declared} is more than the body's {body_length} bytes")
+            body = body[:declared]                  # never send more than was declared
+            body_length = declared
+        elif declared >= 0:
+            body_length = declared                  # HEAD: what the GET would carry
+    chunked = False
+    if not bodyless:
+        if body_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % body_length)
+        elif conn.parser.message.version_minor == 1:
             parts.append(b"Transfer-Encoding: chunked\r\n")
+            chunked = True
         else:
             conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
             conn.close_after_write = True
-    elif not bodyless:
-        parts.append(b"Content-Length: %d\r\n" % (file_span[2] if file_span is not None else len(body)))
     parts.append(connection_field(conn))
     parts.append(b"\r\n")
+    worker.count_response(status)               # from here on nothing can fail: the response goes out
 
     if file_span is not None:
         conn.write(b"".join(parts))
@@ -267,7 +321,8 @@ def append_handler_response(conn, result, head_only):
         conn.stream = stream
         conn.stream_owner = body
         conn.stream_chunked = chunked
-        if bodyless or head_only:
+        conn.stream_remaining = stream_remaining
+        if bodyless or head_only or stream_remaining == 0:
             conn.release_stream()                   # no body goes out; the iterable is closed
         else:
             pull_stream(conn)
@@ -282,9 +337,10 @@ def append_handler_response(conn, result, head_only):
 
 
 def pull_stream(conn):
-    """Append the next parts of a streamed body to the output, up to STREAM_HIGH_WATER bytes; at its
-    end, the last chunk. An exception mid-body cannot become a 500 any more: the connection is closed
-    without the last chunk, so the client sees the body is incomplete."""
+    """Append the next parts of a streamed body to the output and send each as it comes (a
+    server-sent-events generator must not wait for a buffer to fill), until the socket is full,
+    STREAM_HIGH_WATER bytes wait, or the body ends. An exception mid-body cannot become a 500 any
+    more: the connection closes without the last chunk, so the client sees the body is incomplete."""
     iterator = conn.stream
     try:
         while conn.out_size < STREAM_HIGH_WATER:
@@ -292,19 +348,35 @@ def pull_stream(conn):
             if item is _END_OF_STREAM:
                 if conn.stream_chunked:
                     conn.write(b"0\r\n\r\n")
+                elif conn.stream_remaining > 0:
+                    error_log.error("a streamed body ended %d bytes short of its Content-Length; "
+                                    "closing the connection", conn.stream_remaining)
+                    conn.keep_alive = False
+                    conn.close_after_write = True
                 conn.release_stream()
                 return
             part = as_body_bytes(item)
             if not part:
                 continue
-            if not conn.stream_chunked:
+            if conn.stream_chunked:
+                if len(part) <= SMALL_BODY:
+                    conn.write(b"%x\r\n%s\r\n" % (len(part), part))
+                else:
+                    conn.write(b"%x\r\n" % len(part))
+                    conn.write(part)
+                    conn.write(b"\r\n")
+            elif conn.stream_remaining >= 0:
+                if len(part) >= conn.stream_remaining:
+                    conn.write(part[:conn.stream_remaining])     # never more than declared
+                    conn.stream_remaining = 0
+                    conn.release_stream()
+                    return
                 conn.write(part)
-            elif len(part) <= SMALL_BODY:
-                conn.write(b"%x\r\n%s\r\n" % (len(part), part))
+                conn.stream_remaining -= len(part)
             else:
-                conn.write(b"%x\r\n" % len(part))
                 conn.write(part)
-                conn.write(b"\r\n")
+            if not conn.send_available():
+                return                              # the flush after the batch takes it from here
     except BaseException:
         try:
             error_log.exception("streamed response body failed; closing the connection")

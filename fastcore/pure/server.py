@@ -1,17 +1,15 @@
-"""fastcore.pure.server: Server, fastcore.Server with the pure-Python Core.
+"""fastcore.pure.server: Server, fastcore.Server with the pure-Python engine.
 
 Theory of operation. fastcore.server.Server drives its engine through a small interface: a Core
-with run_listener(), run_worker(i), stop_listener(), stop_workers(timeout), release() and stats().
-fastcore.pure.core.Core has the same interface, so this class inherits everything (options and
-ServerConfig, add_static, stop() with its ordering and joins, serve_forever() and signals,
-stats(), port / host / running, the context manager, the stop-at-exit registry) and overrides only
-start(), the one place the compiled Core is built.
+with run_listener(), run_worker(i), stop_listener(), stop_workers(timeout), release() and stats(),
+built by Server._build_core(listening). fastcore.pure.core.Core has the same interface, so this
+class overrides only _build_core and inherits everything else: options and ServerConfig,
+add_static, the listening socket (TCP, IPv6, unix, inherited fds: fastcore.sockets), start() and
+stop() with their ordering and joins, serve_forever() and signals, processes, the access log and
+metrics wrappers around the handler, stats(), port / host / url / running, the context manager,
+the stop-at-exit registry. Server.wsgi is overridden too, so that it gives a pure WSGIServer.
 """
-import socket
-import threading
-
 from .. import server as compiled_server
-from ..errors import ServerStateError
 from .core import Core
 
 
@@ -23,34 +21,14 @@ class Server(compiled_server.Server):
         server.serve_forever()          # or: with fastcore.pure.Server(handler, port=0) as s: ...
     """
 
-    def start(self):
-        with self._lifecycle_lock:
-            if self._core is not None:
-                raise ServerStateError("server already started")
-            config = self.config
-            family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-            listening = socket.create_server((config.host, config.port), family=family, backlog=config.backlog)
-            listening.setblocking(False)
-            try:
-                core = Core(listening, self.handler, config, list(self._static_routes.values()))
-            except BaseException:
-                listening.close()
-                raise
-            self._socket = listening
-            self._core = core
-            self._stop_requested.clear()
-            self._listener_thread = threading.Thread(
-                target=core.run_listener, name=f"fastcore-listener:{self.port}", daemon=True)
-            self._worker_threads = [
-                threading.Thread(target=core.run_worker, args=(index,),
-                                 name=f"fastcore-worker-{index}:{self.port}", daemon=True)
-                for index in range(config.threads)
-            ]
-            for thread in self._worker_threads:
-                thread.start()
-            self._listener_thread.start()
-            compiled_server._running_servers.add(self)
-        return self
+    def _build_core(self, listening):
+        return Core(listening, self._core_handler(), self.config, list(self._static_routes.values()))
+
+    @classmethod
+    def wsgi(cls, app, config=None, **options):
+        """Server.wsgi(app, **options) -> a fastcore.pure.WSGIServer for the WSGI application `app`."""
+        from .wsgi import WSGIServer        # fastcore.pure.wsgi builds on this module
+        return WSGIServer(app, config, **options)
 
     def __repr__(self):
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"

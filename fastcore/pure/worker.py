@@ -54,6 +54,10 @@ class Worker:
         self.stopping = False                   # this thread's own copy of stop_requested, once seen
         self.closed_count = 0                   # connections closed here (for stats: open = opened - closed)
         self.sendfile_bytes = 0
+        self.requests = 0                       # heads parsed
+        self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self.wakeup = Wakeup()
         try:
             self.epoll = select.epoll()
@@ -140,6 +144,21 @@ class Worker:
         self.connections[conn.fd] = conn
         self.timers.arm(conn, timers.HEADER, self.now)      # the first request is due
         conn.on_readable()
+
+    def count_response(self, status):
+        status_class = status // 100
+        self.responses[status_class if 1 <= status_class <= 5 else 0] += 1
+
+    def stats(self):
+        """This worker's counters (each written by this thread only)."""
+        return {
+            "requests": self.requests,
+            "open_connections": len(self.connections),
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "responses": {("%dxx" % status_class if status_class else "other"): count
+                          for status_class, count in enumerate(self.responses)},
+        }
 
     def static_route(self, message):
         """The static route answering `message` (GET or HEAD on its exact path), or None."""
