@@ -92,6 +92,9 @@ def build_parser():
     parser.add_argument("--interface", choices=("wsgi", "native"), default=None,
                         help=f"APP is a WSGI application (default) or a native handler, request -> Response "
                              f"(env {ENV_PREFIX}INTERFACE)")
+    parser.add_argument("--engine", choices=("compiled", "pure"), default=None,
+                        help=f"the compiled core (default) or fastcore.pure, the same server in pure Python "
+                             f"with httptools, for comparison (env {ENV_PREFIX}ENGINE)")
     parser.add_argument("--factory", action="store_true", default=None,
                         help="APP names a factory: call it (without arguments) to get the app")
     parser.add_argument("--app-dir", default=None, metavar="DIR",
@@ -143,6 +146,11 @@ def resolve(argv=None, environ=None):
         if interface not in ("wsgi", "native"):
             raise UsageError(f"{ENV_PREFIX}INTERFACE={interface!r}: expected wsgi or native")
         args.interface = interface
+    if args.engine is None:
+        engine = environ.get(ENV_PREFIX + "ENGINE", "compiled") or "compiled"
+        if engine not in ("compiled", "pure"):
+            raise UsageError(f"{ENV_PREFIX}ENGINE={engine!r}: expected compiled or pure")
+        args.engine = engine
     if args.app_dir is None:
         args.app_dir = environ.get(ENV_PREFIX + "APP_DIR") or "."
     try:
@@ -282,10 +290,14 @@ def configure_logging(config):
 
 def run(argv=None):
     from .__main__ import demo_app
-    from .server import Server
-    from .wsgi import WSGIServer
 
     args, config = resolve(argv)
+    if args.engine == "pure":
+        from .pure import Server
+        from .pure.wsgi import WSGIServer
+    else:
+        from .server import Server
+        from .wsgi import WSGIServer
     if args.app is None:
         server = Server(demo_app, config=config)           # Server adds the access log if asked
         server.add_static("/health", b"OK\n")

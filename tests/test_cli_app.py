@@ -323,3 +323,26 @@ def test_debug_log_level_shows_the_traceback_of_the_users_code(app_dir):
     returncode, _, stderr = run_failing(["broken:app", "--log-level", "debug"], app_dir)
     assert returncode == 1
     assert "Traceback" in stderr and "the module itself is broken" in stderr
+
+
+def test_engine_pure_serves_the_demo_with_the_pure_python_server():
+    """--engine pure selects fastcore.pure (the comparison engine) with the same command line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import PROJECT_ROOT
+    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-m", "fastcore", "--port", "0", "--engine", "pure"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        url = child.stdout.readline().split(" on ", 1)[1].split(" ")[0]
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.read() == b"Hello, World!\n"
+        child.send_signal(signal.SIGINT)
+        assert child.wait(10) == 0
+    finally:
+        child.kill()
+        child.wait()
