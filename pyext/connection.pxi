@@ -415,7 +415,7 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
 
 
-cdef int conn_receive_blocking(Conn* conn, int timeout_ms) noexcept nogil:
+cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexcept nogil:
     """For a body reader inside a handler (the worker thread is busy there anyway): send what
     output is pending (a 100 Continue, earlier pipelined responses), then wait up to timeout_ms for
     body bytes and append them to the input. Returns bytes received, 0 on timeout, -1 when the
@@ -428,6 +428,7 @@ cdef int conn_receive_blocking(Conn* conn, int timeout_ms) noexcept nogil:
         if n > 0:
             conn.output_sent_early += <size_t>n
             buffer_consume(&conn.output, <size_t>n)
+            fc_counter_add(&worker.counters.bytes_sent, n)
         elif n < 0 and errno == EINTR:
             continue
         elif n < 0 and errno == EAGAIN:
@@ -442,6 +443,7 @@ cdef int conn_receive_blocking(Conn* conn, int timeout_ms) noexcept nogil:
         n = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
         if n > 0:
             conn.input.end += <size_t>n
+            fc_counter_add(&worker.counters.bytes_received, n)
             return <int>n
         if n == 0:
             conn.peer_closed = True

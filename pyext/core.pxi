@@ -432,7 +432,6 @@ cdef class Core:
             _append_bytes(out, self._status_line(status))
         else:
             _append_bytes(out, _custom_status_line(status, reason))
-        count_response(worker, status)
         if buffer_append(out, self.state.server_field, self.state.server_field_length) != 0:
             raise MemoryError()
         if buffer_append(out, worker.date.line, worker.date.length) != 0:
@@ -517,6 +516,7 @@ cdef class Core:
                 self.pull_stream(worker, conn)
         elif not bodyless and not head_only:
             _append_bytes(out, <bytes>body)
+        count_response(worker, status)                  # only once the response is sure to go out
         return 0
 
     cdef void pull_stream(self, Worker* worker, Conn* conn) noexcept:

@@ -262,7 +262,7 @@ cdef class BodyReader:
                 buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25)
             timeout_ms = <int>self.worker.timers[<int>TIMER_BODY].duration_ms
             with nogil:
-                received = conn_receive_blocking(conn, timeout_ms if timeout_ms > 0 else -1)
+                received = conn_receive_blocking(self.worker, conn, timeout_ms if timeout_ms > 0 else -1)
             if received == 0:
                 self.failure = RequestBodyError(408, "the client sent no body bytes within body_timeout")
             elif received < 0:

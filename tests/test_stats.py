@@ -33,3 +33,25 @@ def test_stats_match_the_traffic(server):
     assert stats["open_connections"] == 0
     assert sum(worker["requests"] for worker in stats["workers"]) == 8
     assert len(stats["workers"]) == srv.config.threads
+
+
+def test_a_refused_handler_response_counts_once_as_5xx(server):
+    import fastcore
+    srv = server(lambda request: fastcore.Response(b"x", headers={"X-Bad": "a\r\nInjected: 1"}))
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert ResponseReader(sock).read_response().status == 500
+    stats = srv.stats()
+    assert stats["responses"]["5xx"] == 1 and stats["responses"]["2xx"] == 0
+
+
+def test_streamed_request_bodies_are_counted_in_bytes_received(server):
+    srv = server(lambda request: b"%d" % len(request.stream.read()), body_buffer_size=1024)
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n"
+    with connect(srv.port) as sock:
+        sock.sendall(head + b"b" * 1000)                   # the rest arrives while the handler reads
+        sock.sendall(b"b" * 199000)
+        response = ResponseReader(sock).read_response()
+        assert response.body == b"200000"
+    assert srv.stats()["bytes_received"] == len(head) + 200000
+    assert srv.stats()["bytes_sent"] == len(response.raw)
