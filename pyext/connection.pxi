@@ -54,8 +54,8 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
     while True:
         if conn.close_after_write:
             return SERVE_CLOSE
-        if conn.stream != NULL or conn.sendfile_fd >= 0:
-            return SERVE_DONE                           # the response being streamed comes first
+        if conn.stream != NULL or conn.sendfile_fd >= 0 or conn.body_remaining:
+            return SERVE_DONE                           # the response being sent comes first
         available = buffer_length(&conn.input)
         if not conn.head_complete:
             # RFC 9112 section 2.2: ignore empty lines received before a request line. They count as
@@ -250,14 +250,39 @@ cdef enum SendResult:
 
 
 cdef SendResult conn_send_available(Worker* worker, Conn* conn, bint* progressed) noexcept nogil:
-    """Send what of the output the socket takes now, without waiting."""
+    """Send what of the output (then of a large body, in the same sendmsg) the socket takes now,
+    without waiting."""
     cdef ssize_t sent
-    while buffer_length(&conn.output):
-        sent = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
+    cdef size_t head
+    cdef iovec parts[2]
+    cdef msghdr message
+    memset(&message, 0, sizeof(message))
+    message.msg_iov = parts
+    while buffer_length(&conn.output) or conn.body_remaining:
+        head = buffer_length(&conn.output)
+        message.msg_iovlen = 0
+        if head:
+            parts[0].iov_base = conn.output.data + conn.output.start
+            parts[0].iov_len = head
+            message.msg_iovlen = 1
+        if conn.body_remaining:
+            parts[message.msg_iovlen].iov_base = <void*>conn.body_data
+            parts[message.msg_iovlen].iov_len = conn.body_remaining
+            message.msg_iovlen += 1
+        sent = sendmsg(conn.fd, &message, MSG_NOSIGNAL)
         if sent > 0:
-            buffer_consume(&conn.output, <size_t>sent)
             fc_counter_add(&worker.counters.bytes_sent, sent)
             progressed[0] = True
+            if <size_t>sent <= head:
+                buffer_consume(&conn.output, <size_t>sent)
+            else:
+                buffer_consume(&conn.output, head)
+                conn.body_data += <size_t>sent - head
+                conn.body_remaining -= <size_t>sent - head
+                if conn.body_remaining == 0:
+                    conn.body_data = NULL
+                    if conn.stream_owner != NULL and conn.stream == NULL:
+                        worker_orphan_stream(worker, conn)      # release the bytes at the next batch
         elif sent < 0 and errno == EINTR:
             continue
         elif sent < 0 and errno == EAGAIN:
@@ -271,23 +296,34 @@ cdef SendResult conn_send_available(Worker* worker, Conn* conn, bint* progressed
 cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
     """Send the pending output; close, go back to reading, or wait for EPOLLOUT."""
     cdef bint progressed = False
-    cdef SendResult sent = conn_send_available(worker, conn, &progressed)
-    if sent == SEND_BLOCKED:
-        conn_set_state(worker, conn, CONN_WRITING)
-        if progressed or conn.timer_kind != TIMER_WRITE:
-            timer_arm(worker, conn, TIMER_WRITE)        # the client must keep taking bytes
-        return
-    if sent == SEND_FAILED:
-        conn_close(worker, conn)
-        return
-    if conn.sendfile_fd >= 0:
-        if not conn_send_file(worker, conn, progressed):
+    cdef bint body_pending
+    cdef SendResult sent
+    cdef ServeResult result
+    while True:
+        body_pending = conn.body_remaining != 0 or conn.sendfile_fd >= 0
+        sent = conn_send_available(worker, conn, &progressed)
+        if sent == SEND_BLOCKED:
+            conn_set_state(worker, conn, CONN_WRITING)
+            if progressed or conn.timer_kind != TIMER_WRITE:
+                timer_arm(worker, conn, TIMER_WRITE)    # the client must keep taking bytes
             return
-        if buffer_length(&conn.input) and not conn.close_after_write:
-            # Requests pipelined behind the file waited for it; answer them now.
+        if sent == SEND_FAILED:
+            conn_close(worker, conn)
+            return
+        if conn.sendfile_fd >= 0 and not conn_send_file(worker, conn, progressed):
+            return
+        if not (body_pending and buffer_length(&conn.input) and not conn.close_after_write
+                and conn.stream == NULL):
+            break
+        # Requests pipelined behind a large body or a file waited for it: answer them now (in
+        # this loop, not by recursion: a long pipeline of large responses must not grow the stack).
+        result = serve_buffered_requests(worker, conn)
+        if result == SERVE_NEEDS_PYTHON:
             conn_set_state(worker, conn, CONN_READING)
-            conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
+            conn_queue_for_python(worker, conn)
             return
+        if conn.peer_closed:
+            conn.close_after_write = True
     if conn.stream != NULL:
         conn_set_state(worker, conn, CONN_READING)
         conn_queue_for_python(worker, conn)             # drained: pull the next part of the body

@@ -514,7 +514,17 @@ cdef class Core:
                 release_stream(conn)                    # no body goes out; the iterable is closed
             else:
                 self.pull_stream(worker, conn)
-        elif not bodyless and not head_only:
+        elif bodyless or head_only:
+            pass
+        elif body_length >= ZERO_COPY_BODY_MIN:
+            # Sent from the bytes object itself, after the head, without the GIL: bytes are
+            # immutable and the reference held here keeps the memory where it is.
+            Py_INCREF(body)
+            fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
+            conn.stream_owner = <void*>body
+            conn.body_data = PyBytes_AS_STRING(<bytes>body)
+            conn.body_remaining = <size_t>body_length
+        else:
             _append_bytes(out, <bytes>body)
         count_response(worker, status)                  # only once the response is sure to go out
         return 0

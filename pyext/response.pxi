@@ -4,6 +4,9 @@
 # field is formatted at most once a second per worker (date_refresh at the top of each loop turn)
 # and copied into responses as a ready-made line.
 
+cdef enum:
+    ZERO_COPY_BODY_MIN = 16384        # larger bodies are not copied into the output buffer
+
 cdef const char* WEEKDAY_NAMES = "SunMonTueWedThuFriSat"
 cdef const char* MONTH_NAMES = "JanFebMarAprMayJunJulAugSepOctNovDec"
 
@@ -118,7 +121,12 @@ cdef int append_static_response(Worker* worker, Conn* conn, const StaticRoute* r
     failed |= buffer_append(out, worker.date.line, worker.date.length)
     failed |= append_connection_field(out, conn)
     failed |= buffer_append(out, b"\r\n", 2)
-    if not head_only:
+    if head_only:
+        pass
+    elif route.body_length >= ZERO_COPY_BODY_MIN:
+        conn.body_data = route.body                     # sent from the route's own memory
+        conn.body_remaining = route.body_length
+    else:
         failed |= buffer_append(out, route.body, route.body_length)
     return failed
 

@@ -72,6 +72,8 @@ ctypedef struct WorkerCounters:     # written by the worker only (fc_counter_add
 cdef struct Conn:
     int fd
     PeerAddress peer
+    const char* body_data             # a large body sent from where it lies (no copy), after `output`
+    size_t body_remaining             #   (a Python bytes held by stream_owner, or a static route's)
     int sendfile_fd                   # a file being sent with sendfile(2), or -1
     long sendfile_offset
     size_t sendfile_remaining

@@ -78,6 +78,18 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_DONTWAIT
         SOL_SOCKET
         SHUT_WR
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+    cdef struct msghdr:
+        void* msg_name
+        socklen_t msg_namelen
+        iovec* msg_iov
+        size_t msg_iovlen
+        void* msg_control
+        size_t msg_controllen
+        int msg_flags
+    ssize_t sendmsg(int sockfd, const msghdr* msg, int flags)
     int accept4(int sockfd, sockaddr* addr, socklen_t* addrlen, int flags)
     ssize_t recv(int sockfd, void* buf, size_t len, int flags)
     ssize_t send(int sockfd, const void* buf, size_t len, int flags)

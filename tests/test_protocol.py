@@ -460,3 +460,32 @@ def test_an_empty_transfer_encoding_is_400(server):
     response, closed = exchange_and_check_close(
         srv.port, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     assert response.status == 400 and closed
+
+
+# -- large bodies go out from their own memory ---------------------------------------------------------
+
+def test_large_bodies_pipelined_with_small_ones_arrive_whole_and_in_order(server):
+    big = bytes(range(256)) * 512                         # 128 KiB: sent without copying
+    srv = server(lambda request: big if request.path == "/big" else b"small", static={"/static": big})
+    paths = [b"/big", b"/small", b"/static", b"/big", b"/small"] * 4
+    with connect(srv.port, timeout=10) as sock:
+        sock.sendall(b"".join(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n" for path in paths))
+        reader = ResponseReader(sock)
+        for path in paths:
+            response = reader.read_response()
+            assert response.body == (b"small" if path == b"/small" else big), path
+        sock.sendall(b"HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = reader.read_response(method="HEAD")
+        assert head.headers["content-length"] == str(len(big)) and head.body == b""
+
+
+def test_client_leaving_during_a_large_body_leaves_the_server_serving(server):
+    big = b"L" * (8 * 1024 * 1024)
+    srv = server(lambda request: big)
+    sock = connect(srv.port)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    sock.close()
+    assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
+    status, _, body = get(srv.port, timeout=10)
+    assert status == 200 and body == big
