@@ -23,25 +23,10 @@ import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from servers import raise_fd_limit  # noqa: E402  (bench/servers.py: standard library only at import)
+
 LINGER_RST = struct.pack("ii", 1, 0)
-
-
-def raise_fd_limit(wanted):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
-            return wanted
-        except (ValueError, OSError):
-            pass
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def response_complete(data):
