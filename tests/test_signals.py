@@ -75,3 +75,25 @@ def test_a_second_sigint_forces_the_stop():
     finally:
         child.kill()
         child.wait()
+
+
+def test_serve_forever_on_a_non_main_thread_installs_no_signal_handler():
+    import signal as signals
+    import threading
+
+    import fastcore
+    before = {signum: signals.getsignal(signum) for signum in (signals.SIGINT, signals.SIGTERM)}
+    server = fastcore.Server(lambda request: b"from a thread", port=0)
+    ready = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"on_ready": lambda s: ready.set()})
+    thread.start()
+    try:
+        assert ready.wait(10)
+        assert {signum: signals.getsignal(signum) for signum in before} == before
+        with connect(server.port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert sock.recv(4096).endswith(b"from a thread")
+    finally:
+        server.stop()
+        thread.join(10)
+    assert not thread.is_alive()
