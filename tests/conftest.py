@@ -41,6 +41,8 @@ def pytest_configure(config):
     global _hang_dump_fd
     config.addinivalue_line(
         "markers", "hang_timeout(seconds): kill the run with a traceback dump if the test runs longer")
+    config.addinivalue_line(
+        "markers", "compiled_only(reason): run only against the compiled engine (a listed difference)")
     try:
         _hang_dump_fd = os.dup(sys.__stderr__.fileno())
     except (AttributeError, OSError, ValueError):
@@ -67,9 +69,29 @@ def hang_guard(request):
 
 # -- servers -------------------------------------------------------------------------------------
 
+ENGINES = ("compiled", "pure")
+
+
+def pure_server_class():
+    import fastcore.pure
+    return fastcore.pure.Server
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """Every test that starts its servers through the `server` fixture runs twice: against the
+    compiled core and against fastcore.pure, so the two engines cannot drift apart unnoticed. A
+    test of something only one engine does carries @pytest.mark.compiled_only(reason)."""
+    marker = request.node.get_closest_marker("compiled_only")
+    if request.param == "pure" and marker is not None:
+        pytest.skip(f"compiled engine only: {marker.args[0]}")
+    return request.param
+
+
 @pytest.fixture
-def server():
-    """Factory: server(handler=None, threads=2, static=None, **options) -> a started fastcore.Server.
+def server(engine):
+    """Factory: server(handler=None, threads=2, static=None, **options) -> a started fastcore.Server
+    (or fastcore.pure.Server, see `engine`).
 
     `static` maps a path to a body, or to a dict of add_static keyword arguments
     ({"body": ..., "content_type": ..., "status": ...}). Every server started here is stopped at
@@ -78,7 +100,8 @@ def server():
 
     def start(handler=None, threads=2, static=None, **options):
         options = {"host": "127.0.0.1", "port": 0, **options}
-        srv = fastcore.Server(handler, threads=threads, **options)
+        engine_server = pure_server_class() if engine == "pure" else fastcore.Server
+        srv = engine_server(handler, threads=threads, **options)
         for path, spec in (static or {}).items():
             if isinstance(spec, dict):
                 srv.add_static(path, **spec)

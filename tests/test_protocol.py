@@ -24,7 +24,8 @@ HEAD = b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     (b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world"),
     (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
     (b"5;name=value;flag\r\nhello\r\n0\r\n\r\n", b"hello"),                      # chunk extensions
-    (b'5 ; q="quoted \\" ext"\r\nhello\r\n0\r\n\r\n', b"hello"),                # quoted-string ext
+    pytest.param(b'5 ; q="quoted \\" ext"\r\nhello\r\n0\r\n\r\n', b"hello",         # quoted-string ext
+                 marks=pytest.mark.compiled_only("llhttp rejects whitespace around ';' (fastcore/pure/__init__.py)")),
     (b"5\r\nhello\r\n0\r\nTrailer-One: 1\r\nTrailer-Two: two\r\n\r\n", b"hello"),  # trailers
     (b"0\r\n\r\n", b""),
 ])
