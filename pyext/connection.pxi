@@ -458,21 +458,21 @@ cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexc
     client closed or failed."""
     cdef pollfd waiting
     cdef ssize_t n
+    cdef size_t pending
+    cdef bint progressed = False
+    cdef SendResult sent
     waiting.fd = conn.fd
-    while buffer_length(&conn.output):
-        n = send(conn.fd, conn.output.data + conn.output.start, buffer_length(&conn.output), MSG_NOSIGNAL)
-        if n > 0:
-            conn.output_sent_early += <size_t>n
-            buffer_consume(&conn.output, <size_t>n)
-            fc_counter_add(&worker.counters.bytes_sent, n)
-        elif n < 0 and errno == EINTR:
-            continue
-        elif n < 0 and errno == EAGAIN:
-            waiting.events = POLLOUT
-            if poll(&waiting, 1, timeout_ms) == 0:
-                return 0
-        else:
+    while True:
+        pending = buffer_length(&conn.output)
+        sent = conn_send_available(worker, conn, &progressed)
+        conn.output_sent_early += pending - buffer_length(&conn.output)
+        if sent == SEND_DONE:
+            break
+        if sent == SEND_FAILED:
             return -1
+        waiting.events = POLLOUT
+        if poll(&waiting, 1, timeout_ms) == 0:
+            return 0
     if buffer_reserve(&conn.input, READ_CHUNK) != 0:
         return -1
     while True:
