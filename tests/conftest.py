@@ -544,5 +544,11 @@ def read_until_closed(sock):
         data += chunk
 
 
+def child_env():
+    """The environment for a child Python process that must import this checkout's fastcore
+    (or, under FASTCORE_TEST_INSTALLED, the installed one: PROJECT_ROOT then holds no package)."""
+    return dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def open_fds():
     return len(os.listdir("/proc/self/fd"))

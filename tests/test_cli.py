@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import PROJECT_ROOT, get
+from conftest import PROJECT_ROOT, get, child_env
 
 
 def read_first_line(stream, timeout):
@@ -26,7 +26,7 @@ def read_first_line(stream, timeout):
 
 
 def test_python_m_fastcore_serves_demo_and_exits_cleanly_on_sigint():
-    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     child = subprocess.Popen([sys.executable, "-m", "fastcore", "--port", "0"], cwd=PROJECT_ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

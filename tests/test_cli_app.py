@@ -15,7 +15,7 @@ import tomllib
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, child_env
 
 STARTUP_TIMEOUT = 20.0
 TIMEOUT = 5.0
@@ -333,8 +333,7 @@ def test_engine_pure_serves_the_demo_with_the_pure_python_server():
     import sys
     import urllib.request
 
-    from conftest import PROJECT_ROOT
-    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     child = subprocess.Popen([sys.executable, "-m", "fastcore", "--port", "0", "--engine", "pure"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, child_env
 
 SCRIPT = textwrap.dedent(r"""
     import socket, subprocess, sys, threading, time
@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(r"""
 
 
 def test_server_survives_the_process_spawning_subprocesses_while_connections_close():
-    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     completed = subprocess.run([sys.executable, "-c", SCRIPT, "2.0"], env=env, cwd=PROJECT_ROOT,
                                capture_output=True, timeout=40)
     stderr = completed.stderr.decode(errors="replace")

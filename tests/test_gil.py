@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 
-from conftest import PROJECT_ROOT, ResponseReader
+from conftest import PROJECT_ROOT, ResponseReader, child_env
 
 CHILD_SCRIPT = textwrap.dedent("""
     import sys, threading, time
@@ -50,7 +50,7 @@ def read_line(stream, deadline):
 
 
 def test_static_route_is_served_while_a_python_thread_holds_the_gil():
-    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     child = subprocess.Popen([sys.executable, "-c", CHILD_SCRIPT], stdout=subprocess.PIPE, env=env,
                              cwd=PROJECT_ROOT)
     try:

@@ -6,7 +6,7 @@ import sys
 import textwrap
 import time
 
-from conftest import PROJECT_ROOT, connect
+from conftest import connect, child_env
 
 SCRIPT = textwrap.dedent(r"""
     import sys, time
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(r"""
 
 
 def start_child(sleep, shutdown_timeout):
-    env = dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     child = subprocess.Popen([sys.executable, "-c", SCRIPT, str(sleep), str(shutdown_timeout)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     port = int(child.stdout.readline())

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import PROJECT_ROOT, ResponseReader, connect
+from conftest import ResponseReader, connect, child_env
 
 CHILD = textwrap.dedent(r"""
     import os, sys
@@ -24,8 +24,6 @@ CHILD = textwrap.dedent(r"""
 """)
 
 
-def child_env():
-    return dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def get_over(sock):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import PROJECT_ROOT, connect
+from conftest import connect, child_env
 
 PID_APP = textwrap.dedent("""
     import os
@@ -19,10 +19,6 @@ PID_APP = textwrap.dedent("""
 """)
 
 
-def environment():
-    return dict(os.environ, PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
 class Service:
     def __init__(self, tmp_path, *options, app="pidapp:app", source=PID_APP):
         (tmp_path / "pidapp.py").write_text(source)
@@ -31,7 +27,7 @@ class Service:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "fastcore", "--interface", "native", app, "--port", "0",
              "--app-dir", str(tmp_path), *options],
-            stdout=subprocess.PIPE, stderr=self.stderr, env=environment(), text=True, cwd=tmp_path)
+            stdout=subprocess.PIPE, stderr=self.stderr, env=child_env(), text=True, cwd=tmp_path)
         self.port = None
 
     def wait_ready(self):
@@ -201,7 +197,7 @@ CRASHING_SCRIPT = textwrap.dedent(r"""
 
 def test_children_failing_at_start_make_the_parent_give_up():
     child = subprocess.Popen([sys.executable, "-c", "import fastcore.supervisor\n" + CRASHING_SCRIPT],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(), text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), text=True)
     try:
         started = time.monotonic()
         out, err = child.communicate(timeout=20)
@@ -227,7 +223,7 @@ SERVER_API_SCRIPT = textwrap.dedent(r"""
 
 def test_server_processes_option_from_python():
     child = subprocess.Popen([sys.executable, "-c", SERVER_API_SCRIPT], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=environment(), text=True)
+                             stderr=subprocess.PIPE, env=child_env(), text=True)
     try:
         port = int(child.stdout.readline())
         pids = set()
