@@ -1,6 +1,6 @@
 # Type stubs for the compiled module fastcore._core (pyext/_core.pyx and its .pxi fragments).
 # tests/test_stubs.py checks that every public name of the module has a stub here and the reverse.
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, Literal
 
 class Headers:
@@ -88,6 +88,35 @@ class Core:
     def stop_workers(self, timeout: float) -> None: ...
     def release(self) -> None: ...
     def stats(self) -> dict[str, int]: ...
+
+class WSGIAdapter:
+    """Base of fastcore.wsgi.WSGIHandler: what the compiled WSGI fast path reads (pyext/wsgi.pxi)."""
+    app: Any
+    config: Any
+    server: Any
+    script_name: str
+    access_log: bool
+
+class WSGIExchange:
+    """One WSGI call's start_response/write state on the compiled engine (twin of wsgi._Exchange)."""
+    request: Any
+    errors: Any
+    status: str | None
+    reason: str | None
+    headers: list[tuple[str, str]] | None
+    declared: int | None
+    written: list[bytes]
+    wall: float
+    started: float
+    code: int
+    committed: bool
+    finished: bool
+    result_closed: bool
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]: ...
+    def write(self, data: bytes) -> None: ...
+
+def bind_wsgi_module(module: Any) -> None: ...
 
 def parse_request(data: bytes, *, max_request_line: int = 8190, max_head_size: int = 32768,
                   max_header_count: int = 100, max_body_size: int = ...

@@ -54,12 +54,13 @@ app returned fails for streamed (large) bodies.
 """
 import logging
 import re
+import sys
 import time
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
 from . import access
-from ._core import FileWrapper, RequestBodyError, Response
+from ._core import FileWrapper, RequestBodyError, Response, WSGIAdapter, bind_wsgi_module
 from .config import ServerConfig
 from .errors import ConfigError
 from .server import Server
@@ -105,6 +106,7 @@ def _as_bytes(part):
 # Bounded: apps that vary their header values (ETag, Set-Cookie) only miss the cache.
 _status_codes = {}
 _checked_fields = set()
+_declared_fields = {}                                   # validated Content-Length tuples -> int
 _CHECKED_CACHE = 4096
 
 
@@ -134,6 +136,8 @@ def _check_response_head(status, headers):
             if not value.isdigit() or not value.isascii() or len(value) > 18:    # the core's bound
                 raise ValueError(f"invalid Content-Length {value!r}")
             declared = int(value)
+            if len(_declared_fields) < _CHECKED_CACHE:
+                _declared_fields[item] = declared
         elif len(_checked_fields) < _CHECKED_CACHE:
             _checked_fields.add(item)
     return code, reason, declared
@@ -301,7 +305,7 @@ class _StreamedBody:
             self._handler._finish(exchange, sent)
 
 
-class WSGIHandler:
+class WSGIHandler(WSGIAdapter):
     """A native handler that runs a WSGI application: `Server(WSGIHandler(app, config), config=config)`.
 
     `config` (a ServerConfig) gives SERVER_NAME (host), SCRIPT_NAME (root_path) and access_log;
@@ -325,7 +329,11 @@ class WSGIHandler:
         base = self._base
         if base is None:
             port = self.server.port if self.server is not None else self.config.port
-            base = self._base = {
+            # The keys environ() sets for every request come first, as placeholders: a copy of
+            # this dict then has room for them and the usual headers without growing.
+            base = dict.fromkeys(("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "RAW_URI",
+                                  "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "wsgi.input", "wsgi.errors"))
+            base.update({
                 "SCRIPT_NAME": self.script_name,
                 "SERVER_NAME": self.config.host,
                 "SERVER_PORT": str(port),
@@ -337,7 +345,8 @@ class WSGIHandler:
                 "wsgi.run_once": False,
                 "wsgi.input_terminated": True,
                 "wsgi.file_wrapper": FileWrapper,
-            }
+            })
+            self._base = base
         return base
 
     @property
@@ -384,31 +393,37 @@ class WSGIHandler:
     # -- the native handler ----------------------------------------------------------------------
 
     def __call__(self, request):
-        errors = _ErrorStream()
-        exchange = _Exchange(request, errors)
+        # The pure engine calls this. The compiled one calls pyext/wsgi.pxi's wsgi_answer(), this
+        # method's compiled twin (which calls _respond and _failed below for all but list bodies),
+        # unless the handler is wrapped (the metrics route), which ends here too.
+        exchange = _Exchange(request, _ErrorStream())
         if self.access_log:
             exchange.wall = time.time()
             exchange.started = time.perf_counter()
         result = None
         try:
-            result = self.app(self.environ(request, errors), exchange.start_response)
+            result = self.app(self.environ(request, exchange.errors), exchange.start_response)
             return self._respond(exchange, result)
-        except RequestBodyError as error:
+        except BaseException as error:
+            return self._failed(exchange, result, error)
+
+    def _failed(self, exchange, result, error):
+        """The app (or the adapter on its behalf) raised `error`: re-raise what the core answers
+        itself, else log it and answer 500 (nothing has reached the client yet)."""
+        self._close_result(exchange, result)
+        if isinstance(error, RequestBodyError):
             # The body could not be read (cut short, too slow, too large): the core answers with
             # error.status and closes; nothing of the app's response has gone out.
-            self._close_result(exchange, result)
             exchange.code = error.status
             self._finish(exchange, 0)
-            raise
-        except Exception:
-            self._close_result(exchange, result)
-            _error_log.exception("WSGI application %r failed on %r", self.app, request)
-            exchange.code = 500
-            self._finish(exchange, 0)
-            return Response(_INTERNAL_ERROR, 500, None, "text/plain; charset=utf-8")
-        except BaseException:
-            self._close_result(exchange, result)
-            raise
+            raise error
+        if not isinstance(error, Exception):
+            raise error                                 # KeyboardInterrupt, SystemExit: not ours
+        _error_log.error("WSGI application %r failed on %r", self.app, exchange.request,
+                         exc_info=(type(error), error, error.__traceback__))
+        exchange.code = 500
+        self._finish(exchange, 0)
+        return Response(_INTERNAL_ERROR, 500, None, "text/plain; charset=utf-8")
 
     def _respond(self, exchange, result):
         kind = type(result)
@@ -554,3 +569,7 @@ def serve(app, interface="wsgi", config=None, **options):
         Server(app, config, **options).serve_forever()      # Server adds the access log if asked
     else:
         raise ValueError(f"interface must be 'wsgi' or 'native', not {interface!r}")
+
+
+# The compiled fast path (pyext/wsgi.pxi) shares this module's caches and helpers.
+bind_wsgi_module(sys.modules[__name__])

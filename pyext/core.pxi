@@ -9,6 +9,7 @@
 
 cdef enum:
     CONTENT_TYPE_CACHE_SIZE = 64
+    FIELD_CACHE_SIZE = 4096           # response header lines remembered (ETags, cookies vary: bounded)
     STREAM_HIGH_WATER = 65536         # bytes of a streamed body buffered before waiting for the socket
 
 cdef object _END_OF_STREAM = object()
@@ -81,9 +82,11 @@ cdef class Core:
     cdef ServerState state
     cdef Worker* workers
     cdef object handler
+    cdef object wsgi                  # the handler again when it is a WSGIAdapter (wsgi.pxi), else None
     cdef list _owned_bytes            # keeps the bytes behind StaticRoute pointers alive
     cdef dict _status_lines           # status -> b"HTTP/1.1 200 OK\r\n"
     cdef dict _content_type_lines     # content type -> b"Content-Type: ...\r\n"
+    cdef dict _field_lines            # (name, value) -> b"Name: value\r\n", or a Content-Length's int
     cdef bytes _server_field
     cdef bint _released
     cdef bint _threads_started
@@ -101,9 +104,11 @@ cdef class Core:
         self.state.listener_epoll_fd = -1
         self.state.listener_wake_fd = -1
         self.handler = handler
+        self.wsgi = handler if isinstance(handler, WSGIAdapter) else None
         self._owned_bytes = []
         self._status_lines = {}
         self._content_type_lines = {}
+        self._field_lines = {}
         if threads < 1 or queue_size < 1 or python_batch < 1:
             raise ValueError("threads, queue_size and python_batch must be at least 1")
 
@@ -352,7 +357,10 @@ cdef class Core:
             reader.attach(worker, conn)                 # the head leaves the buffer here
             conn.output_sent_early = 0
         try:
-            result = self.handler(request)
+            if self.wsgi is not None:
+                result = wsgi_answer(<WSGIAdapter>self.wsgi, request)
+            else:
+                result = self.handler(request)
             if fc_atomic_load(&worker.stop_requested):
                 conn.keep_alive = False                 # stop() came while the handler ran
                 conn.close_after_write = True
@@ -399,7 +407,6 @@ cdef class Core:
         cdef Response response
         cdef int status = 200
         cdef object body, headers = None, content_type = None, reason = None
-        cdef bytes name, value, lowered
         cdef bint bodyless
         cdef long long declared_length = -1, body_length = 0
         if type(result) is Response:
@@ -439,22 +446,7 @@ cdef class Core:
         if content_type is not None:
             _append_bytes(out, self._content_type_line(content_type))
         if headers:
-            for field_name, field_value in (headers.items() if isinstance(headers, dict) else headers):
-                name = _as_latin1(field_name)
-                value = _as_latin1(field_value)
-                _check_field(name, value)
-                lowered = name.lower()
-                if lowered == b"content-length":
-                    declared_length = _declared_length(value)
-                    continue                            # written below, once, with the framing
-                if lowered == b"transfer-encoding":
-                    continue                            # framing is ours to decide
-                if lowered == b"connection":
-                    if b"close" in value.lower():
-                        conn.keep_alive = False
-                        conn.close_after_write = True
-                    continue
-                _append_bytes(out, name + b": " + value + b"\r\n")
+            declared_length = self._append_fields(out, conn, headers)
 
         bodyless = status < 200 or status == 204 or status == 304
         conn.stream_remaining = -1
@@ -528,6 +520,50 @@ cdef class Core:
             _append_bytes(out, <bytes>body)
         count_response(worker, status)                  # only once the response is sure to go out
         return 0
+
+    cdef long long _append_fields(self, Buffer* out, Conn* conn, object headers) except -2:
+        """Append the handler's header fields; returns its Content-Length (-1 when none).
+        Content-Length and Transfer-Encoding are left for the framing, Connection: close is
+        obeyed. A (name, value) tuple of str or bytes seen before is not validated and encoded
+        again: _field_lines maps it to its line (or, for Content-Length, to its value)."""
+        cdef long long declared_length = -1
+        cdef bytes name, value, lowered, line
+        cdef bint cacheable
+        for item in (headers.items() if isinstance(headers, dict) else headers):
+            cacheable = (type(item) is tuple and PyTuple_GET_SIZE(item) == 2
+                         and (type(item[0]) is str or type(item[0]) is bytes)
+                         and (type(item[1]) is str or type(item[1]) is bytes))
+            if cacheable:
+                cached = self._field_lines.get(item)
+                if cached is not None:
+                    if type(cached) is bytes:
+                        _append_bytes(out, <bytes>cached)
+                    else:
+                        declared_length = cached
+                    continue
+                cacheable = len(self._field_lines) < FIELD_CACHE_SIZE
+            field_name, field_value = item
+            name = _as_latin1(field_name)
+            value = _as_latin1(field_value)
+            _check_field(name, value)
+            lowered = name.lower()
+            if lowered == b"content-length":
+                declared_length = _declared_length(value)
+                if cacheable:
+                    self._field_lines[item] = declared_length
+                continue                                # written with the framing, once
+            if lowered == b"transfer-encoding":
+                continue                                # framing is ours to decide
+            if lowered == b"connection":
+                if b"close" in value.lower():
+                    conn.keep_alive = False
+                    conn.close_after_write = True
+                continue
+            line = name + b": " + value + b"\r\n"
+            _append_bytes(out, line)
+            if cacheable:
+                self._field_lines[item] = line
+        return declared_length
 
     cdef void pull_stream(self, Worker* worker, Conn* conn) noexcept:
         """Append the next parts of a streamed body to the output and send each as it comes (a

@@ -15,6 +15,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_GET_SIZE
 
 import io
 import logging
@@ -73,6 +74,36 @@ class Headers:
 
     def __repr__(self):
         return f"Headers({self._items!r})"
+
+
+cdef uint32_t _last_ipv4_address = 0    # the last IPv4 peer formatted, and its text (GIL held:
+cdef str _last_ipv4_text = None         # inet_ntop formats with sprintf, slow for every request)
+
+
+cdef str peer_host_text(PeerAddress* peer):
+    """The client's IP address as text ("" for a unix socket)."""
+    global _last_ipv4_address, _last_ipv4_text
+    cdef char text[INET6_ADDRSTRLEN + 1]
+    if peer.any.sa_family == AF_INET:
+        if _last_ipv4_text is not None and peer.v4.sin_addr.s_addr == _last_ipv4_address:
+            return _last_ipv4_text
+        inet_ntop(AF_INET, &peer.v4.sin_addr, text, sizeof(text))
+        _last_ipv4_address = peer.v4.sin_addr.s_addr
+        _last_ipv4_text = text.decode("ascii")
+        return _last_ipv4_text
+    elif peer.any.sa_family == AF_INET6:
+        inet_ntop(AF_INET6, &peer.v6.sin6_addr, text, sizeof(text))
+    else:
+        return ""
+    return text.decode("ascii")
+
+
+cdef int peer_port(PeerAddress* peer) noexcept:
+    if peer.any.sa_family == AF_INET:
+        return ntohs(peer.v4.sin_port)
+    if peer.any.sa_family == AF_INET6:
+        return ntohs(peer.v6.sin6_port)
+    return 0
 
 
 @cython.auto_pickle(False)
@@ -151,23 +182,12 @@ cdef class Request:
     @property
     def remote_addr(self):
         """The client's IP address as text ("" when unknown, e.g. on a unix socket)."""
-        cdef char text[INET6_ADDRSTRLEN + 1]
-        if self._peer.any.sa_family == AF_INET:
-            inet_ntop(AF_INET, &self._peer.v4.sin_addr, text, sizeof(text))
-        elif self._peer.any.sa_family == AF_INET6:
-            inet_ntop(AF_INET6, &self._peer.v6.sin6_addr, text, sizeof(text))
-        else:
-            return ""
-        return text.decode("ascii")
+        return peer_host_text(&self._peer)
 
     @property
     def remote_port(self):
         """The client's port (0 when unknown)."""
-        if self._peer.any.sa_family == AF_INET:
-            return ntohs(self._peer.v4.sin_port)
-        if self._peer.any.sa_family == AF_INET6:
-            return ntohs(self._peer.v6.sin6_port)
-        return 0
+        return peer_port(&self._peer)
 
     def __repr__(self):
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"

@@ -103,7 +103,7 @@ cdef extern from "<netinet/in.h>" nogil:
         AF_INET6
         INET6_ADDRSTRLEN
     cdef struct in_addr:
-        pass
+        uint32_t s_addr
     cdef struct in6_addr:
         pass
     cdef struct sockaddr_in:
