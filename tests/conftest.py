@@ -406,17 +406,23 @@ def wsgi_problems():
 
 
 @pytest.fixture
-def wsgi_server(wsgi_problems):
+def wsgi_server(wsgi_problems, engine):
     """Factory: wsgi_server(app, validate=True, threads=2, **options) -> a started
-    fastcore.WSGIServer on 127.0.0.1, running `wsgiref.validate.validator(app)` unless
-    validate=False. Servers are stopped at teardown, before wsgi_problems checks that nothing was
-    logged (tests that provoke errors take their records with wsgi_problems.take(...))."""
+    fastcore.WSGIServer (or fastcore.pure.WSGIServer, see `engine`) on 127.0.0.1, running
+    `wsgiref.validate.validator(app)` unless validate=False. Both engines matter here: the compiled
+    one answers through pyext/wsgi.pxi, the pure one through fastcore/wsgi.py's Python twins.
+    Servers are stopped at teardown, before wsgi_problems checks that nothing was logged (tests
+    that provoke errors take their records with wsgi_problems.take(...))."""
     from wsgiref.validate import validator
     started = []
+    if engine == "pure":
+        from fastcore.pure.wsgi import WSGIServer as server_class
+    else:
+        server_class = fastcore.WSGIServer
 
     def start(app, validate=True, threads=2, **options):
-        srv = fastcore.WSGIServer(validator(app) if validate else app, host="127.0.0.1", port=0,
-                                  threads=threads, **options)
+        srv = server_class(validator(app) if validate else app, host="127.0.0.1", port=0,
+                           threads=threads, **options)
         srv.start()
         started.append(srv)
         return srv

@@ -129,6 +129,43 @@ def test_environ_http10_without_body_or_host(wsgi_server):
     assert env["body"] == ""
 
 
+ENVIRON_PROBES = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /app/p%41th/%7e?x=1&y=%20 HTTP/1.1\r\nHost: a\r\nX-Padded: \t v a l \t\r\n\r\n",
+    b"GET /app HTTP/1.0\r\n\r\n",
+    b"GET /application? HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\ncookie: b=2\r\nX-A_B: dropped\r\n\r\n",
+    b"GET http://example.test/app/x?q HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"DELETE /app/%E2%82%AC HTTP/1.1\r\nHost: a\r\nContent-Type: x/y\r\nContent-Type: z\r\n"
+    b"Accept: */*\r\nX-Empty:\r\n\r\n",
+    b"PATCH /app/ HTTP/1.1\r\nHost: a\r\nX-High: \xe9\xff\r\nContent-Length: 3\r\n\r\nabc",
+    b"POST /app/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+]
+
+
+@pytest.mark.compiled_only("compares the two engines itself")
+def test_compiled_environ_matches_the_python_adapter(engine, wsgi_problems):
+    """pyext/wsgi.pxi builds the environ on the compiled engine, WSGIHandler.environ() on the pure
+    one: for the same bytes they give the same environ (but REMOTE_PORT, the client's own)."""
+    from fastcore.pure.wsgi import WSGIServer as PureWSGIServer
+    environs = []
+    for server_class in (fastcore.WSGIServer, PureWSGIServer):
+        with server_class(environ_app, host="127.0.0.1", port=0, threads=1, root_path="/app") as srv:
+            answers = []
+            for probe in ENVIRON_PROBES:
+                status, headers, body = raw_exchange(srv.port, probe)
+                assert status == 200, probe
+                answers.append(json.loads(body) if body else headers)
+            for answer in answers:
+                if isinstance(answer, dict):
+                    answer.pop("REMOTE_PORT")
+                    answer.pop("SERVER_PORT")
+            environs.append(answers)
+    compiled, python = environs
+    for probe, mine, theirs in zip(ENVIRON_PROBES, compiled, python):
+        assert mine == theirs, probe
+
+
 @pytest.mark.parametrize("path, script_name, path_info", [
     ("/app/x/y", "/app", "/x/y"),
     ("/app", "/app", ""),
