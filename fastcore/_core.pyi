@@ -96,6 +96,7 @@ class WSGIAdapter:
     server: Any
     script_name: str
     access_log: bool
+    compiled_fast_path: bool
 
 class WSGIExchange:
     """One WSGI call's start_response/write state on the compiled engine (twin of wsgi._Exchange)."""

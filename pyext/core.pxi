@@ -82,7 +82,7 @@ cdef class Core:
     cdef ServerState state
     cdef Worker* workers
     cdef object handler
-    cdef object wsgi                  # the handler again when it is a WSGIAdapter (wsgi.pxi), else None
+    cdef object wsgi                  # the handler again when wsgi.pxi's fast path answers for it, else None
     cdef list _owned_bytes            # keeps the bytes behind StaticRoute pointers alive
     cdef dict _status_lines           # status -> b"HTTP/1.1 200 OK\r\n"
     cdef dict _content_type_lines     # content type -> b"Content-Type: ...\r\n"
@@ -104,7 +104,7 @@ cdef class Core:
         self.state.listener_epoll_fd = -1
         self.state.listener_wake_fd = -1
         self.handler = handler
-        self.wsgi = handler if isinstance(handler, WSGIAdapter) else None
+        self.wsgi = handler if isinstance(handler, WSGIAdapter) and (<WSGIAdapter>handler).compiled_fast_path else None
         self._owned_bytes = []
         self._status_lines = {}
         self._content_type_lines = {}

@@ -166,6 +166,29 @@ def test_compiled_environ_matches_the_python_adapter(engine, wsgi_problems):
         assert mine == theirs, probe
 
 
+def test_a_handler_subclass_overriding_environ_is_called(engine, wsgi_problems):
+    """The compiled fast path stands in for WSGIHandler.__call__ and environ(): a subclass that
+    overrides environ() must still have it called."""
+    from fastcore.pure.wsgi import WSGIServer as PureWSGIServer
+
+    class TaggingHandler(fastcore.WSGIHandler):
+        def environ(self, request, errors=None):
+            environ = super().environ(request, errors)
+            environ["app.tag"] = "tagged"
+            return environ
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ.get("app.tag", "missing").encode()]
+
+    server_class = fastcore.WSGIServer if engine == "compiled" else PureWSGIServer
+    with server_class(app, host="127.0.0.1", port=0, threads=1) as srv:
+        srv.handler = TaggingHandler(app, srv.config, server=srv)
+        srv.stop()
+        srv.start()
+        assert request(srv.port)[2] == b"tagged"
+
+
 @pytest.mark.parametrize("path, script_name, path_info", [
     ("/app/x/y", "/app", "/x/y"),
     ("/app", "/app", ""),
