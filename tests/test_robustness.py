@@ -128,7 +128,6 @@ def test_stop_called_from_a_handler_stops_the_server_without_deadlock():
     assert wait_until(lambda: not any(t.name.startswith("fastcore") for t in threading.enumerate()), 10)
 
 
-@pytest.mark.compiled_only("fastcore.pure has no lingering close yet (fastcore/pure/__init__.py)")
 def test_an_error_answer_survives_a_client_that_keeps_uploading(server):
     """Lingering close: the server answers 413 at once, half-closes, and discards what the client
     still sends, so the answer is not destroyed by an RST before the client reads it."""
@@ -143,3 +142,26 @@ def test_an_error_answer_survives_a_client_that_keeps_uploading(server):
         assert response.status == 413
         assert reader.closed_by_peer()
     assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
+
+
+LINGER_TIMEOUT = 2.0    # both engines' lingering close limit (pyext LINGER_TIMEOUT_MS, fastcore.pure.timers)
+
+
+def test_a_lingering_connection_closes_at_the_clients_fin(server):
+    """After an error answer the server half-closes but keeps the connection (still counted open)
+    while the client may still be sending, discards what it sends, and closes at the client's FIN:
+    before the linger timer could have fired, and without a reset."""
+    srv = server(lambda request: b"never", max_body_size=1000)
+    started = time.monotonic()                          # before the linger starts, so before its timer
+    with connect(srv.port, timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n" + b"u" * 65536)
+        reader = ResponseReader(sock)
+        assert reader.read_response().status == 413
+        assert reader.buffer == b"" and sock.recv(65536) == b""     # FIN: the server half-closed
+        assert srv.stats()["open_connections"] == 1     # ... and lingers: it still reads
+        sock.sendall(b"u" * 65536)                      # discarded: no answer, no reset
+        sock.shutdown(socket.SHUT_WR)
+        assert wait_until(lambda: srv.stats()["open_connections"] == 0, 5)
+        closed_at = time.monotonic()
+        assert sock.recv(65536) == b""                  # FIN, not RST: everything sent was read
+    assert closed_at - started < LINGER_TIMEOUT, "closed by the linger timer, not at the client's FIN"

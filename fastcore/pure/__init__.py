@@ -16,10 +16,11 @@ Theory of operation. The founding design of ../shared/DESIGN.md, module for modu
     wakeup.py      a worker's wake-up descriptor: os.eventfd, else a pipe
     worker.py      worker threads: own select.epoll each; handler calls batched per loop turn
     connection.py  one connection: read, serve in order, write (one send for a pipeline), close
+                   (lingering after an error answer: half-close, discard input until FIN or 2 s)
     parser.py      httptools (llhttp) parses; we frame heads and bodies and apply fastcore's rules
     request.py     Request (the attributes of fastcore.Request) and BodyReader (large bodies)
     response.py    response bytes: handler results, static routes, errors, Date cache
-    timers.py      header / body / keep-alive / write timeouts, one sorted list per kind
+    timers.py      header / body / keep-alive / write / linger timeouts, one sorted list per kind
     wsgi.py        fastcore.wsgi's adapter on this engine
 
 Everything observable is meant to match the compiled engine, and the shared test suite runs
@@ -57,12 +58,6 @@ Differences that stay, and why:
       waits for the line's end (same answer, earlier).
 4. Timing only: the close() of a response body whose client went away is called at once rather
    than at the worker's next handler batch.
-
-Not meant to stay (this engine is the one to change): the compiled core closes lingeringly after
-an error answer (half-close, discard what the client still sends until its FIN or 2 s), so a 413
-reaches a client that is still uploading; here the socket is closed at once and such a client
-may see a reset instead (tests/test_robustness.py marks it compiled_only). The compiled core's
-stats bugs once listed here are fixed there.
 """
 from .._core import FileWrapper, Headers, RequestBodyError, Response
 from ..config import ServerConfig

@@ -1,21 +1,25 @@
 """fastcore.pure.connection: one client connection inside its worker: read, answer, write, close.
 
-Theory of operation (as pyext/connection.pxi). A connection is READING (epoll waits for EPOLLIN) or
+Theory of operation (as pyext/connection.pxi). A connection is READING (epoll waits for EPOLLIN),
 WRITING (output the socket would not take yet; epoll waits for EPOLLOUT only, so a client that stops
-reading stops being read: backpressure). Each readable event does one recv() into the parser's
-input, then serve() answers every complete request found there, in order, appending the responses
-to the output: static routes and errors at once; at the first request for the handler it stops and
-the connection joins the worker's handler batch (worker.py), which calls the handler and resumes
-serving. When the connection has nothing left to answer, its output leaves in one send / sendmsg
-(pipelined responses included, as separate buffers of one call), followed by a file body through
-os.sendfile.
+reading stops being read: backpressure) or LINGERING (answered and half-closed, see Closing). Each
+readable event does one recv() into the parser's input, then serve() answers every complete request
+found there, in order, appending the responses to the output: static routes and errors at once; at
+the first request for the handler it stops and the connection joins the worker's handler batch
+(worker.py), which calls the handler and resumes serving. When the connection has nothing left to
+answer, its output leaves in one send / sendmsg (pipelined responses included, as separate buffers
+of one call), followed by a file body through os.sendfile.
 
 Output is a deque of bytes-like buffers (`out`, `out_size` bytes): a big body is queued as it is,
 never copied into a buffer, and a partial send keeps a memoryview of the rest.
 
-Closing: a connection that answered an error (or a Connection: close with more input pending)
-half-closes first and discards what the client already sent, so the close sends FIN, not RST, and
-the client gets to read the response.
+Closing: closing a socket with unread input makes the kernel send RST, and an RST can destroy the
+response before the client has read it (a client told 413 while still uploading). So once the last
+response is out, a connection that answered an error (or a Connection: close with more input
+pending) closes lingeringly (finish()): it half-closes (the client gets FIN after our response),
+becomes LINGERING (still in the worker's epoll set, on the LINGER timer, timers.py), discards what
+arrives until the client's FIN, an error or the timer, and only then closes: the lingering close of
+nginx, Apache and the compiled core. A lingering connection counts as idle when stopping.
 """
 import collections
 import os
@@ -33,13 +37,20 @@ SERVE_CLOSE = 2             # answer written; close once output is flushed
 
 READING = 0
 WRITING = 1
+LINGERING = 2               # answered and half-closed; discarding input until FIN, an error or the timer
 
 READ_SIZE = 65536
-LINGER_DRAIN_BYTES = 65536  # unread input discarded before closing, so close() sends FIN not RST
+# recv calls per readable event of a lingering connection: the rest is reported again (epoll is
+# level-triggered), so a fast uploader being discarded cannot hold the worker from its other connections.
+LINGER_READS_PER_EVENT = 16
 SENDFILE_STEP = 1 << 20     # bytes per sendfile call, so one big file cannot starve the loop
 SENDMSG_BUFFERS = 512       # buffers per sendmsg call (IOV_MAX is 1024 on Linux)
 
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+
+# Where a lingering connection's input goes. Nothing ever reads it, so all workers share it (recv_into
+# spares allocating a bytes object per read).
+_DISCARD = bytearray(READ_SIZE)
 
 
 class Conn:
@@ -63,7 +74,7 @@ class Conn:
         self.close_after_write = False      # answer what is buffered, then close
         self.peer_closed = False            # recv returned 0 / failed: no more input will come
         self.awaiting_python = False        # queued in the worker's handler batch
-        self.linger_on_close = False        # the client may still be sending: half-close and drain first
+        self.linger_on_close = False        # the client may still be sending: half-close and linger first
         self.body_streamed = False          # the handler reads this request's body as it arrives
         self.continue_deferred = False      # 100 Continue is owed when (if) the handler reads the body
         self.closed = False
@@ -365,7 +376,7 @@ class Conn:
         if self.close_after_write:
             if self.parser.inbuf:
                 self.linger_on_close = True             # pipelined bytes after a Connection: close
-            self.close()
+            self.finish()
             return
         self.set_state(READING)
         self.arm_read_timer()
@@ -417,9 +428,41 @@ class Conn:
     # -- closing ---------------------------------------------------------------------------------------
 
     def is_idle(self):
-        """Between requests: nothing read, nothing owed. Safe to close when stopping."""
+        """Between requests (nothing read, nothing owed) or lingering. Safe to close when stopping."""
+        if self.state == LINGERING:
+            return True
         return (not self.awaiting_python and self.state == READING and not self.out
                 and not self.parser.inbuf and self.parser.message is None and self.stream is None)
+
+    def finish(self):
+        """The last response is out: close, or linger first if the client may still be sending
+        (conn_finish; see Closing at the top)."""
+        if not self.linger_on_close or self.peer_closed:
+            self.close()
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass                                        # the client is gone: the recv below says so
+        self.set_state(LINGERING)
+        self.parser.inbuf.clear()                       # unanswered input: never to be parsed
+        self.worker.timers.arm(self, timers.LINGER, self.worker.now)
+        self.discard_input()
+
+    def discard_input(self):
+        """A lingering connection is readable: drop what came; close at the client's FIN or an error."""
+        for _ in range(LINGER_READS_PER_EVENT):
+            try:
+                received = self.sock.recv_into(_DISCARD)
+            except BlockingIOError:
+                return
+            except OSError:
+                received = 0
+            if not received:
+                self.peer_closed = True                 # FIN (0) or an error: done lingering
+                self.close()
+                return
+            self.worker.bytes_received += received
 
     def close(self):
         """Take the socket out of epoll, close it, and drop everything the connection owns."""
@@ -428,20 +471,6 @@ class Conn:
         self.closed = True
         worker = self.worker
         sock = self.sock
-        if self.linger_on_close and not self.peer_closed:
-            # We answered and close first. Unread request bytes would make close() send RST, which can
-            # destroy the response before the client reads it; so half-close, then discard what is
-            # already here (bounded).
-            try:
-                sock.shutdown(socket.SHUT_WR)
-                drained = 0
-                while drained < LINGER_DRAIN_BYTES:
-                    data = sock.recv(4096, socket.MSG_DONTWAIT)
-                    if not data:
-                        break
-                    drained += len(data)
-            except OSError:
-                pass
         if self.stream_owner is not None:
             self.release_stream()
         try:

@@ -1,16 +1,23 @@
-"""fastcore.pure.timers: per-worker timeout lists (header read, body read, keep-alive idle, write).
+"""fastcore.pure.timers: per-worker timeout lists (header read, body read, keep-alive idle, write,
+lingering close).
 
 Theory of operation (as pyext/timers.pxi). A connection is on at most one list, the one for what it
 is waiting on. All entries of a list share one duration, so a connection re-armed now has the latest
 deadline and goes to the tail: each list stays sorted by deadline with O(1) arm and cancel. The
 lists are OrderedDicts (a linked list inside, so the head is found in O(1) however many entries come
 and go). The worker sleeps in epoll until the earliest head deadline, then expire() yields every
-connection whose deadline has passed. A duration of 0 disables a kind.
+connection whose deadline has passed. A duration of 0 disables a kind. The linger duration is
+not configurable (LINGER_TIMEOUT, as the compiled core's LINGER_TIMEOUT_MS).
 """
 from collections import OrderedDict
 
-NONE, HEADER, BODY, IDLE, WRITE = range(5)
-KINDS = (HEADER, BODY, IDLE, WRITE)
+NONE, HEADER, BODY, IDLE, WRITE, LINGER = range(6)
+KINDS = (HEADER, BODY, IDLE, WRITE, LINGER)
+
+# A lingering close (connection.py) discards what the client still sends for at most this long
+# (nginx's lingering_timeout is 5 s): long enough for an upload in flight to stop, short enough
+# that a client which never sends FIN cannot hold a connection.
+LINGER_TIMEOUT = 2.0
 
 
 class Timers:
@@ -19,7 +26,7 @@ class Timers:
     def __init__(self, header_timeout, body_timeout, keepalive_timeout, write_timeout):
         self.lists = [None] + [OrderedDict() for _ in KINDS]
         self.durations = (0.0, float(header_timeout), float(body_timeout), float(keepalive_timeout),
-                          float(write_timeout))
+                          float(write_timeout), LINGER_TIMEOUT)
 
     def unlink(self, conn):
         if conn.timer_kind != NONE:

@@ -4,19 +4,20 @@ Theory of operation (as pyext/worker.pxi). Each worker owns a select.epoll set h
 descriptor and its connections, and a dict fd -> Conn. One loop turn: epoll.poll(); refresh the Date
 line; for the wake-up, take the connections the listener queued for us (adopting one reads it at
 once: the client usually sent its request right after connecting); for each connection, read /
-serve / write (connection.py). Requests for the handler are collected over the whole turn and
-answered at its end by run_python_batch(), at most `python_batch` calls; what the cap leaves waits
-for the next turn, which then does not block in epoll. The compiled core takes the GIL once for that
-batch; here the batch keeps the same order and fairness (pipelined requests answered by one send,
-one busy connection cannot monopolize the worker).
+serve / write, or discard what a lingering one still receives (connection.py). Requests for the
+handler are collected over the whole turn and answered at its end by run_python_batch(), at most
+`python_batch` calls; what the cap leaves waits for the next turn, which then does not block in
+epoll. The compiled core takes the GIL once for that batch; here the batch keeps the same order and
+fairness (pipelined requests answered by one send, one busy connection cannot monopolize the
+worker).
 
 Timeouts: timers.py keeps one list per kind; epoll sleeps until the earliest deadline and
 expire_timers() runs at the end of every turn.
 
 Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
-response says Connection: close, connections idle between requests are closed at once, the rest
-finish their request, and at the deadline whatever remains is closed. The loop ends when the worker
-has no connection left.
+response says Connection: close, connections idle between requests or lingering after their last
+answer are closed at once, the rest finish their request, and at the deadline whatever remains is
+closed. The loop ends when the worker has no connection left.
 """
 import collections
 import queue
@@ -24,7 +25,7 @@ import select
 import time
 
 from . import timers
-from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON, WRITING, Conn
+from .connection import LINGERING, SERVE_DONE, SERVE_NEEDS_PYTHON, WRITING, Conn
 from .response import DateCache, pull_stream
 from .wakeup import Wakeup
 
@@ -104,7 +105,9 @@ class Worker:
                 conn = connections.get(fd)
                 if conn is None or conn.awaiting_python:
                     continue                        # closed this turn / its batch runs at the end of the turn
-                if conn.state == WRITING:
+                if conn.state == LINGERING:
+                    conn.discard_input()
+                elif conn.state == WRITING:
                     conn.flush()
                 else:
                     conn.on_readable()
@@ -195,7 +198,7 @@ class Worker:
 
     def expire_timers(self):
         """A request that stalls mid-way gets a 408 and a close; an idle or never-used connection,
-        or one that stopped reading, is closed."""
+        one that stopped reading, or one done lingering, is closed."""
         for kind, conn in self.timers.expire(self.now):
             if kind == timers.BODY or (kind == timers.HEADER and conn.parser.inbuf):
                 conn.fail(408)
