@@ -10,6 +10,13 @@ the app, and turns what the app gave into a Response the core can frame. The sta
 the app's reason phrase (Response(reason=...)), also for codes the core has no phrase for
 ("299 Custom"); the app's header list, Content-Length included, is handed over as is.
 
+Two implementations of the hot part. This module is plain Python and is what fastcore.pure runs.
+On the compiled engine, WSGIHandler's base class WSGIAdapter lets the Core call pyext/wsgi.pxi
+instead of __call__: the environ, start_response and the framing of list bodies in C, calling back
+into _respond / _failed / _finish here for everything else, and sharing this module's validation
+caches (bind_wsgi_module at the bottom). The WSGI tests run on both engines and compare the two
+environ builders.
+
 Framing. The core frames the body; an app-declared Content-Length is honoured by it:
 
   * a list or tuple (after any write() data): joined into bytes. Without a declared length it
