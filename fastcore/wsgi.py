@@ -331,10 +331,11 @@ class WSGIHandler(WSGIAdapter):
         self.access_log = self.config.access_log
         self.server = server
         self._base = None
-        # The compiled engine's fast path (pyext/wsgi.pxi) replaces __call__ and environ(): a
-        # subclass that overrides either gets its own methods called instead.
+        # The compiled engine's fast path (pyext/wsgi.pxi) stands in for these methods: a subclass
+        # that overrides any of them gets its own methods called instead.
         cls = type(self)
-        self.compiled_fast_path = cls.__call__ is WSGIHandler.__call__ and cls.environ is WSGIHandler.environ
+        self.compiled_fast_path = all(getattr(cls, name) is getattr(WSGIHandler, name)
+                                      for name in ("__call__", "environ", "_complete", "_finish"))
 
     def _base_environ(self):
         base = self._base

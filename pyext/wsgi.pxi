@@ -63,7 +63,7 @@ cdef class WSGIAdapter:
     cdef public str script_name
     cdef public bint access_log
     cdef public dict _base
-    cdef public bint compiled_fast_path   # False: a subclass overrides __call__ or environ()
+    cdef public bint compiled_fast_path   # False: a subclass overrides a method the fast path replaces
 
 
 @cython.auto_pickle(False)

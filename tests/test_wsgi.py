@@ -22,7 +22,7 @@ import time
 import pytest
 
 import fastcore
-from conftest import HTTPReader, ResponseReader, connect, read_chunked_response, validate_in_process
+from conftest import HTTPReader, ResponseReader, connect, read_chunked_response, validate_in_process, wait_until
 
 TIMEOUT = 5.0
 
@@ -187,6 +187,25 @@ def test_a_handler_subclass_overriding_environ_is_called(engine, wsgi_problems):
         srv.stop()
         srv.start()
         assert request(srv.port)[2] == b"tagged"
+
+
+def test_a_handler_subclass_overriding_finish_is_called(engine, wsgi_problems):
+    """_finish (wsgi.errors flushed, access log written) is replaced by the fast path too."""
+    from fastcore.pure.wsgi import WSGIServer as PureWSGIServer
+    finished = []
+
+    class CountingHandler(fastcore.WSGIHandler):
+        def _finish(self, exchange, sent):
+            finished.append((exchange.code, sent))
+            super()._finish(exchange, sent)
+
+    server_class = fastcore.WSGIServer if engine == "compiled" else PureWSGIServer
+    with server_class(text_app(b"four"), host="127.0.0.1", port=0, threads=1) as srv:
+        srv.handler = CountingHandler(srv.app, srv.config, server=srv)
+        srv.stop()
+        srv.start()
+        assert request(srv.port)[2] == b"four"
+        assert wait_until(lambda: finished == [(200, 4)], 5)
 
 
 @pytest.mark.parametrize("path, script_name, path_info", [
