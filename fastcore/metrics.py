@@ -75,4 +75,7 @@ def metrics_route(handler, path, stats):
 
     serve_metrics.logs_access = getattr(handler, "logs_access", False)
     serve_metrics.__wrapped__ = handler
+    # Tells the compiled core that this wrapper answers this one path and hands every other request
+    # to __wrapped__ unchanged, so a WSGI handler keeps its C fast path (pyext/core.pxi).
+    serve_metrics.answers_only_path = path
     return serve_metrics

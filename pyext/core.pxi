@@ -82,7 +82,8 @@ cdef class Core:
     cdef ServerState state
     cdef Worker* workers
     cdef object handler
-    cdef object wsgi                  # the handler again when wsgi.pxi's fast path answers for it, else None
+    cdef object wsgi                  # the WSGIAdapter whose requests wsgi.pxi answers, else None
+    cdef bytes wsgi_bypass_path       # a path the handler's wrapper answers itself (metrics), else None
     cdef list _owned_bytes            # keeps the bytes behind StaticRoute pointers alive
     cdef dict _status_lines           # status -> b"HTTP/1.1 200 OK\r\n"
     cdef dict _content_type_lines     # content type -> b"Content-Type: ...\r\n"
@@ -104,7 +105,7 @@ cdef class Core:
         self.state.listener_epoll_fd = -1
         self.state.listener_wake_fd = -1
         self.handler = handler
-        self.wsgi = handler if isinstance(handler, WSGIAdapter) and (<WSGIAdapter>handler).compiled_fast_path else None
+        self.wsgi = self._fast_wsgi_handler(handler)
         self._owned_bytes = []
         self._status_lines = {}
         self._content_type_lines = {}
@@ -161,6 +162,31 @@ cdef class Core:
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
+
+    cdef object _fast_wsgi_handler(self, object handler):
+        """The WSGIAdapter to answer through wsgi.pxi: the handler itself, or the one inside a
+        wrapper that answers a single path itself and passes everything else on unchanged
+        (`answers_only_path` and `__wrapped__`: the metrics route), so that turning on metrics does
+        not cost a WSGI app its fast path. None when the fast path does not apply."""
+        only_path = getattr(handler, "answers_only_path", None)
+        if only_path is not None:
+            handler = getattr(handler, "__wrapped__", None)
+        if not isinstance(handler, WSGIAdapter) or not (<WSGIAdapter>handler).compiled_fast_path:
+            return None
+        if only_path is not None:
+            self.wsgi_bypass_path = only_path.encode("latin-1")
+        return handler
+
+    cdef bint _for_wrapper(self, const char* data, ParsedRequest* parsed) noexcept:
+        """Is this request for the path the handler's wrapper answers itself (as request.path)?"""
+        cdef Py_ssize_t length
+        if self.wsgi_bypass_path is None:
+            return False
+        length = PyBytes_GET_SIZE(self.wsgi_bypass_path)
+        if parsed.path_length == 0:
+            return length == 1 and PyBytes_AS_STRING(self.wsgi_bypass_path)[0] == 47      # "/"
+        return (<Py_ssize_t>parsed.path_length == length
+                and memcmp(data + parsed.path_offset, PyBytes_AS_STRING(self.wsgi_bypass_path), length) == 0)
 
     cdef _set_static_routes(self, list static_routes):
         cdef StaticRoute* route
@@ -339,6 +365,7 @@ cdef class Core:
         cdef bint head_only = parsed.is_head
         cdef Request request = Request.__new__(Request)
         cdef BodyReader reader = None
+        cdef bint for_wrapper = self._for_wrapper(data, parsed)
         request._head = PyBytes_FromStringAndSize(data, parsed.head_length)
         if conn.body_streamed:
             reader = BodyReader.__new__(BodyReader)
@@ -357,7 +384,7 @@ cdef class Core:
             reader.attach(worker, conn)                 # the head leaves the buffer here
             conn.output_sent_early = 0
         try:
-            if self.wsgi is not None:
+            if self.wsgi is not None and not for_wrapper:
                 result = wsgi_answer(<WSGIAdapter>self.wsgi, request)
             else:
                 result = self.handler(request)

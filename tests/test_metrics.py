@@ -81,3 +81,34 @@ def test_render_of_a_stopped_server_parses():
 def test_metrics_path_must_be_a_path():
     with pytest.raises(fastcore.ConfigError):
         fastcore.ServerConfig(metrics_path="metrics")
+
+
+@pytest.mark.compiled_only("the WSGI fast path is the compiled engine's")
+def test_metrics_route_keeps_the_wsgi_fast_path(engine, wsgi_server, monkeypatch):
+    """With metrics on, /metrics is answered by the route and every other request still goes
+    through pyext/wsgi.pxi, not through the Python WSGIHandler.__call__ (which is counted here)."""
+    python_calls = []
+    original_call = fastcore.WSGIHandler.__call__
+
+    def counted_call(self, request):
+        python_calls.append(request.path)
+        return original_call(self, request)
+
+    monkeypatch.setattr(fastcore.WSGIHandler, "__call__", counted_call)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    srv = wsgi_server(app, validate=False, metrics_path="/metrics")     # a list body: Content-Length
+    with connect(srv.port, 5) as sock:
+        reader = ResponseReader(sock)
+        for path in (b"/app", b"/metrics", b"/metrics/x", b"/app2"):
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = reader.read_response()
+            assert response.status == 200, path
+            if path == b"/metrics":
+                assert b"fastcore_requests_total" in response.body
+            else:
+                assert response.body == path
+    assert python_calls == []
