@@ -32,8 +32,10 @@ Differences that stay, and why:
 
 1. Speed and memory. Every request runs Python code under the GIL: on one core, a hello-world
    handler does about half the compiled engine's requests/s with keep-alive (where kernel work
-   dominates both) and about 1/8 with 16 pipelined requests; an idle keep-alive connection costs
-   about 2.5 KB instead of about 0.6 KB. More threads add little (only system calls overlap).
+   dominates both) and about 1/10 with 16 pipelined requests; a WSGI hello-world app about 1/3
+   and 1/7 (the compiled engine runs the WSGI adapter in C, pyext/wsgi.pxi; this one runs
+   fastcore/wsgi.py); an idle keep-alive connection costs about 2.5 KB instead of about 0.6 KB
+   (bench/RESULTS.md). More threads add little (only system calls overlap).
 2. Static routes need the GIL. The compiled core serves them in C without it, so they keep
    answering while a Python thread hogs the interpreter (tests/test_gil.py); here such a thread
    delays every response by up to the interpreter's switch interval.
