@@ -103,6 +103,34 @@ def test_response_header_with_crlf_is_refused_not_sent(server, error_log):
     assert get(srv.port, "/ok")[2] == b"fine /ok"
 
 
+def test_response_fields_are_checked_and_framed_the_same_on_every_response(server, error_log):
+    """The core remembers (name, value) pairs it has encoded: a repeated valid pair gives the same
+    line and the same declared length each time, a repeated invalid one is refused each time, and a
+    remembered Content-Length of one value does not stand in for another."""
+    fields = {
+        "/length-2": [("Content-Length", "2"), ("X-Same", "v")],
+        "/length-4": [("Content-Length", "4"), ("X-Same", "v")],
+        "/bad": [("X-Same", "v"), ("X-Split", "a\r\nInjected: 1")],
+        "/close": [("Connection", "close"), ("X-Same", "v")],
+    }
+    srv = server(lambda request: fastcore.Response(b"abcdef", headers=fields.get(request.path, [])))
+    for _ in range(3):
+        with connect(srv.port) as sock:
+            reader = ResponseReader(sock)
+            for path, status, body in (("/length-2", 200, b"ab"), ("/length-4", 200, b"abcd"), ("/bad", 500, None)):
+                sock.sendall(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path.encode())
+                response = reader.read_response()
+                assert response.status == status, path
+                assert "injected" not in response.headers
+                if body is not None:
+                    assert response.body == body and response.headers["x-same"] == "v"
+            sock.sendall(b"GET /close HTTP/1.1\r\nHost: h\r\n\r\n")
+            response = reader.read_response()
+            assert response.headers["connection"] == "close" and response.body == b"abcdef"
+            assert reader.closed_by_peer()
+    assert len(error_log.records) == 3                  # one logged refusal per /bad
+
+
 # -- malformed requests ----------------------------------------------------------------------------
 
 MALFORMED = [
