@@ -100,8 +100,12 @@ cdef class Core:
         cdef epoll_event event
         cdef Worker* worker
         cdef int i
+        cdef int nodelay_on = 1
         memset(&self.state, 0, sizeof(ServerState))
         self.state.listen_fd = listen_fd
+        # Inherited by accepted sockets on Linux (listener.pxi: set_nodelay); fails harmlessly on a
+        # unix socket.
+        setsockopt(listen_fd, IPPROTO_TCP, TCP_NODELAY, &nodelay_on, sizeof(nodelay_on))
         self.state.listener_epoll_fd = -1
         self.state.listener_wake_fd = -1
         self.handler = handler

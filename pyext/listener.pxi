@@ -22,10 +22,26 @@ cdef Worker* choose_worker(ServerState* server) noexcept nogil:
     return &server.workers[start]
 
 
+cdef void set_nodelay(ServerState* server, int fd) noexcept nogil:
+    """TCP_NODELAY on an accepted socket (responses leave in one write; Nagle would only hold back
+    the pieces of a streamed body). Core sets it on the listening socket, and Linux copies it to
+    accepted sockets, which saves a setsockopt per connection; the first accepted socket shows
+    whether that holds here."""
+    cdef int one = 1, value = 0
+    cdef socklen_t length = sizeof(value)
+    if server.nodelay == NODELAY_UNKNOWN:
+        if getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &length) != 0:
+            server.nodelay = NODELAY_NOT_TCP
+            return
+        server.nodelay = NODELAY_INHERITED if value else NODELAY_PER_ACCEPT
+        if value:
+            return
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+
+
 cdef int accept_ready_connections(ServerState* server) noexcept nogil:
     """Accept until EAGAIN. Returns 0, or -1 when out of descriptors or memory (pause accepting)."""
     cdef int fd
-    cdef int one = 1
     cdef uint64_t wakeup = 1
     cdef AcceptedConn accepted
     cdef socklen_t address_length
@@ -45,7 +61,8 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
             send_canned_503(server, fd)
             close(fd)
             continue
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+        if server.nodelay != NODELAY_INHERITED and server.nodelay != NODELAY_NOT_TCP:
+            set_nodelay(server, fd)
         fc_atomic_add64(&server.open_connections, 1)
         accepted.fd = fd
         if queue_push(&server.queue, &accepted) != 0:

@@ -9,6 +9,12 @@
 cdef enum:
     EPOLL_BATCH = 256                 # events taken per epoll_wait
 
+cdef enum NodelayMode:
+    NODELAY_UNKNOWN = 0               # no connection accepted yet: look at the first one
+    NODELAY_INHERITED = 1             # set on the listening socket and inherited (Linux): nothing per accept
+    NODELAY_PER_ACCEPT = 2            # not inherited: one setsockopt per accepted socket
+    NODELAY_NOT_TCP = 3               # a unix socket: no such option
+
 cdef enum ConnState:
     CONN_READING = 0                  # waiting for / parsing requests (EPOLLIN)
     CONN_WRITING = 1                  # output pending that the socket would not take (EPOLLOUT)
@@ -122,6 +128,7 @@ cdef struct ServerState:
     Worker* workers
     int worker_count
     int next_worker                   # round-robin start; listener thread only
+    int nodelay                       # NodelayMode: how accepted sockets get TCP_NODELAY; listener thread only
     int max_connections
     DateCache listener_date           # for the listener's canned 503s
     long long open_connections        # atomic: accepted and not yet closed, across all workers

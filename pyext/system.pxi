@@ -94,6 +94,7 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t recv(int sockfd, void* buf, size_t len, int flags)
     ssize_t send(int sockfd, const void* buf, size_t len, int flags)
     int setsockopt(int sockfd, int level, int optname, const void* optval, socklen_t optlen)
+    int getsockopt(int sockfd, int level, int optname, void* optval, socklen_t* optlen)
     int shutdown(int sockfd, int how)
 
 cdef extern from "<netinet/in.h>" nogil:

@@ -1,6 +1,8 @@
 """Connection management: keep-alive, pipelining, Connection: close, HTTP/1.0."""
 import http.client
 import json
+import os
+import socket
 
 import fastcore
 from conftest import ResponseReader, assert_standard_fields, connect, echo_handler
@@ -197,3 +199,40 @@ def test_connection_header_is_case_insensitive(server):
         reader = ResponseReader(sock)
         assert reader.read_response().body == b"/x"
         assert reader.closed_by_peer()
+
+
+def server_side_socket(client):
+    """The server's end of `client`'s connection: the servers under test run in this process, so
+    it is one of our own descriptors (a dup of it is returned, to be closed by the caller)."""
+    wanted = client.getsockname()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            candidate = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if candidate.family == socket.AF_INET and candidate.getpeername() == wanted:
+                return candidate
+        except OSError:
+            pass
+        candidate.close()
+    raise AssertionError("no server-side socket for this connection")
+
+
+def test_accepted_connections_have_tcp_nodelay(server):
+    """Streamed body parts must not wait for Nagle. The compiled core sets TCP_NODELAY on the
+    listening socket and relies on Linux copying it to accepted sockets (checked on the first);
+    every connection, first or later, must have it."""
+    srv = server(lambda request: b"ok")
+    for _ in range(3):
+        with connect(srv.port) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert ResponseReader(client).read_response().body == b"ok"
+            accepted = server_side_socket(client)
+            try:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            finally:
+                accepted.close()
