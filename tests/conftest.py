@@ -88,20 +88,17 @@ def engine(request):
     return request.param
 
 
-@pytest.fixture
-def server(engine):
-    """Factory: server(handler=None, threads=2, static=None, **options) -> a started fastcore.Server
-    (or fastcore.pure.Server, see `engine`).
+def start_servers(server_class, started):
+    """The factory behind the `server` and `pure_server` fixtures:
+    start(handler=None, threads=2, static=None, **options) -> a started `server_class` on
+    127.0.0.1, appended to `started` (the fixture stops them with stop_servers).
 
     `static` maps a path to a body, or to a dict of add_static keyword arguments
-    ({"body": ..., "content_type": ..., "status": ...}). Every server started here is stopped at
-    teardown (and stopping one the test already stopped is harmless)."""
-    started = []
+    ({"body": ..., "content_type": ..., "status": ...})."""
 
     def start(handler=None, threads=2, static=None, **options):
         options = {"host": "127.0.0.1", "port": 0, **options}
-        engine_server = pure_server_class() if engine == "pure" else fastcore.Server
-        srv = engine_server(handler, threads=threads, **options)
+        srv = server_class(handler, threads=threads, **options)
         for path, spec in (static or {}).items():
             if isinstance(spec, dict):
                 srv.add_static(path, **spec)
@@ -113,10 +110,32 @@ def server(engine):
         assert srv.port > 0 or options.get("uds")
         return srv
 
-    yield start
+    return start
+
+
+def stop_servers(started):
+    """Stop what a test started (stopping one the test already stopped is harmless), newest
+    first, then check the debug build's leak counters."""
     for srv in reversed(started):
         srv.stop()
     assert_no_leaks()
+
+
+@pytest.fixture
+def server(engine):
+    """Factory: server(handler=None, threads=2, static=None, **options) -> a started fastcore.Server
+    (or fastcore.pure.Server, see `engine`); see start_servers. Stopped at teardown."""
+    started = []
+    yield start_servers(pure_server_class() if engine == "pure" else fastcore.Server, started)
+    stop_servers(started)
+
+
+@pytest.fixture
+def pure_server():
+    """Factory: like `server`, but always fastcore.pure.Server (tests of that engine alone)."""
+    started = []
+    yield start_servers(pure_server_class(), started)
+    stop_servers(started)
 
 
 def assert_no_leaks():
@@ -428,9 +447,7 @@ def wsgi_server(wsgi_problems, engine):
         return srv
 
     yield start
-    for srv in reversed(started):
-        srv.stop()
-    assert_no_leaks()
+    stop_servers(started)
 
 
 def validate_in_process(app, environ=None, body=b""):

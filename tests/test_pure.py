@@ -24,25 +24,6 @@ from conftest import (ConnectionClosed, ResponseReader, assert_standard_fields, 
 from fastcore.pure.connection import Conn
 
 
-@pytest.fixture
-def pure_server():
-    """Factory: pure_server(handler=None, threads=2, static=None, **options) -> a started
-    fastcore.pure.Server on 127.0.0.1 (stopped at teardown)."""
-    started = []
-
-    def start(handler=None, threads=2, static=None, **options):
-        srv = fastcore.pure.Server(handler, host="127.0.0.1", port=0, threads=threads, **options)
-        for path, body in (static or {}).items():
-            srv.add_static(path, body)
-        srv.start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in reversed(started):
-        srv.stop()
-
-
 class TrackedBody:
     """An iterable response body that records whether the server called close()."""
 

@@ -143,8 +143,7 @@ ENVIRON_PROBES = [
 ]
 
 
-@pytest.mark.compiled_only("compares the two engines itself")
-def test_compiled_environ_matches_the_python_adapter(engine, wsgi_problems):
+def test_compiled_environ_matches_the_python_adapter(wsgi_problems):
     """pyext/wsgi.pxi builds the environ on the compiled engine, WSGIHandler.environ() on the pure
     one: for the same bytes they give the same environ (but REMOTE_PORT, the client's own)."""
     from fastcore.pure.wsgi import WSGIServer as PureWSGIServer
@@ -166,10 +165,10 @@ def test_compiled_environ_matches_the_python_adapter(engine, wsgi_problems):
         assert mine == theirs, probe
 
 
-def test_a_handler_subclass_overriding_environ_is_called(engine, wsgi_problems):
+def test_a_handler_subclass_overriding_environ_is_called(server, wsgi_problems):
     """The compiled fast path stands in for WSGIHandler.__call__ and environ(): a subclass that
-    overrides environ() must still have it called."""
-    from fastcore.pure.wsgi import WSGIServer as PureWSGIServer
+    overrides environ() must still have it called (the adapter is a native handler, so the
+    engine's own Server runs it)."""
 
     class TaggingHandler(fastcore.WSGIHandler):
         def environ(self, request, errors=None):
@@ -181,17 +180,12 @@ def test_a_handler_subclass_overriding_environ_is_called(engine, wsgi_problems):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ.get("app.tag", "missing").encode()]
 
-    server_class = fastcore.WSGIServer if engine == "compiled" else PureWSGIServer
-    with server_class(app, host="127.0.0.1", port=0, threads=1) as srv:
-        srv.handler = TaggingHandler(app, srv.config, server=srv)
-        srv.stop()
-        srv.start()
-        assert request(srv.port)[2] == b"tagged"
+    srv = server(TaggingHandler(app), threads=1)
+    assert request(srv.port)[2] == b"tagged"
 
 
-def test_a_handler_subclass_overriding_finish_is_called(engine, wsgi_problems):
+def test_a_handler_subclass_overriding_finish_is_called(server, wsgi_problems):
     """_finish (wsgi.errors flushed, access log written) is replaced by the fast path too."""
-    from fastcore.pure.wsgi import WSGIServer as PureWSGIServer
     finished = []
 
     class CountingHandler(fastcore.WSGIHandler):
@@ -199,13 +193,9 @@ def test_a_handler_subclass_overriding_finish_is_called(engine, wsgi_problems):
             finished.append((exchange.code, sent))
             super()._finish(exchange, sent)
 
-    server_class = fastcore.WSGIServer if engine == "compiled" else PureWSGIServer
-    with server_class(text_app(b"four"), host="127.0.0.1", port=0, threads=1) as srv:
-        srv.handler = CountingHandler(srv.app, srv.config, server=srv)
-        srv.stop()
-        srv.start()
-        assert request(srv.port)[2] == b"four"
-        assert wait_until(lambda: finished == [(200, 4)], 5)
+    srv = server(CountingHandler(text_app(b"four")), threads=1)
+    assert request(srv.port)[2] == b"four"
+    assert wait_until(lambda: finished == [(200, 4)], 5)
 
 
 @pytest.mark.parametrize("path, script_name, path_info", [
