@@ -163,6 +163,8 @@ cdef class Core:
             worker.timers[<int>TIMER_IDLE].duration_ms = <long long>(keepalive_timeout * 1000)
             worker.timers[<int>TIMER_WRITE].duration_ms = <long long>(write_timeout * 1000)
             worker.timers[<int>TIMER_LINGER].duration_ms = LINGER_TIMEOUT_MS
+            worker.input_bin.block_size = READ_CHUNK
+            worker.output_bin.block_size = BUFFER_MIN_ALLOCATION
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
@@ -281,6 +283,8 @@ cdef class Core:
             for i in range(self.state.worker_count):
                 worker_close_all_connections(&self.workers[i])
                 release_orphaned_streams(&self.workers[i])
+                buffer_bin_empty(&self.workers[i].input_bin)
+                buffer_bin_empty(&self.workers[i].output_bin)
                 free(self.workers[i].orphaned_streams)
                 if self.workers[i].epoll_fd > 0:
                     close(self.workers[i].epoll_fd)

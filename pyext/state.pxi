@@ -158,5 +158,7 @@ cdef struct Worker:
     int orphaned_count
     int orphaned_capacity
     TimerList timers[TIMER_KINDS]
+    BufferBin input_bin               # READ_CHUNK blocks for connections' input
+    BufferBin output_bin              # BUFFER_MIN_ALLOCATION blocks for their output
     int flush_after_python_count
     epoll_event events[EPOLL_BATCH]
