@@ -90,6 +90,8 @@ def aggregate(records):
             "rps": _mean([r["rps"] for r in ok]),
             "spread": (max(valid) - min(valid)) / max(valid) if len(valid) > 1 else None,
             "req_per_cpu_s": _mean([r.get("req_per_cpu_s") for r in ok]),
+            "user_us_per_req": _mean([r.get("user_us_per_req") for r in ok]),
+            "system_us_per_req": _mean([r.get("system_us_per_req") for r in ok]),
             "p50": _mean([(r.get("latency_ms") or {}).get("50") for r in ok]),
             "p99": _mean([(r.get("latency_ms") or {}).get("99") for r in ok]),
             "errors": sum(r.get("errors") or 0 for r in ok) if ok else None,
@@ -133,21 +135,30 @@ def overview_table(agg, servers, scenarios):
     return "\n".join(lines)
 
 
+def fmt_cost(a):
+    """Server CPU per request as 'user + kernel us'."""
+    user, system = a.get("user_us_per_req"), a.get("system_us_per_req")
+    if user is None or system is None:
+        return "-"
+    return f"{user:.2f} + {system:.2f}"
+
+
 def scenario_table(agg, servers, scenario):
-    lines = ["| server | req/s | spread | req / server CPU-s | p50 | p99 | errors | server RSS | "
-             "server CPU % | wrk CPU % | other CPU % | notes |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    lines = ["| server | req/s | spread | req / server CPU-s | server us / req (user + kernel) | p50 | p99 | "
+             "errors | server RSS | server CPU % | wrk CPU % | other CPU % | notes |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for server in servers:
         a = agg.get((server, scenario))
         if a is None:
             continue
         if a["na"]:
-            lines.append(f"| {server} | n/a | | | | | | | | | | {_cell(a['na'])} |")
+            lines.append(f"| {server} | n/a | | | | | | | | | | | {_cell(a['na'])} |")
             continue
         spread = f"{100 * a['spread']:.0f} %" if a["spread"] is not None else "-"
-        lines.append("| {s} | {rps} | {spread} | {eff} | {p50} | {p99} | {err} | {rss} | {scpu} | {ccpu} | {ocpu} | "
-                     "{notes} |".format(
+        lines.append("| {s} | {rps} | {spread} | {eff} | {cost} | {p50} | {p99} | {err} | {rss} | {scpu} | {ccpu} | "
+                     "{ocpu} | {notes} |".format(
                          s=server, rps=fmt_num(a["rps"]), spread=spread, eff=fmt_num(a["req_per_cpu_s"]),
+                         cost=fmt_cost(a),
                          p50=fmt_lat(a["p50"]) if a["rps"] else "-", p99=fmt_lat(a["p99"]) if a["rps"] else "-",
                          err=fmt_num(a["errors"]), rss=fmt_mib(a["rss_max_kib"]),
                          scpu=fmt_num(a["server_cpu_pct"], 1), ccpu=fmt_num(a["client_cpu_pct"], 1),
@@ -251,6 +262,36 @@ def targets_table(agg):
     return "\n".join(lines)
 
 
+def kernel_floor_lines(agg, scenario="keepalive"):
+    """Where a request's server CPU time goes, compiled against pure, and the req/s ratio the
+    kernel's share leaves possible. With one request in flight per connection every server makes
+    the same recv and send per request, and the kernel's TCP work inside them (loopback delivery to
+    wrk included) is the same whatever the server is written in. So even a compiled server that
+    spent no user time at all could be at most (pure's user + kernel) / (compiled kernel) times
+    faster. Returns Markdown bullets, or [] when the runs lack the CPU split."""
+    lines = []
+    for ours, theirs in (("fastcore-native", "pure-native"), ("fastcore-wsgi", "pure-wsgi")):
+        a, b = agg.get((ours, scenario)), agg.get((theirs, scenario))
+        if not (a and b and a["rps"] and b["rps"]):
+            continue
+        if None in (a["user_us_per_req"], a["system_us_per_req"], b["user_us_per_req"], b["system_us_per_req"]):
+            continue
+        pure_total = b["user_us_per_req"] + b["system_us_per_req"]
+        user_ratio = b["user_us_per_req"] / a["user_us_per_req"] if a["user_us_per_req"] > 0 else None
+        ceiling = pure_total / a["system_us_per_req"] if a["system_us_per_req"] > 0 else None
+        lines.append(
+            f"- {ours} vs {theirs}: user-space CPU per request {a['user_us_per_req']:.2f} vs "
+            f"{b['user_us_per_req']:.2f} us ({fmt_num(user_ratio, 1)} x less); kernel {a['system_us_per_req']:.2f} vs "
+            f"{b['system_us_per_req']:.2f} us. With no user-space time at all, {ours} could be at most "
+            f"{pure_total:.2f} / {a['system_us_per_req']:.2f} = {fmt_num(ceiling, 2)} x {theirs} in req/s per "
+            f"server CPU-second; measured {a['rps'] / b['rps']:.2f} x in req/s.")
+    a, b = agg.get(("nginx", scenario)), agg.get(("pure-native", scenario))
+    if a and b and a["rps"] and b["rps"]:
+        lines.append(f"- nginx, the native anchor, reached {a['rps'] / b['rps']:.2f} x pure-native in the same run "
+                     f"(server us / req, user + kernel: {fmt_cost(a)}).")
+    return lines
+
+
 # -- the Markdown block and RESULTS.md ------------------------------------------------------------------
 
 def results_markdown(run, records, servers, scenarios, descriptions, chart_name=None):
@@ -267,6 +308,10 @@ def results_markdown(run, records, servers, scenarios, descriptions, chart_name=
     out += ["### Targets", "", "Ratios of mean req/s, placement as above; `per CPU-s` compares requests per "
             "server CPU-second, which does not depend on whether wrk was the bottleneck.", "",
             targets_table(agg), ""]
+    floor = kernel_floor_lines(agg)
+    if floor:
+        out += ["Compiled vs pure at keep-alive: where the server's CPU time per request goes (user-space and "
+                "kernel, from /proc), and the ratio the kernel's share allows:", ""] + floor + [""]
     for scenario in wrk_scenarios:
         out += [f"### {scenario}: {run['scenario_desc'][scenario]}", "", scenario_table(agg, servers, scenario), ""]
     if "idle" in scenarios:

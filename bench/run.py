@@ -202,16 +202,23 @@ def tree_pids(root_pid):
     return pids
 
 
-def tree_cpu_seconds(pids):
-    """utime+stime of the processes, in seconds. A process's /proc/PID/stat sums all its threads."""
-    ticks = 0
+def tree_cpu_split(pids):
+    """(user, system) CPU seconds of the processes. A process's /proc/PID/stat sums all its threads.
+    System time includes the loopback TCP work the kernel does inside the server's send and recv
+    calls, which is why it is reported apart: it is the part no server code can remove."""
+    user = system = 0
     for pid in pids:
         try:
             fields = _stat_fields(pid)
-            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+            user, system = user + int(fields[11]), system + int(fields[12])  # fields 14, 15: utime, stime
         except (OSError, ValueError, IndexError):
             pass
-    return ticks / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_seconds(pids):
+    """utime+stime of the processes, in seconds."""
+    return sum(tree_cpu_split(pids))
 
 
 def tree_rss_kib(pids):
@@ -501,10 +508,12 @@ def measure_wrk(server, scenario, args, pinned):
     rss = [server.rss_kib()]
     bench_cpus = {0, 1} if pinned else None
     pids = server.pids(refresh=True)
-    busy_before, cpu_before, t0 = cpu_busy_seconds(bench_cpus), tree_cpu_seconds(pids), time.monotonic()
+    busy_before, split_before, t0 = cpu_busy_seconds(bench_cpus), tree_cpu_split(pids), time.monotonic()
     rc, out, client_cpu = run_wrk(argv, args.duration, sample=lambda: rss.append(server.rss_kib()))
     wall = time.monotonic() - t0
-    cpu = tree_cpu_seconds(server.pids(refresh=True) | pids) - cpu_before
+    split_after = tree_cpu_split(server.pids(refresh=True) | pids)
+    user, system = split_after[0] - split_before[0], split_after[1] - split_before[1]
+    cpu = user + system
     other = max(0.0, cpu_busy_seconds(bench_cpus) - busy_before - cpu - client_cpu)
     rss.append(server.rss_kib())
     record.update(parse_wrk(out))
@@ -515,6 +524,10 @@ def measure_wrk(server, scenario, args, pinned):
                    "other_cpu_pct": round(100 * other / wall, 1) if wall else None,
                    "rss_start_kib": rss[0], "rss_max_kib": max(rss), "rss_end_kib": rss[-1]})
     record["req_per_cpu_s"] = (round(record["requests"] / cpu) if record.get("requests") and cpu > 0 else None)
+    record["server_user_s"], record["server_system_s"] = round(user, 3), round(system, 3)
+    if record.get("requests"):
+        record["user_us_per_req"] = round(1e6 * user / record["requests"], 3)
+        record["system_us_per_req"] = round(1e6 * system / record["requests"], 3)
     if rc != 0:
         record["error"] = f"wrk exit status {rc}: {out.strip()[-300:]}"
     elif record.get("rps") is None:
