@@ -14,6 +14,7 @@ SCRIPT = textwrap.dedent(r"""
 
     def handler(request):
         if request.path == "/slow":
+            print("entered", flush=True)                 # the parent waits for this line
             time.sleep(float(sys.argv[1]))
         return b"done"
 
@@ -36,7 +37,7 @@ def test_sigterm_lets_the_in_flight_request_finish_and_refuses_new_connections()
     try:
         sock = connect(port, timeout=10)
         sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.3)                                  # the request is now inside the handler
+        assert child.stdout.readline().strip() == "entered"   # the request is now inside the handler
         started = time.monotonic()
         child.send_signal(signal.SIGTERM)
         data = b""
@@ -64,7 +65,7 @@ def test_a_second_sigint_forces_the_stop():
     try:
         sock = connect(port, timeout=10)
         sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.3)
+        assert child.stdout.readline().strip() == "entered"
         child.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert child.poll() is None                      # graceful: still waiting for the handler
