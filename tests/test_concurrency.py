@@ -171,3 +171,53 @@ def test_stopping_one_server_leaves_the_other_serving(server):
     assert get(second.port, "/")[2] == b"second"
     with pytest.raises(OSError):
         connect(first.port, timeout=2).close()
+
+
+@pytest.mark.hang_timeout(120)
+def test_interleaved_split_and_pipelined_uploads_each_get_their_own_body_back(server):
+    """Workers hand a released input or output block to the next connection that reads. Twelve
+    connections upload bodies of 0 B to 40 KiB (past the recycled 16 KiB input block, so some
+    buffers grow and are freed rather than recycled), in random pieces, sometimes two requests
+    pipelined in one write, all at once on two workers: every response must carry exactly its own
+    request's body, so no bytes cross between connections or survive into the next request."""
+    import random
+
+    srv = server(lambda request: fastcore.Response(request.body, content_type="application/octet-stream"),
+                 threads=2)
+    clients, rounds = 12, 20
+    errors = []
+
+    def request_bytes(tag, size, rng):
+        body = (tag.encode() * (size // len(tag) + 1))[:size] if size else b""
+        body = bytes(rng.randrange(256) for _ in range(min(size, 64))) + body[64:]
+        head = f"POST /{tag} HTTP/1.1\r\nHost: h\r\nContent-Length: {size}\r\n\r\n".encode()
+        return head + body, body
+
+    def client(index):
+        rng = random.Random(index)
+        try:
+            with connect(srv.port, timeout=20) as sock:
+                reader = ResponseReader(sock)
+                for round_ in range(rounds):
+                    batch = [request_bytes(f"c{index}r{round_}p{k}", rng.choice([0, 13, 900, 16000, 17000, 40000]), rng)
+                             for k in range(rng.choice([1, 1, 2]))]
+                    wire = b"".join(raw for raw, _ in batch)
+                    cuts = sorted(rng.sample(range(1, len(wire)), min(3, len(wire) - 1)))
+                    for start, stop in zip([0] + cuts, cuts + [len(wire)]):
+                        sock.sendall(wire[start:stop])
+                    for k, (_, body) in enumerate(batch):
+                        response = reader.read_response()
+                        if response.status != 200 or response.body != body:
+                            errors.append(f"client {index} round {round_} request {k}: {response.status}, "
+                                          f"{len(response.body)} bytes instead of {len(body)}")
+                            return
+        except Exception as error:           # reported below, with the client's number
+            errors.append(f"client {index}: {type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=client, args=(index,), daemon=True) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not any(thread.is_alive() for thread in threads), errors[:5]
+    assert errors == [], errors[:5]
