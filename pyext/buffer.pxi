@@ -101,11 +101,6 @@ cdef inline void buffer_release(Buffer* b) noexcept nogil:
     b.capacity = 0
 
 
-cdef inline void buffer_release_if_empty(Buffer* b) noexcept nogil:
-    if b.start == b.end and b.data != NULL:
-        buffer_release(b)
-
-
 cdef inline void buffer_take_from_bin(BufferBin* bin, Buffer* b) noexcept nogil:
     """Give a buffer that owns no memory a recycled block, when the bin has one."""
     if b.data == NULL and bin.count > 0:
