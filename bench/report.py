@@ -370,9 +370,13 @@ def _color(server):
     return "#7f8c8d"
 
 
+KERNEL_COLOR = "#d5d8dc"
+
+
 def write_chart(path, run, records, servers, scenarios):
     """Small multiples, one panel per scenario (horizontal bars of mean req/s, log scale, the rounds'
-    range as a whisker), then memory per idle connection and p99 latency at 1000 connections.
+    range as a whisker), then memory per idle connection, p99 latency at 1000 connections, and the
+    server's CPU per keep-alive request split into user-space and kernel time.
     Returns None, or a one-line reason when matplotlib is missing."""
     try:
         import matplotlib
@@ -388,7 +392,9 @@ def write_chart(path, run, records, servers, scenarios):
         panels.append(("idle", "idle"))
     if "c1000" in scenarios:
         panels.append(("p99", "c1000"))
-    columns = min(4, len(panels))
+    if any((a.get("user_us_per_req") is not None) for (_, scenario), a in agg.items() if scenario == "keepalive"):
+        panels.append(("cost", "keepalive"))
+    columns = min(len(panels), min((4, 3), key=lambda c: -len(panels) % c))   # the fewest empty cells
     rows = -(-len(panels) // columns)
     height = 0.32 * len(servers) + 1.3
     fig, axes = plt.subplots(rows, columns, figsize=(4.3 * columns, height * rows + 1.1), squeeze=False)
@@ -396,11 +402,11 @@ def write_chart(path, run, records, servers, scenarios):
     ys = range(len(order))
     for index, (kind, scenario) in enumerate(panels):
         ax = axes[index // columns][index % columns]
-        values, lows, highs, labels, colors = [], [], [], [], []
+        values, lows, highs, labels, colors, user_parts = [], [], [], [], [], []
         for server in order:
             a = agg.get((server, scenario))
             colors.append(_color(server))
-            value, label, low, high = None, "", None, None
+            value, label, low, high, user = None, "", None, None, None
             if a is None:
                 label = ""
             elif a["na"]:
@@ -413,6 +419,12 @@ def write_chart(path, run, records, servers, scenarios):
                     label = fmt_k(value) + (" !" if a["errors"] else "")
                 else:
                     label = "failed"
+            elif kind == "cost":
+                if a["user_us_per_req"] is not None and a["system_us_per_req"] is not None:
+                    user, value = a["user_us_per_req"], a["user_us_per_req"] + a["system_us_per_req"]
+                    label = fmt_cost(a)
+                else:
+                    label = "-"
             elif kind == "idle":
                 value = a["per_conn_bytes"] / 1024 if a["per_conn_bytes"] is not None else None
                 label = f"{value:.1f}" if value is not None else "failed"
@@ -425,17 +437,29 @@ def write_chart(path, run, records, servers, scenarios):
             lows.append(low)
             highs.append(high)
             labels.append(label)
+            user_parts.append(user)
         present = [v for v in values if v]
-        ax.barh(list(ys), [v or 0 for v in values], color=colors, height=0.7)
+        if kind == "cost":                            # user-space time in the server's colour, kernel grey
+            users = [u or 0 for u in user_parts]
+            ax.barh(list(ys), users, color=colors, height=0.7)
+            ax.barh(list(ys), [(v or 0) - u for v, u in zip(values, users)], left=users, color=KERNEL_COLOR,
+                    height=0.7)
+        else:
+            ax.barh(list(ys), [v or 0 for v in values], color=colors, height=0.7)
         for y, v, lo, hi in zip(ys, values, lows, highs):
             if v and lo is not None and hi is not None and hi > lo:
                 ax.plot([lo, hi], [y, y], color="black", linewidth=1)
-        log_scale = bool(present) and max(present) / min(present) > 20
+        log_scale = bool(present) and max(present) / min(present) > 20 and kind != "cost"
         top = max(present + [h for h in highs if h], default=1)   # the longest bar or whisker
         if present and log_scale:
             ax.set_xscale("log")
             left, right = min(present) / 3, top * 8
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        elif present and kind == "cost":
+            # Scaled to fastcore, the pure engine and nginx, the comparison the panel is for; the
+            # slow Python servers' bars run off the edge and keep their numbers.
+            focus = [v for server, v in zip(order, values) if v and (server in FASTCORE + PURE or server == "nginx")]
+            left, right = 0, 1.6 * max(focus or present)
         elif present:
             left, right = 0, top * 1.3
         else:
@@ -448,10 +472,13 @@ def write_chart(path, run, records, servers, scenarios):
             end = max(v, high or 0) if v else None            # right of the bar and of its whisker
             x = end * (1.15 if log_scale else 1) + (0 if log_scale else right * 0.02) if end else \
                 (left * 1.15 if log_scale else right * 0.02)
-            ax.text(x, y, label, va="center", fontsize=7.5,
+            inside = kind == "cost" and end and x > right * 0.7   # off the edge: the number goes inside
+            ax.text(right * 0.45 if inside else x, y, label, va="center", fontsize=7.5,
+                    bbox=dict(facecolor="white", edgecolor="none", pad=1) if inside else None,
                     color="#7f8c8d" if label == "n/a" else "#c0392b" if "!" in label or label == "failed" else "black")
         titles = {"rps": f"{scenario}: req/s", "idle": "memory per idle connection (KiB)",
-                  "p99": f"{scenario}: p99 latency (ms), lower is better"}
+                  "p99": f"{scenario}: p99 latency (ms), lower is better",
+                  "cost": f"{scenario}: server CPU us / request, user + kernel (grey)"}
         ax.set_title(titles[kind] + (" (log scale)" if log_scale else ""), fontsize=10, loc="left")
         ax.set_yticks(list(ys))
         ax.set_yticklabels(order if index % columns == 0 else [], fontsize=8.5)

@@ -45,3 +45,19 @@ def test_kernel_floor_is_left_out_without_the_cpu_split():
     row = next(line for line in report.scenario_table(report.aggregate([old]), ["fastcore-native"],
                                                       "keepalive").splitlines() if line.startswith("| fastcore"))
     assert "| - |" in row
+
+
+def test_chart_has_the_cpu_split_panel_when_the_runs_have_it(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib import image
+    records = [keepalive_run("fastcore-native", 150_000, 0.5, 6.0), keepalive_run("pure-native", 70_000, 8.0, 6.0),
+               keepalive_run("gunicorn", 10_000, 70.0, 23.0)]
+    run = {"started": "2026-01-01T00:00:00", "chart_subtitle": "test"}
+    servers = ["fastcore-native", "pure-native", "gunicorn"]
+    with_split, without_split = tmp_path / "with.png", tmp_path / "without.png"
+    assert report.write_chart(str(with_split), run, records, servers, ["keepalive"]) is None
+    for record in records:
+        del record["user_us_per_req"], record["system_us_per_req"]
+    assert report.write_chart(str(without_split), run, records, servers, ["keepalive"]) is None
+    # one panel (req/s) without the split, two side by side with it: the figure is wider
+    assert image.imread(str(with_split)).shape[1] > image.imread(str(without_split)).shape[1]
