@@ -6,27 +6,28 @@
 # An empty buffer owns no memory (data is NULL), so an idle keep-alive connection costs only its
 # struct. Out of memory is an error code, never an abort, and leaves the buffer as it was.
 #
-# A BufferBin keeps a worker's released allocations of one size for its next requests (the h2o
-# recycle-bin shape). Without it every keep-alive request paid a malloc and a free for its input
-# and its output, and glibc, which gives the free top of a thread's heap back to the kernel
-# (madvise), turned that churn into page faults: about one per five requests under wrk -c64
+# A buffer may name a BufferBin: its worker's store of released blocks of one size. Reserve takes
+# the first block from there instead of malloc, and release puts a block of that size back instead
+# of free (the h2o recycle-bin shape). Without it every keep-alive request paid a malloc and a free
+# for its input and its output, and glibc, which gives the free top of a thread's heap back to the
+# kernel (madvise), turned that churn into page faults: about one per five requests under wrk -c64
 # (perf stat), all gone with the bins.
 
 cdef enum:
     BUFFER_MIN_ALLOCATION = 4096
     BUFFER_BIN_SLOTS = 16             # blocks a bin keeps at most: a worker's bins hold <= 16 x (16 + 4) KiB
 
+ctypedef struct BufferBin:            # owned by one worker thread: no lock
+    size_t block_size                 # the one allocation size it hands out and takes back
+    int count
+    char* blocks[BUFFER_BIN_SLOTS]
+
 ctypedef struct Buffer:
     char* data
     size_t start
     size_t end
     size_t capacity
-
-
-ctypedef struct BufferBin:            # owned by one worker thread: no lock
-    size_t block_size                 # the one allocation size it takes back
-    int count
-    char* blocks[BUFFER_BIN_SLOTS]
+    BufferBin* bin                    # the owning worker's bin for this kind of buffer, or NULL
 
 
 cdef inline size_t buffer_length(const Buffer* b) noexcept nogil:
@@ -49,6 +50,12 @@ cdef int buffer_reserve(Buffer* b, size_t extra) noexcept nogil:
     wanted = b.capacity * 2 if b.capacity else BUFFER_MIN_ALLOCATION
     while wanted < used + extra:
         wanted *= 2
+    if b.data == NULL and b.bin != NULL and b.bin.count > 0 and wanted <= b.bin.block_size:
+        b.bin.count -= 1
+        b.data = b.bin.blocks[b.bin.count]
+        b.capacity = b.bin.block_size
+        fc_debug_count(FC_LIVE_BUFFERS, 1)
+        return 0
     if b.start > 0:
         memmove(b.data, b.data + b.start, used)
         b.start = 0
@@ -91,44 +98,24 @@ cdef inline void buffer_consume(Buffer* b, size_t n) noexcept nogil:
 
 
 cdef inline void buffer_release(Buffer* b) noexcept nogil:
-    """Give the memory back; the buffer is empty afterwards."""
+    """Give the memory back (to the bin, when it is a block of the bin's size and the bin has room);
+    the buffer is empty afterwards."""
     if b.data != NULL:
         fc_debug_count(FC_LIVE_BUFFERS, -1)
-    free(b.data)
+        if b.bin != NULL and b.capacity == b.bin.block_size and b.bin.count < BUFFER_BIN_SLOTS:
+            b.bin.blocks[b.bin.count] = b.data
+            b.bin.count += 1
+        else:
+            free(b.data)
     b.data = NULL
     b.start = 0
     b.end = 0
     b.capacity = 0
 
 
-cdef inline void buffer_take_from_bin(BufferBin* bin, Buffer* b) noexcept nogil:
-    """Give a buffer that owns no memory a recycled block, when the bin has one."""
-    if b.data == NULL and bin.count > 0:
-        bin.count -= 1
-        b.data = bin.blocks[bin.count]
-        b.capacity = bin.block_size
-        b.start = 0
-        b.end = 0
-        fc_debug_count(FC_LIVE_BUFFERS, 1)
-
-
-cdef inline void buffer_release_to_bin(BufferBin* bin, Buffer* b) noexcept nogil:
-    """buffer_release, except that a block of the bin's size goes into the bin while it has room."""
-    if b.data != NULL and b.capacity == bin.block_size and bin.count < BUFFER_BIN_SLOTS:
-        bin.blocks[bin.count] = b.data
-        bin.count += 1
-        fc_debug_count(FC_LIVE_BUFFERS, -1)
-        b.data = NULL
-        b.start = 0
-        b.end = 0
-        b.capacity = 0
-    else:
-        buffer_release(b)
-
-
-cdef inline void buffer_release_to_bin_if_empty(BufferBin* bin, Buffer* b) noexcept nogil:
+cdef inline void buffer_release_if_empty(Buffer* b) noexcept nogil:
     if b.start == b.end and b.data != NULL:
-        buffer_release_to_bin(bin, b)
+        buffer_release(b)
 
 
 cdef void buffer_bin_empty(BufferBin* bin) noexcept nogil:

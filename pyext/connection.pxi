@@ -180,8 +180,8 @@ cdef void conn_finish(Worker* worker, Conn* conn) noexcept nogil:
         return
     shutdown(conn.fd, SHUT_WR)
     conn.state = CONN_LINGERING
-    buffer_release_to_bin(&worker.input_bin, &conn.input)
-    buffer_release_to_bin(&worker.output_bin, &conn.output)
+    buffer_release(&conn.input)
+    buffer_release(&conn.output)
     conn_set_state_events(worker, conn, EPOLLIN)
     timer_arm(worker, conn, TIMER_LINGER)
     conn_discard_input(worker, conn)
@@ -216,8 +216,8 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
     close(conn.fd)
     fc_atomic_add64(&worker.server.open_connections, -1)
     timer_unlink(worker, conn)
-    buffer_release_to_bin(&worker.input_bin, &conn.input)
-    buffer_release_to_bin(&worker.output_bin, &conn.output)
+    buffer_release(&conn.input)
+    buffer_release(&conn.output)
     if conn.previous != NULL:
         conn.previous.next = conn.next
     else:
@@ -334,8 +334,8 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
         conn_finish(worker, conn)
         return
     conn_set_state(worker, conn, CONN_READING)
-    buffer_release_to_bin_if_empty(&worker.output_bin, &conn.output)
-    buffer_release_to_bin_if_empty(&worker.input_bin, &conn.input)
+    buffer_release_if_empty(&conn.output)
+    buffer_release_if_empty(&conn.input)
     conn_arm_read_timer(worker, conn)
 
 
@@ -432,7 +432,6 @@ cdef void conn_finish_turn(Worker* worker, Conn* conn, ServeResult result) noexc
 
 cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     cdef ssize_t received
-    buffer_take_from_bin(&worker.input_bin, &conn.input)
     if buffer_reserve(&conn.input, READ_CHUNK) != 0:
         conn_close(worker, conn)
         return
@@ -443,13 +442,12 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     elif received == 0:
         conn.peer_closed = True
     elif errno == EAGAIN or errno == EINTR:
-        buffer_release_to_bin_if_empty(&worker.input_bin, &conn.input)
+        buffer_release_if_empty(&conn.input)
         return
     else:
         conn.peer_closed = True
         conn_close(worker, conn)
         return
-    buffer_take_from_bin(&worker.output_bin, &conn.output)   # the answers' room; given back if unused
     conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
 
 
@@ -475,7 +473,6 @@ cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexc
         waiting.events = POLLOUT
         if poll(&waiting, 1, timeout_ms) == 0:
             return 0
-    buffer_take_from_bin(&worker.input_bin, &conn.input)
     if buffer_reserve(&conn.input, READ_CHUNK) != 0:
         return -1
     while True:
@@ -515,6 +512,8 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
     conn.peer = accepted.peer
     conn.sendfile_fd = -1
     conn.state = CONN_READING
+    conn.input.bin = &worker.input_bin            # released blocks stay with the worker for reuse
+    conn.output.bin = &worker.output_bin
     event.events = EPOLLIN
     event.data.ptr = conn
     if epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0:
