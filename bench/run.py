@@ -216,11 +216,6 @@ def tree_cpu_split(pids):
     return user / CLK_TCK, system / CLK_TCK
 
 
-def tree_cpu_seconds(pids):
-    """utime+stime of the processes, in seconds."""
-    return sum(tree_cpu_split(pids))
-
-
 def tree_rss_kib(pids):
     """Sum of VmRSS over the processes, KiB."""
     total = 0
@@ -300,9 +295,6 @@ class ServerProcess:
         if self._pids is None or refresh:
             self._pids = tree_pids(self.proc.pid)
         return self._pids
-
-    def cpu_seconds(self):
-        return tree_cpu_seconds(self.pids(refresh=True))
 
     def rss_kib(self):
         return tree_rss_kib(self.pids(refresh=True))
