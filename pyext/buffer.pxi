@@ -20,6 +20,7 @@ cdef enum:
 ctypedef struct BufferBin:            # owned by one worker thread: no lock
     size_t block_size                 # the one allocation size it hands out and takes back
     int count
+    long long* debug_counters         # its server's (debug builds count live buffers per server)
     char* blocks[BUFFER_BIN_SLOTS]
 
 ctypedef struct Buffer:
@@ -32,6 +33,10 @@ ctypedef struct Buffer:
 
 cdef inline size_t buffer_length(const Buffer* b) noexcept nogil:
     return b.end - b.start
+
+
+cdef inline long long* buffer_debug_counters(const Buffer* b) noexcept nogil:
+    return b.bin.debug_counters if b.bin != NULL else NULL
 
 
 cdef int buffer_reserve(Buffer* b, size_t extra) noexcept nogil:
@@ -54,7 +59,7 @@ cdef int buffer_reserve(Buffer* b, size_t extra) noexcept nogil:
         b.bin.count -= 1
         b.data = b.bin.blocks[b.bin.count]
         b.capacity = b.bin.block_size
-        fc_debug_count(FC_LIVE_BUFFERS, 1)
+        fc_debug_count(buffer_debug_counters(b), FC_LIVE_BUFFERS, 1)
         return 0
     if b.start > 0:
         memmove(b.data, b.data + b.start, used)
@@ -64,7 +69,7 @@ cdef int buffer_reserve(Buffer* b, size_t extra) noexcept nogil:
     if grown == NULL:
         return -1
     if b.data == NULL:
-        fc_debug_count(FC_LIVE_BUFFERS, 1)
+        fc_debug_count(buffer_debug_counters(b), FC_LIVE_BUFFERS, 1)
     b.data = grown
     b.capacity = wanted
     return 0
@@ -97,11 +102,18 @@ cdef inline void buffer_consume(Buffer* b, size_t n) noexcept nogil:
         b.end = 0
 
 
+cdef inline void buffer_truncate(Buffer* b, size_t length) noexcept nogil:
+    """Keep only the first `length` bytes of the content: drops what was appended after a
+    buffer_length() taken earlier (a half-written response rolled back)."""
+    if length < b.end - b.start:
+        b.end = b.start + length
+
+
 cdef inline void buffer_release(Buffer* b) noexcept nogil:
     """Give the memory back (to the bin, when it is a block of the bin's size and the bin has room);
     the buffer is empty afterwards."""
     if b.data != NULL:
-        fc_debug_count(FC_LIVE_BUFFERS, -1)
+        fc_debug_count(buffer_debug_counters(b), FC_LIVE_BUFFERS, -1)
         if b.bin != NULL and b.capacity == b.bin.block_size and b.bin.count < BUFFER_BIN_SLOTS:
             b.bin.blocks[b.bin.count] = b.data
             b.bin.count += 1

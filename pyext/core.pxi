@@ -53,14 +53,14 @@ cdef void _close_iterable(object iterable) noexcept:
             pass
 
 
-cdef void release_stream(Conn* conn) noexcept:
+cdef void release_stream(long long* debug_counters, Conn* conn) noexcept:
     """Drop the connection's references to its streamed body and close it (GIL held)."""
     cdef PyObject* iterator = <PyObject*>conn.stream
     cdef PyObject* owner = <PyObject*>conn.stream_owner
     conn.stream = NULL
     conn.stream_owner = NULL
     if owner != NULL:
-        fc_debug_count(FC_LIVE_PYTHON_BODIES, -1)
+        fc_debug_count(debug_counters, FC_LIVE_PYTHON_BODIES, -1)
         _close_iterable(<object>owner)
         Py_DECREF(<object>owner)
     if iterator != NULL:
@@ -74,7 +74,7 @@ cdef void release_orphaned_streams(Worker* worker) noexcept:
     for i in range(0, worker.orphaned_count, 2):
         parked.stream = worker.orphaned_streams[i]
         parked.stream_owner = worker.orphaned_streams[i + 1]
-        release_stream(&parked)
+        release_stream(worker.server.debug_counters, &parked)
     worker.orphaned_count = 0
 
 
@@ -165,6 +165,7 @@ cdef class Core:
             worker.timers[<int>TIMER_LINGER].duration_ms = LINGER_TIMEOUT_MS
             worker.input_bin.block_size = READ_CHUNK
             worker.output_bin.block_size = BUFFER_MIN_ALLOCATION
+            worker.input_bin.debug_counters = worker.output_bin.debug_counters = self.state.debug_counters
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
@@ -329,6 +330,13 @@ cdef class Core:
             "open_connections": fc_atomic_load64(&self.state.open_connections),
         }
 
+    def debug_counters(self):
+        """What a debug build counted for this server (testing.pxi: debug_counts); None in a
+        release build. Readable after release(), so a test can name the server that leaked."""
+        if not fc_debug_build:
+            return None
+        return debug_counts(self.state.debug_counters)
+
     def __dealloc__(self):
         # A Core whose threads never ran (start() failed half-way) is freed here. One whose threads
         # ran is freed by release() after they are joined; if one never returned (a handler stuck
@@ -351,16 +359,19 @@ cdef class Core:
                     self.pull_stream(worker, conn)
                 else:
                     self.answer_with_handler(worker, conn)
+                conn_transition(worker, conn, EVENT_ANSWERED)
                 budget -= 1
                 result = serve_buffered_requests(worker, conn)
-                if result != SERVE_NEEDS_PYTHON or budget == 0:
+                if result != SERVE_NEEDS_PYTHON:
+                    break
+                conn_transition(worker, conn, EVENT_TO_HANDLER)     # the next pipelined request
+                if budget == 0:
                     break
             if result == SERVE_NEEDS_PYTHON:
                 break                                   # budget spent; this one goes first next turn
             worker.python_first = conn.next_awaiting_python
             if worker.python_first == NULL:
                 worker.python_last = NULL
-            conn.awaiting_python = False
             conn.next_awaiting_python = NULL
             worker.flush_after_python[worker.flush_after_python_count] = conn
             worker.flush_after_python_count += 1
@@ -397,8 +408,7 @@ cdef class Core:
             else:
                 result = self.handler(request)
             if fc_atomic_load(&worker.stop_requested):
-                conn.keep_alive = False                 # stop() came while the handler ran
-                conn.close_after_write = True
+                conn_close_after(conn, CLOSE_AFTER_RESPONSE)    # stop() came while the handler ran
             if reader is not None:
                 self.end_streamed_body(conn, reader)
             self.append_handler_response(worker, conn, result, head_only)
@@ -408,8 +418,7 @@ cdef class Core:
                 output_before -= min(output_before, conn.output_sent_early)
             conn.output.end = conn.output.start + output_before     # drop a half-written response
             if isinstance(error, RequestBodyError):
-                conn.keep_alive = False
-                conn.close_after_write = True
+                conn_close_after(conn, CLOSE_AFTER_RESPONSE)
                 append_error_response(worker, conn, error.status)
             else:
                 try:
@@ -427,9 +436,7 @@ cdef class Core:
             return
         reader.detach()
         if not reader.finished:
-            conn.keep_alive = False
-            conn.close_after_write = True
-            conn.linger_on_close = True
+            conn_close_after(conn, CLOSE_LINGERING)
 
     cdef int append_handler_response(self, Worker* worker, Conn* conn, object result, bint head_only) except -1:
         """Serialize what the handler returned into the output: status line, fields, framing, body.
@@ -515,17 +522,16 @@ cdef class Core:
             elif conn.request.version_minor == 1:
                 _append_bytes(out, b"Transfer-Encoding: chunked\r\n")
             else:
-                conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
-                conn.close_after_write = True
+                conn_close_after(conn, CLOSE_AFTER_RESPONSE)    # HTTP/1.0: the close delimits the body
         if append_connection_field(out, conn) != 0 or buffer_append(out, b"\r\n", 2) != 0:
             raise MemoryError()
 
         if file_span is not None:
             Py_INCREF(body)
-            fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
+            fc_debug_count(worker.server.debug_counters, FC_LIVE_PYTHON_BODIES, 1)
             conn.stream_owner = <void*>body
             if bodyless or head_only or file_span[2] == 0:
-                release_stream(conn)
+                release_stream(worker.server.debug_counters, conn)
             else:
                 conn.sendfile_fd = file_span[0]
                 conn.sendfile_offset = file_span[1]
@@ -534,11 +540,11 @@ cdef class Core:
             Py_INCREF(stream)
             conn.stream = <void*>stream
             Py_INCREF(body)
-            fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
+            fc_debug_count(worker.server.debug_counters, FC_LIVE_PYTHON_BODIES, 1)
             conn.stream_owner = <void*>body
             conn.stream_chunked = body_length < 0 and conn.request.version_minor == 1
             if bodyless or head_only or conn.stream_remaining == 0:
-                release_stream(conn)                    # no body goes out; the iterable is closed
+                release_stream(worker.server.debug_counters, conn)                    # no body goes out; the iterable is closed
             else:
                 self.pull_stream(worker, conn)
         elif bodyless or head_only:
@@ -547,7 +553,7 @@ cdef class Core:
             # Sent from the bytes object itself, after the head, without the GIL: bytes are
             # immutable and the reference held here keeps the memory where it is.
             Py_INCREF(body)
-            fc_debug_count(FC_LIVE_PYTHON_BODIES, 1)
+            fc_debug_count(worker.server.debug_counters, FC_LIVE_PYTHON_BODIES, 1)
             conn.stream_owner = <void*>body
             conn.body_data = PyBytes_AS_STRING(<bytes>body)
             conn.body_remaining = <size_t>body_length
@@ -591,8 +597,7 @@ cdef class Core:
                 continue                                # framing is ours to decide
             if lowered == b"connection":
                 if b"close" in value.lower():
-                    conn.keep_alive = False
-                    conn.close_after_write = True
+                    conn_close_after(conn, CLOSE_AFTER_RESPONSE)
                 continue
             line = name + b": " + value + b"\r\n"
             _append_bytes(out, line)
@@ -620,9 +625,8 @@ cdef class Core:
                     elif conn.stream_remaining > 0:
                         _error_log.error("a streamed body ended %d bytes short of its Content-Length; "
                                          "closing the connection", conn.stream_remaining)
-                        conn.keep_alive = False
-                        conn.close_after_write = True
-                    release_stream(conn)
+                        conn_close_after(conn, CLOSE_AFTER_RESPONSE)
+                    release_stream(worker.server.debug_counters, conn)
                     return
                 part = _as_body_bytes(item)
                 if not part:
@@ -635,7 +639,7 @@ cdef class Core:
                     if len(part) >= conn.stream_remaining:
                         _append_bytes(out, part[:conn.stream_remaining])     # never more than declared
                         conn.stream_remaining = 0
-                        release_stream(conn)
+                        release_stream(worker.server.debug_counters, conn)
                         return
                     _append_bytes(out, part)
                     conn.stream_remaining -= len(part)
@@ -650,7 +654,6 @@ cdef class Core:
                 _error_log.exception("streamed response body failed; closing the connection")
             except BaseException:
                 pass
-            conn.keep_alive = False
-            conn.close_after_write = True
-            release_stream(conn)
+            conn_close_after(conn, CLOSE_AFTER_RESPONSE)
+            release_stream(worker.server.debug_counters, conn)
 

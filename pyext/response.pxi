@@ -66,7 +66,7 @@ cdef const char* status_reason(int status) noexcept nogil:
 
 cdef int append_connection_field(Buffer* out, const Conn* conn) noexcept nogil:
     """Connection: close when we will close; keep-alive spelled out only for HTTP/1.0 clients."""
-    if conn.close_after_write or not conn.keep_alive:
+    if not conn.keep_alive:
         return buffer_append(out, b"Connection: close\r\n", 19)
     if conn.request.version_minor == 0:
         return buffer_append(out, b"Connection: keep-alive\r\n", 24)

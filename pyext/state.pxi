@@ -15,10 +15,40 @@ cdef enum NodelayMode:
     NODELAY_PER_ACCEPT = 2            # not inherited: one setsockopt per accepted socket
     NODELAY_NOT_TCP = 3               # a unix socket: no such option
 
-cdef enum ConnState:
-    CONN_READING = 0                  # waiting for / parsing requests (EPOLLIN)
-    CONN_WRITING = 1                  # output pending that the socket would not take (EPOLLOUT)
-    CONN_LINGERING = 2                # answered and half-closed; discarding input until FIN or timeout
+# A connection's phase, the events that move it, and its close policy: the vocabulary of the state
+# machine. Their meanings, the transition table, and the one function that writes them: protocol.pxi.
+cdef enum ConnPhase:
+    PHASE_NEW = 0                     # allocated, not yet in the worker's epoll set
+    PHASE_IDLE = 1
+    PHASE_HEAD = 2
+    PHASE_BODY = 3
+    PHASE_HANDLER = 4
+    PHASE_STREAMING = 5
+    PHASE_FLUSHING = 6
+    PHASE_SENDING = 7
+    PHASE_LINGERING = 8
+    PHASE_CLOSED = 9
+    PHASE_COUNT = 10
+    PHASE_ILLEGAL = 255               # in the table: this event cannot happen in this phase
+
+cdef enum ConnEvent:
+    EVENT_ACCEPTED = 0
+    EVENT_WAIT_REQUEST = 1
+    EVENT_HEAD_BYTES = 2
+    EVENT_BODY_BYTES = 3
+    EVENT_TO_HANDLER = 4
+    EVENT_ANSWERED = 5
+    EVENT_STREAM_MORE = 6
+    EVENT_OUTPUT_BLOCKED = 7
+    EVENT_OUTPUT_DRAINED = 8
+    EVENT_LINGER = 9
+    EVENT_CLOSE = 10
+    EVENT_COUNT = 11
+
+cdef enum ClosePolicy:                # only ever escalates within a connection's life
+    CLOSE_NEVER = 0                   # keep-alive: read the next request after this response
+    CLOSE_AFTER_RESPONSE = 1          # no further request is served: close once the output is out
+    CLOSE_LINGERING = 2               # the same, but the client may still be sending: half-close, drain, close
 
 ctypedef struct DateCache:
     time_t second                     # the second `line` was formatted for
@@ -83,18 +113,17 @@ cdef struct Conn:
     int sendfile_fd                   # a file being sent with sendfile(2), or -1
     long sendfile_offset
     size_t sendfile_remaining
-    ConnState state
+    ConnPhase phase                   # written only by conn_transition (protocol.pxi)
+    ClosePolicy close_policy          # written only by conn_close_after (protocol.pxi)
+    uint32_t interest                 # the epoll events registered for fd (0: not registered)
     Buffer input
     Buffer output
     HeadScan scan
     ParsedRequest request             # valid while head_complete
     ChunkedBody chunked_body          # decoder state while a chunked body arrives
     bint head_complete
-    bint keep_alive                   # of the current request
-    bint close_after_write            # answer what is buffered, then close
+    bint keep_alive                   # the current response keeps the connection (no Connection: close)
     bint peer_closed                  # recv returned 0: no more input will come
-    bint awaiting_python              # queued in the worker's Python batch
-    bint linger_on_close              # the client may still be sending: half-close and drain first
     bint body_streamed                # the handler reads this request's body as it arrives
     int empty_lines_before_request    # CRLFs skipped before the current request line
     bint continue_deferred            # 100 Continue is owed when (if) the handler reads the body
@@ -136,6 +165,7 @@ cdef struct ServerState:
     long long rejected_queue_full
     long long rejected_connection_limit
     long long sendfile_bytes          # body bytes sent with sendfile(2)
+    long long debug_counters[FC_DEBUG_COUNTERS]     # debug builds: this server's live counts (system.pxi)
 
 cdef struct Worker:
     int index

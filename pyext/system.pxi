@@ -152,22 +152,29 @@ cdef extern from *:
     static inline void fc_counter_add(long long *p, long long v) {
         __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
     }
-    /* Debug builds (FASTCORE_DEBUG=1 at build time) count live allocations of each kind; the tests
-       check that every count is back to zero once the servers are stopped. Release builds compile
-       the counting away. */
-    enum { FC_LIVE_CONNECTIONS, FC_LIVE_BUFFERS, FC_LIVE_PYTHON_BODIES, FC_DEBUG_COUNTERS };
+    /* Debug builds (FASTCORE_DEBUG=1 at build time) count, per server (the counters live on its
+       ServerState, as uvloop keeps its own on the loop) and for the whole process: live
+       allocations of each kind, open descriptors and epoll registrations the core made, and state
+       machine events that were illegal in their phase. The test fixtures check that the live counts
+       of each stopped server are back to zero and that no illegal event happened, and name the
+       server when not. Release builds compile the counting away. */
+    enum { FC_LIVE_CONNECTIONS, FC_LIVE_BUFFERS, FC_LIVE_PYTHON_BODIES, FC_OPEN_FDS,
+           FC_EPOLL_REGISTRATIONS, FC_ILLEGAL_TRANSITIONS, FC_DEBUG_COUNTERS };
     #ifdef FASTCORE_DEBUG
-    static long long fc_debug_counters[FC_DEBUG_COUNTERS];
-    static inline void fc_debug_count(int counter, long long delta) {
-        __atomic_fetch_add(&fc_debug_counters[counter], delta, __ATOMIC_RELAXED);
+    static long long fc_debug_totals[FC_DEBUG_COUNTERS];
+    static inline void fc_debug_count(long long *counters, int counter, long long delta) {
+        if (counters) __atomic_fetch_add(&counters[counter], delta, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&fc_debug_totals[counter], delta, __ATOMIC_RELAXED);
     }
-    static inline long long fc_debug_counter(int counter) {
-        return __atomic_load_n(&fc_debug_counters[counter], __ATOMIC_RELAXED);
+    static inline long long fc_debug_counter(const long long *counters, int counter) {
+        return __atomic_load_n(counters ? &counters[counter] : &fc_debug_totals[counter], __ATOMIC_RELAXED);
     }
     static const int fc_debug_build = 1;
     #else
-    #define fc_debug_count(counter, delta) ((void)0)
-    static inline long long fc_debug_counter(int counter) { (void)counter; return 0; }
+    #define fc_debug_count(counters, counter, delta) ((void)0)
+    static inline long long fc_debug_counter(const long long *counters, int counter) {
+        (void)counters; (void)counter; return 0;
+    }
     static const int fc_debug_build = 0;
     #endif
     /* Monotonic milliseconds, for deadlines. */
@@ -188,6 +195,10 @@ cdef extern from *:
         FC_LIVE_CONNECTIONS
         FC_LIVE_BUFFERS
         FC_LIVE_PYTHON_BODIES
-    void fc_debug_count(int counter, long long delta) nogil
-    long long fc_debug_counter(int counter) nogil
+        FC_OPEN_FDS
+        FC_EPOLL_REGISTRATIONS
+        FC_ILLEGAL_TRANSITIONS
+        FC_DEBUG_COUNTERS
+    void fc_debug_count(long long* counters, int counter, long long delta) nogil
+    long long fc_debug_counter(const long long* counters, int counter) nogil
     const int fc_debug_build

@@ -74,13 +74,22 @@ def parse_request(bytes data, *, Py_ssize_t max_request_line=8190, Py_ssize_t ma
     })
 
 
+cdef dict debug_counts(const long long* counters):
+    return {
+        "connections": fc_debug_counter(counters, FC_LIVE_CONNECTIONS),
+        "buffers": fc_debug_counter(counters, FC_LIVE_BUFFERS),
+        "python_bodies": fc_debug_counter(counters, FC_LIVE_PYTHON_BODIES),
+        "open_fds": fc_debug_counter(counters, FC_OPEN_FDS),
+        "epoll_registrations": fc_debug_counter(counters, FC_EPOLL_REGISTRATIONS),
+        "illegal_transitions": fc_debug_counter(counters, FC_ILLEGAL_TRANSITIONS),
+    }
+
+
 def debug_counters():
-    """Live allocations counted by a debug build (FASTCORE_DEBUG=1): connections, buffers, and
-    response bodies held for streaming. None in a release build, which does not count."""
+    """What a debug build (FASTCORE_DEBUG=1) counted for every server of this process together:
+    live connections, buffers and response bodies held for streaming, descriptors and epoll
+    registrations the core holds, and state machine events that were illegal in their phase
+    (Core.debug_counters() gives one server's). None in a release build, which does not count."""
     if not fc_debug_build:
         return None
-    return {
-        "connections": fc_debug_counter(FC_LIVE_CONNECTIONS),
-        "buffers": fc_debug_counter(FC_LIVE_BUFFERS),
-        "python_bodies": fc_debug_counter(FC_LIVE_PYTHON_BODIES),
-    }
+    return debug_counts(NULL)

@@ -46,7 +46,6 @@ cdef void worker_close_all_connections(Worker* worker) noexcept nogil:
     worker.python_first = NULL
     worker.python_last = NULL
     while worker.connections != NULL:
-        worker.connections.awaiting_python = False
         conn_close(worker, worker.connections)
 
 
@@ -54,30 +53,25 @@ cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil
     cdef Conn* conn = <Conn*>event.data.ptr
     if conn == NULL:
         worker_take_queued_connections(worker)
-    elif conn.awaiting_python:
+    elif conn_with_python(conn):
         pass                                            # its Python batch runs at the end of this turn
-    elif conn.state == CONN_LINGERING:
+    elif conn.phase == PHASE_LINGERING:
         conn_discard_input(worker, conn)
-    elif conn.state == CONN_WRITING:
+    elif conn.phase == PHASE_SENDING:
         conn_flush(worker, conn)
     else:
         conn_on_readable(worker, conn)
 
 
 cdef void worker_expire_timers(Worker* worker) noexcept nogil:
-    """Act on every connection whose deadline has passed: a request that stalls mid-way gets a
-    408 and a close; an idle or never-used connection, or one that stopped reading, is closed."""
+    """Hand every connection whose deadline has passed to the state machine (conn_on_timeout)."""
     cdef int kind
     cdef Conn* conn
     for kind in range(1, <int>TIMER_KINDS):
         while worker.timers[kind].first != NULL and worker.timers[kind].first.deadline_ms <= worker.now_ms:
             conn = worker.timers[kind].first
             timer_unlink(worker, conn)
-            if kind == TIMER_BODY or (kind == TIMER_HEADER and buffer_length(&conn.input)):
-                fail_request(worker, conn, 408)
-                conn_flush(worker, conn)
-            else:
-                conn_close(worker, conn)
+            conn_on_timeout(worker, conn)
 
 
 cdef int worker_wait_ms(Worker* worker) noexcept nogil:

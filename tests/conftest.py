@@ -115,9 +115,14 @@ def start_servers(server_class, started):
 
 def stop_servers(started):
     """Stop what a test started (stopping one the test already stopped is harmless), newest
-    first, then check the debug build's leak counters."""
+    first, then check the debug build's leak counters: each server's own, so a leak names its
+    server, then the whole process's."""
     for srv in reversed(started):
+        core, name = srv._core, f"{type(srv).__name__} at {srv.url} with handler {srv.handler!r}"
         srv.stop()
+        counters = core.debug_counters() if core is not None and hasattr(core, "debug_counters") else None
+        if counters is not None:
+            assert_counters_clean(counters, name)
     assert_no_leaks()
 
 
@@ -143,7 +148,13 @@ def assert_no_leaks():
     have been freed once the servers are stopped. A release build does not count: nothing to check."""
     counters = fastcore._core.debug_counters()
     if counters is not None:
-        assert counters == {"connections": 0, "buffers": 0, "python_bodies": 0}
+        assert_counters_clean(counters, "all servers of this process")
+
+
+def assert_counters_clean(counters, owner):
+    """Nothing the core allocated or registered is left, and no event was illegal in its phase."""
+    left = {name: count for name, count in counters.items() if count}
+    assert not left, f"debug counters of {owner} not back to zero: {left}"
 
 
 def echo_handler(request):

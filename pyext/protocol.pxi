@@ -1,0 +1,273 @@
+# protocol.pxi: a connection's state machine. What a connection waits for, whether it stays open
+# after this response, which epoll events it listens to and which timer runs: all decided here.
+#
+# Two rules, after h11's _state.py: everything that changes a connection's phase, close policy,
+# epoll interest or timer lives in this file; and nothing here reads or writes the socket.
+# connection.pxi does the I/O (recv, sendmsg, sendfile, adopt, close) and serve.pxi turns buffered
+# bytes into answers; both report what happened as an event to conn_transition(), the only writer
+# of conn.phase, which looks the event up in the table below and applies the new phase's epoll
+# interest and timer. conn_close_after() is the only writer of conn.close_policy.
+#
+# Phases: what the connection waits for, and the interest and timer that implies.
+#
+#   phase      interest  timer                     waiting for
+#   NEW        -         -                         adoption (calloc'd, not in the epoll set yet)
+#   IDLE       IN        IDLE, re-armed            the first byte of the next request (keep-alive)
+#   HEAD       IN        HEADER, armed once        the rest of a request head: trickling bytes do
+#                                                  not extend its deadline
+#   BODY       IN        BODY, re-armed            more of a request body (re-armed on each read)
+#   HANDLER    IN (1)    none                      the Python handler (queued in the worker's batch)
+#   STREAMING  IN (1)    none                      Python, for the next part of a streamed body
+#   FLUSHING   kept (2)  kept (2)                  nothing: an answer is in the output, going out now
+#   SENDING    OUT       WRITE, re-armed on progress  the client to take more of the output
+#   LINGERING  IN        LINGER                    the client's FIN after our last answer; what it
+#                                                  still sends is discarded
+#   CLOSED     -         -                         nothing: fd closed, struct about to be freed
+#
+#   (1) events are ignored while Python has the connection; the interest stays IN so the common
+#       keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes no epoll_ctl call.
+#   (2) a phase that lasts only within one loop turn: changing epoll or a timer for it would be
+#       undone before epoll_wait could see it.
+#
+# Transitions. Any (phase, event) pair not listed is illegal: conn_transition() leaves the phase
+# as it is and counts it (debug builds), and tests/test_state_machine.py checks every cell.
+#
+#   event           from                                    to          what happened
+#   ACCEPTED        NEW                                     HEAD        adopted: the first request is due
+#   WAIT_REQUEST    FLUSHING                                IDLE        answered and sent; nothing of a
+#                                                                       next request is buffered
+#   HEAD_BYTES      IDLE, HEAD, FLUSHING                    HEAD        part of a head is buffered
+#   BODY_BYTES      IDLE, HEAD, BODY, FLUSHING              BODY        head parsed, body incomplete
+#   TO_HANDLER      IDLE, HEAD, BODY, FLUSHING              HANDLER     a request for Python: complete, or
+#                                                                       its body too large to hold (streamed)
+#   ANSWERED        IDLE, HEAD, BODY, HANDLER, STREAMING,   FLUSHING    a response (or the next part of a
+#                   FLUSHING                                            streamed one) is in the output
+#   STREAM_MORE     FLUSHING                                STREAMING   output drained; the streamed body's
+#                                                                       next part is Python's to give
+#   OUTPUT_BLOCKED  IDLE, HEAD, BODY, FLUSHING, SENDING     SENDING     the socket took less than all (from
+#                                                                       a read phase: a 100 Continue)
+#   OUTPUT_DRAINED  SENDING                                 FLUSHING    the socket took the rest
+#   LINGER          FLUSHING                                LINGERING   last answer out, the client may still
+#                                                                       be sending: half-closed
+#   CLOSE           every phase but CLOSED                  CLOSED      last answer out, client gone, timer,
+#                                                                       stop, error
+#
+# Close policy (ClosePolicy in state.pxi) escalates and never returns: CLOSE_NEVER (keep-alive),
+# CLOSE_AFTER_RESPONSE (no further request is served; close once the output is out: the request
+# said so, HTTP/1.0, a close-delimited body, a handler's Connection: close, a stopping server, the
+# client's FIN), CLOSE_LINGERING (the same, after an error answer or with request bytes unread).
+# `conn.keep_alive` is what the current response says in its Connection field: set per request
+# from its head (conn_start_request), cleared by any escalation.
+#
+# Timers fire through conn_on_timeout(): a request caught mid-head or mid-body gets 408 and a
+# lingering close; anything else (idle, never used, not reading our output, lingering) is closed.
+
+
+# Per phase: the epoll interest (INTEREST_KEPT: leave as registered) and the timer to run
+# (TIMER_KEPT: leave as armed), and whether re-entering the phase re-arms the timer.
+cdef enum:
+    INTEREST_KEPT = 0xFFFFFFFF
+    TIMER_KEPT = 255
+
+cdef unsigned char PHASE_TRANSITIONS[PHASE_COUNT][EVENT_COUNT]
+cdef uint32_t PHASE_INTEREST[PHASE_COUNT]
+cdef unsigned char PHASE_TIMER[PHASE_COUNT]
+cdef bint PHASE_TIMER_REARMED[PHASE_COUNT]     # re-arm on every entry, not only when the kind changes
+
+PHASE_NAMES = ("NEW", "IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "SENDING",
+               "LINGERING", "CLOSED")
+EVENT_NAMES = ("ACCEPTED", "WAIT_REQUEST", "HEAD_BYTES", "BODY_BYTES", "TO_HANDLER", "ANSWERED",
+               "STREAM_MORE", "OUTPUT_BLOCKED", "OUTPUT_DRAINED", "LINGER", "CLOSE")
+
+# The table above, as data: (event, phases it may come in, the phase it leads to).
+TRANSITIONS = (
+    ("ACCEPTED", ("NEW",), "HEAD"),
+    ("WAIT_REQUEST", ("FLUSHING",), "IDLE"),
+    ("HEAD_BYTES", ("IDLE", "HEAD", "FLUSHING"), "HEAD"),
+    ("BODY_BYTES", ("IDLE", "HEAD", "BODY", "FLUSHING"), "BODY"),
+    ("TO_HANDLER", ("IDLE", "HEAD", "BODY", "FLUSHING"), "HANDLER"),
+    ("ANSWERED", ("IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING"), "FLUSHING"),
+    ("STREAM_MORE", ("FLUSHING",), "STREAMING"),
+    ("OUTPUT_BLOCKED", ("IDLE", "HEAD", "BODY", "FLUSHING", "SENDING"), "SENDING"),
+    ("OUTPUT_DRAINED", ("SENDING",), "FLUSHING"),
+    ("LINGER", ("FLUSHING",), "LINGERING"),
+    ("CLOSE", ("NEW", "IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "SENDING",
+               "LINGERING"), "CLOSED"),
+)
+
+
+cdef void protocol_build_tables():
+    """Fill the C tables from TRANSITIONS and the phase table above (once, at module import)."""
+    cdef int phase, event
+    for phase in range(<int>PHASE_COUNT):
+        for event in range(<int>EVENT_COUNT):
+            PHASE_TRANSITIONS[phase][event] = PHASE_ILLEGAL
+        PHASE_INTEREST[phase] = INTEREST_KEPT
+        PHASE_TIMER[phase] = TIMER_KEPT
+        PHASE_TIMER_REARMED[phase] = False
+    for event_name, sources, target in TRANSITIONS:
+        for source in sources:
+            PHASE_TRANSITIONS[PHASE_NAMES.index(source)][EVENT_NAMES.index(event_name)] = PHASE_NAMES.index(target)
+    for phase, interest, timer, rearmed in (
+            (PHASE_IDLE, EPOLLIN, TIMER_IDLE, True),
+            (PHASE_HEAD, EPOLLIN, TIMER_HEADER, False),
+            (PHASE_BODY, EPOLLIN, TIMER_BODY, True),
+            (PHASE_HANDLER, EPOLLIN, TIMER_NONE, False),
+            (PHASE_STREAMING, EPOLLIN, TIMER_NONE, False),
+            (PHASE_SENDING, EPOLLOUT, TIMER_WRITE, False),
+            (PHASE_LINGERING, EPOLLIN, TIMER_LINGER, True),
+            (PHASE_CLOSED, INTEREST_KEPT, TIMER_NONE, False)):
+        PHASE_INTEREST[phase] = interest
+        PHASE_TIMER[phase] = timer
+        PHASE_TIMER_REARMED[phase] = rearmed
+
+protocol_build_tables()
+
+
+cdef inline ConnPhase protocol_next_phase(ConnPhase phase, ConnEvent event) noexcept nogil:
+    """The phase `event` leads to from `phase`, or PHASE_ILLEGAL."""
+    if <int>phase >= <int>PHASE_COUNT or <int>event >= <int>EVENT_COUNT:
+        return PHASE_ILLEGAL
+    return <ConnPhase>PHASE_TRANSITIONS[<int>phase][<int>event]
+
+
+cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progressed=False) noexcept nogil:
+    """The only writer of conn.phase: move `conn` along `event` and give it the new phase's epoll
+    interest and timer. `progressed` (SENDING only): the client took bytes, so its write deadline
+    starts again. Returns 0; -1 for an illegal event (nothing changes; counted in debug builds);
+    -2 when epoll refused the connection (adoption only: the caller closes it)."""
+    cdef ConnPhase target = protocol_next_phase(conn.phase, event)
+    cdef uint32_t interest
+    cdef unsigned char timer
+    cdef epoll_event change
+    if target == PHASE_ILLEGAL:
+        fc_debug_count(worker.server.debug_counters, FC_ILLEGAL_TRANSITIONS, 1)
+        return -1
+    conn.phase = target
+    interest = PHASE_INTEREST[<int>target]
+    if interest != INTEREST_KEPT and interest != conn.interest:
+        change.events = interest
+        change.data.ptr = conn
+        if epoll_ctl(worker.epoll_fd, EPOLL_CTL_MOD if conn.interest else EPOLL_CTL_ADD, conn.fd, &change) != 0:
+            if conn.interest == 0:
+                return -2
+        else:
+            if conn.interest == 0:
+                fc_debug_count(worker.server.debug_counters, FC_EPOLL_REGISTRATIONS, 1)
+            conn.interest = interest
+    timer = PHASE_TIMER[<int>target]
+    if timer != TIMER_KEPT and (timer != <unsigned char>conn.timer_kind or PHASE_TIMER_REARMED[<int>target]
+                                or progressed):
+        timer_arm(worker, conn, <TimerKind>timer)
+    return 0
+
+
+cdef inline void conn_close_after(Conn* conn, ClosePolicy policy) noexcept nogil:
+    """The only writer of conn.close_policy: escalate it (never lower it). Any policy but
+    CLOSE_NEVER also makes the current response say Connection: close."""
+    if policy > conn.close_policy:
+        conn.close_policy = policy
+    if policy != CLOSE_NEVER:
+        conn.keep_alive = False
+
+
+cdef inline bint conn_serves_more_requests(const Conn* conn) noexcept nogil:
+    return conn.close_policy == CLOSE_NEVER
+
+
+cdef void conn_start_request(Worker* worker, Conn* conn) noexcept nogil:
+    """A head was parsed: does its response keep the connection? (RFC 9112 9.3: HTTP/1.1 persists
+    unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.) A stopping server
+    answers, then closes. The close policy itself changes only once the request is complete
+    (conn_request_complete): its body must still be read."""
+    cdef ParsedRequest* request = &conn.request
+    if request.version_minor == 1:
+        conn.keep_alive = not request.connection_close
+    else:
+        conn.keep_alive = request.connection_keep_alive and not request.connection_close
+    if fc_atomic_load(&worker.stop_requested):
+        conn.keep_alive = False
+
+
+cdef inline void conn_request_complete(Conn* conn) noexcept nogil:
+    """The whole request is in: if its response closes the connection, nothing after it is served."""
+    if not conn.keep_alive:
+        conn_close_after(conn, CLOSE_AFTER_RESPONSE)
+
+
+cdef void conn_await_input(Worker* worker, Conn* conn) noexcept nogil:
+    """Everything answered is sent and the connection stays: wait for what the client owes next."""
+    buffer_release_if_empty(&conn.output)
+    buffer_release_if_empty(&conn.input)
+    if conn.head_complete:
+        conn_transition(worker, conn, EVENT_BODY_BYTES)
+    elif buffer_length(&conn.input) or conn.empty_lines_before_request:
+        conn_transition(worker, conn, EVENT_HEAD_BYTES)
+    else:
+        conn_transition(worker, conn, EVENT_WAIT_REQUEST)
+
+
+cdef void conn_output_drained(Worker* worker, Conn* conn) noexcept nogil:
+    """The output is out (sendmsg and sendfile done): pull more of a streamed body, end the
+    connection, or wait for the next request."""
+    if conn.stream != NULL:
+        conn_queue_for_python(worker, conn, EVENT_STREAM_MORE)
+        return
+    if not conn_serves_more_requests(conn):
+        if buffer_length(&conn.input):
+            conn_close_after(conn, CLOSE_LINGERING)     # pipelined bytes after a Connection: close
+        conn_finish(worker, conn)
+        return
+    conn_await_input(worker, conn)
+
+
+cdef void conn_finish(Worker* worker, Conn* conn) noexcept nogil:
+    """The last response is out: close, or linger first if the client may still be sending.
+
+    Closing a socket with unread input makes the kernel send RST, and an RST can destroy the
+    response before the client has read it (the client is told 413, say, while still uploading).
+    So after an error answer, or with request bytes left unread, we half-close (the client sees
+    FIN after our response), then discard what it still sends until its FIN or LINGER_TIMEOUT_MS,
+    and only then close: the lingering close of nginx and Apache."""
+    if conn.close_policy != CLOSE_LINGERING or conn.peer_closed:
+        conn_close(worker, conn)
+        return
+    conn_half_close(worker, conn)
+    conn_transition(worker, conn, EVENT_LINGER)
+    conn_discard_input(worker, conn)
+
+
+cdef void conn_queue_for_python(Worker* worker, Conn* conn, ConnEvent event) noexcept nogil:
+    """Hand the connection to the worker's Python batch (TO_HANDLER, or STREAM_MORE for the next
+    part of a streamed body); it runs at the end of this loop turn."""
+    conn_transition(worker, conn, event)
+    conn.next_awaiting_python = NULL
+    if worker.python_last != NULL:
+        worker.python_last.next_awaiting_python = conn
+    else:
+        worker.python_first = conn
+    worker.python_last = conn
+
+
+cdef inline bint conn_with_python(const Conn* conn) noexcept nogil:
+    """Queued in (or being served by) the worker's Python batch: its events wait for the batch."""
+    return conn.phase == PHASE_HANDLER or conn.phase == PHASE_STREAMING
+
+
+cdef void conn_on_timeout(Worker* worker, Conn* conn) noexcept nogil:
+    """Its timer expired (and is already unlinked): a request caught mid-way gets a 408 and a
+    lingering close; an idle or never-used connection, one that stopped reading, or one lingering
+    is closed."""
+    if conn.phase == PHASE_BODY or (conn.phase == PHASE_HEAD and buffer_length(&conn.input)):
+        fail_request(worker, conn, 408)
+        conn_flush(worker, conn)
+    else:
+        conn_close(worker, conn)
+
+
+cdef inline bint conn_is_idle(const Conn* conn) noexcept nogil:
+    """Between requests (nothing read, nothing owed) or lingering: safe to close when stopping."""
+    if conn.phase == PHASE_LINGERING:
+        return True
+    return ((conn.phase == PHASE_IDLE or conn.phase == PHASE_HEAD)
+            and buffer_length(&conn.input) == 0 and buffer_length(&conn.output) == 0)
