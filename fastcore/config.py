@@ -1,8 +1,9 @@
 """ServerConfig: the one source of fastcore's options and their defaults.
 
 Every option is a field here, with its default and a one-line help text in the field metadata;
-the Server constructor, the command line and the documentation are derived from these fields, so
-an option is written down once. A leaf module.
+the Server constructor and the command line are derived from these fields, so an option is
+written down once, and tests/test_docs.py checks that README's options table lists every field with
+its default. A leaf module.
 
 Limits, next to what peers use by default:
     max_request_line  8190 bytes   gunicorn limit_request_line 4094; nginx large_client_header_buffers 8k

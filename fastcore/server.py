@@ -1,6 +1,6 @@
 """Server: the Python face of the compiled core, and its lifecycle.
 
-Theory of operation. start() creates the listening socket (non-blocking, SO_REUSEADDR), hands its
+Theory of operation. start() opens the listening socket (fastcore.sockets, non-blocking), hands its
 fd to a fastcore._core.Core together with the options and static routes, and starts one listener
 thread and `threads` worker threads. Their targets are Core methods that release the GIL and stay
 in C until stopped, so Python sees them as ordinary threads (faulthandler, py-spy). The calling
@@ -227,7 +227,8 @@ class Server:
             core.stop_workers(0.0)
 
     def stats(self):
-        """Counters from the compiled core: accepted, rejected_queue_full, open_connections."""
+        """The engine's counters (requests, responses by status class, bytes, accepted, rejected_*,
+        open_connections, sendfile_bytes, and per worker); {} when the server is not running."""
         core = self._core
         return core.stats() if core is not None else {}
 

@@ -407,7 +407,8 @@ class WSGIHandler(WSGIAdapter):
     def __call__(self, request):
         # The pure engine calls this. The compiled one calls pyext/wsgi.pxi's wsgi_answer(), this
         # method's compiled twin (which calls _respond and _failed below for all but list bodies),
-        # unless the handler is wrapped (the metrics route), which ends here too.
+        # also behind the metrics route; a handler wrapped any other way (e.g. access_logged) ends
+        # here.
         exchange = _Exchange(request, _ErrorStream())
         if self.access_log:
             exchange.wall = time.time()

@@ -7,7 +7,10 @@ Every test is bounded in time without signal.alarm:
     bound with @pytest.mark.hang_timeout(seconds);
   * every socket gets a timeout, every thread is joined with a timeout and asserted dead.
 
-Nothing ever sleeps to wait for the server: after Server.start() returns it is accepting.
+No test sleeps to wait for the server to be ready: after Server.start() returns it is accepting.
+What the server reaches on its own clock (a timer firing, a counter settling) is polled, bounded
+(wait_until). A few tests sleep briefly to show that something does not happen (a second close(),
+a second access-log line, a graceful stop still waiting for its handler).
 """
 import faulthandler
 import http.client

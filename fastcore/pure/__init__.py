@@ -7,7 +7,8 @@
     server.serve_forever()                       # the same API as fastcore.Server
     fastcore.pure.Server.wsgi(app, port=8000)    # and WSGI, as fastcore.Server.wsgi
 
-Theory of operation. The founding design of ../shared/DESIGN.md, module for module like pyext/:
+Theory of operation. The architecture of docs/ARCHITECTURE.md, in modules named like the pyext/
+fragments:
 
     server.py      Server: fastcore.Server with this engine (overrides only _build_core)
     core.py        Core: the state of one server and its threads' entry points

@@ -1,7 +1,7 @@
 """fastcore.pure.response: the bytes of every response: handler results, static routes, errors, 503.
 
-Theory of operation. The same responses as pyext/response.pxi and the serialization half of
-pyext/python.pxi, byte for byte: status line, Server, Date (a ready-made line, formatted at most
+Theory of operation. The same responses as pyext/response.pxi and the serializer in
+pyext/core.pxi, byte for byte: status line, Server, Date (a ready-made line, formatted at most
 once a second per thread by DateCache), then the handler's Content-Type and fields, then exactly one
 framing field (Content-Length, or Transfer-Encoding: chunked for a streamed body on HTTP/1.1), then
 Connection when the connection will close (or `keep-alive` for an HTTP/1.0 client that asked).
