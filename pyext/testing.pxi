@@ -93,3 +93,126 @@ def debug_counters():
     if not fc_debug_build:
         return None
     return debug_counts(NULL)
+
+
+# -- the connection state machine, without sockets (tests/test_state_machine.py) -----------------
+
+def protocol_table():
+    """The compiled transition table, read back from its C array: {(phase, event): next phase or
+    None when the event is illegal in that phase}, with phase and event names as in protocol.pxi."""
+    cdef int phase, event
+    table = {}
+    for phase in range(<int>PHASE_COUNT):
+        for event in range(<int>EVENT_COUNT):
+            target = protocol_next_phase(<ConnPhase>phase, <ConnEvent>event)
+            table[PHASE_NAMES[phase], EVENT_NAMES[event]] = None if target == PHASE_ILLEGAL else PHASE_NAMES[target]
+    return table
+
+
+_TIMER_NAMES = ("NONE", "HEADER", "BODY", "IDLE", "WRITE", "LINGER")
+
+
+@cython.auto_pickle(False)
+cdef class ProtocolHarness:
+    """One worker and one connection for driving the state machine by hand: the connection's fd is
+    an eventfd, not a socket, so epoll accepts it and nothing is ever sent or received. Events go
+    through conn_transition(), the same function the workers call, so the phase, the epoll
+    interest and the timer seen here are the ones a real connection would get."""
+    cdef ServerState state
+    cdef Worker worker
+    cdef Conn conn
+
+    def __cinit__(self):
+        cdef int kind
+        memset(&self.state, 0, sizeof(ServerState))
+        memset(&self.worker, 0, sizeof(Worker))
+        memset(&self.conn, 0, sizeof(Conn))
+        self.worker.server = &self.state
+        self.worker.now_ms = 1000
+        for kind in range(1, <int>TIMER_KINDS):
+            self.worker.timers[kind].duration_ms = kind * 1000       # distinct, to tell them apart
+        self.worker.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+        self.conn.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        self.conn.sendfile_fd = -1
+        if self.worker.epoll_fd < 0 or self.conn.fd < 0:
+            raise OSError(errno, "cannot create the harness's epoll set or eventfd")
+
+    def __dealloc__(self):
+        timer_unlink(&self.worker, &self.conn)
+        if self.conn.fd >= 0:
+            close(self.conn.fd)
+        if self.worker.epoll_fd >= 0:
+            close(self.worker.epoll_fd)
+
+    def fire(self, str event, bint progressed=False):
+        """Report `event` (a name from EVENT_NAMES); True when it was legal in the current phase. An
+        illegal event changes nothing; the debug count it makes is taken back here, since the test
+        fired it on purpose."""
+        cdef int index = EVENT_NAMES.index(event)
+        cdef int result = conn_transition(&self.worker, &self.conn, <ConnEvent>index, progressed)
+        if result == -1:
+            fc_debug_count(self.state.debug_counters, FC_ILLEGAL_TRANSITIONS, -1)
+        elif result != 0:
+            raise OSError(errno, "epoll refused the harness's eventfd")
+        return result == 0
+
+    def advance(self, long long milliseconds):
+        """Move the worker's clock (timer deadlines are computed from it)."""
+        self.worker.now_ms += milliseconds
+
+    def close_after(self, str policy):
+        cdef int index = ("NEVER", "AFTER_RESPONSE", "LINGERING").index(policy)
+        conn_close_after(&self.conn, <ClosePolicy>index)
+
+    def start_request(self, int version_minor, bint connection_close=False, bint connection_keep_alive=False,
+                      bint stopping=False):
+        """As if a head with these facts was parsed (conn_start_request) and, later, completed."""
+        self.conn.request.version_minor = version_minor
+        self.conn.request.connection_close = connection_close
+        self.conn.request.connection_keep_alive = connection_keep_alive
+        self.worker.stop_requested = stopping
+        conn_start_request(&self.worker, &self.conn)
+
+    def complete_request(self):
+        conn_request_complete(&self.conn)
+
+    @property
+    def phase(self):
+        return PHASE_NAMES[<int>self.conn.phase]
+
+    @property
+    def interest(self):
+        """What epoll watches for the fd: "IN", "OUT", or None when not registered."""
+        if self.conn.interest == 0:
+            return None
+        return "OUT" if self.conn.interest == EPOLLOUT else "IN"
+
+    @property
+    def timer(self):
+        return _TIMER_NAMES[<int>self.conn.timer_kind]
+
+    @property
+    def deadline_ms(self):
+        return self.conn.deadline_ms if self.conn.timer_kind != TIMER_NONE else None
+
+    @property
+    def close_policy(self):
+        return ("NEVER", "AFTER_RESPONSE", "LINGERING")[<int>self.conn.close_policy]
+
+    @property
+    def keep_alive(self):
+        return bool(self.conn.keep_alive)
+
+    @property
+    def serves_more_requests(self):
+        return bool(conn_serves_more_requests(&self.conn))
+
+    @property
+    def epoll_fd(self):
+        return self.worker.epoll_fd
+
+    @property
+    def fd(self):
+        """The connection's fd (an eventfd): /proc/self/fdinfo/<epoll_fd> shows what the kernel
+        has registered for it."""
+        return self.conn.fd
