@@ -3,8 +3,9 @@
 # A Buffer holds bytes in data[start:end] inside an allocation of `capacity` bytes. Readers consume
 # from the front (start moves); writers reserve room at the back and then advance `end`. Nobody keeps
 # a pointer into `data` across a reserve, because reserve may move it: code keeps offsets instead.
-# An empty buffer owns no memory (data is NULL), so an idle keep-alive connection costs only its
-# struct. Out of memory is an error code, never an abort, and leaves the buffer as it was.
+# A released buffer owns no memory (data is NULL); connections release theirs when empty, so an
+# idle keep-alive connection costs only its struct. Out of memory is an error code, never an
+# abort, and leaves the buffer's content intact (possibly slid to the front of its block).
 #
 # A buffer may name a BufferBin: its worker's store of released blocks of one size. Reserve takes
 # the first block from there instead of malloc, and release puts a block of that size back instead

@@ -3,8 +3,8 @@
 # Its epoll set holds the listening socket and a wake-up eventfd (for stop). On readiness it
 # accept4()s until EAGAIN. Each new socket goes on the bounded queue and one worker is woken,
 # preferring one that is idle in epoll_wait, so a worker busy in a slow handler does not collect
-# new connections. A full queue, or `max_connections` already open, means a canned 503 and a close. When the process is out of file
-# descriptors the listening socket is taken out of the epoll set for 100 ms instead of spinning.
+# new connections. A full queue, or `max_connections` already open, means a canned 503 and a
+# close. When the process is out of file descriptors the listening socket is taken out of the epoll set for 100 ms instead of spinning.
 
 cdef enum:
     ACCEPT_PAUSE_MS = 100

@@ -7,9 +7,10 @@
 #      and head-size (431) limits while the head is still incomplete.
 #   2. parse_head() walks the complete head once, validating every byte, and fills a ParsedRequest
 #      with offsets (never pointers: the buffer may move) and the header facts the server acts on
-#      (Content-Length, Transfer-Encoding, Host, Connection).
-# Both return a positive length or 0 for "need more bytes", or a negative HTTP status for the
-# error to answer before closing (-400, -414, -431, -501, -505). Neither reads past `length`.
+#      (Content-Length, Transfer-Encoding, Host, Connection, Expect).
+# head_scan() returns the head's length, 0 for "need more bytes", or -400/-414/-431; parse_head()
+# returns 0 or -400/-431/-501/-505: a negative HTTP status is the error to answer before closing.
+# chunked_decode() (below) returns the request's length, 0, or -400/-413/-431. None reads past `length`.
 #
 # Strict on purpose (request smuggling lives in lenient parsers): CRLF only, no obs-fold, no
 # whitespace before the colon, token bytes only in the method and field names, no control bytes in

@@ -1,9 +1,11 @@
 # queue.pxi: the bounded hand-off of accepted sockets from the listener thread to the workers.
 #
 # A ring of fds under one mutex. The listener pushes and then adds 1 to one worker's eventfd; a
-# woken worker takes as many fds as its eventfd counted. Every push is counted by exactly one
-# eventfd, so the fds taken always match the wake-ups given and none is stranded. A full queue
-# means the workers are not keeping up: the listener refuses the connection instead of growing.
+# woken worker takes up to as many fds as its eventfd counted (stop_workers() also writes to the
+# eventfd, with no fd behind it). Every push adds one wake-up somewhere, and a worker takes from
+# the shared ring whichever fds are first, so it may take one that woke another worker: that one
+# then finds fewer, but no fd is ever left without a wake-up still owed to it. A full queue means
+# the workers are not keeping up: the listener refuses the connection instead of growing.
 
 cdef int queue_init(ConnQueue* queue, size_t capacity) noexcept nogil:
     queue.fds = <AcceptedConn*>malloc(capacity * sizeof(AcceptedConn))

@@ -4,7 +4,9 @@
 #   ServerState: what all threads share: the connection queue, limits, static routes, the listener.
 #   Worker: one worker thread's private world: its epoll set, wake-up eventfd, connections, batch.
 #   Conn: one client connection; lives in exactly one worker and is touched only by that thread.
-# Nothing here is global: two servers in one process have two of everything.
+# Nothing here is global: two servers in one process have two of everything. (Module-level state
+# elsewhere: the debug build's process-wide totals, python.pxi's last-peer-address text cache and
+# the WSGI caches, all read-mostly or GIL-guarded.)
 
 cdef enum:
     EPOLL_BATCH = 256                 # events taken per epoll_wait
@@ -86,7 +88,7 @@ cdef enum TimerKind:
     TIMER_BODY = 2                    # the next bytes of a body are due (re-armed on each read)
     TIMER_IDLE = 3                    # keep-alive: the next request is due
     TIMER_WRITE = 4                   # the client must take more of the response (re-armed on progress)
-    TIMER_LINGER = 5                  # after an error answer: how long to discard what the client still sends
+    TIMER_LINGER = 5                  # lingering close (CLOSE_LINGERING): how long to discard what the client still sends
     TIMER_KINDS = 6
 
 cdef struct Conn
@@ -170,7 +172,7 @@ cdef struct ServerState:
 cdef struct Worker:
     int index
     int epoll_fd
-    int wake_fd                       # eventfd: the listener adds one per connection queued for us
+    int wake_fd                       # eventfd: the listener adds one per connection queued for us (stop too)
     int idle                          # atomic: 1 while blocked in epoll_wait with no work in hand
     int stop_requested                # atomic: graceful stop asked for
     long long stop_deadline_ms        # atomic: force-close everything after this (monotonic ms)

@@ -1,4 +1,4 @@
-# timers.pxi: per-worker timeout lists (header read, body read, keep-alive idle, write).
+# timers.pxi: per-worker timeout lists (header read, body read, keep-alive idle, write, linger).
 #
 # Theory of operation. A connection is on at most one list at a time, the one for what it is
 # waiting on. All entries of a list share one duration, so a connection re-armed now has the

@@ -2,17 +2,20 @@
 #
 # Theory of operation. Each worker owns an epoll set holding its wake-up eventfd and its
 # connections. One loop turn: epoll_wait; refresh the Date line; for the eventfd, take the
-# connections the listener queued for us; for each connection, read / serve / write
-# (connection.pxi). Requests for the Python handler are collected over the whole turn and answered
-# in one GIL acquisition at its end (python.pxi), capped at `python_batch` calls; what the cap
-# leaves waits for the next turn, which then does not block in epoll_wait. The loop never touches a
-# Python object: the GIL is taken only inside worker_run_python_batch.
+# connections the listener queued for us; for each connection, what its phase waits for (read and
+# serve, or send: connection.pxi; events of a connection that Python has are left for its batch).
+# Requests for the Python handler are collected over the whole turn and answered in one GIL
+# acquisition at its end (the batch), capped at `python_batch` calls; what the cap leaves waits for
+# the next turn, which then does not block in epoll_wait. The loop never touches a Python object:
+# the GIL is taken only inside worker_run_python_batch.
 #
 # Timeouts: timers.pxi keeps one list per kind; epoll_wait sleeps until the earliest deadline and
-# worker_expire_timers() runs at the end of every turn.
+# worker_expire_timers() hands each expired connection to the state machine (conn_on_timeout) at
+# the end of every turn.
 #
 # Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
-# response says Connection: close, connections idle between requests are closed at once, the rest
+# response says Connection: close, connections idle between requests or lingering are closed at
+# once (conn_is_idle), the rest
 # finish their request, and at the deadline whatever remains is closed. The loop ends when the
 # worker has no connection left.
 
