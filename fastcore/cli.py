@@ -29,7 +29,7 @@ import sys
 import traceback
 
 from .config import ServerConfig
-from .errors import ConfigError
+from .errors import ConfigError, FastcoreError, SupervisorError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_PREFIX = "FASTCORE_"
@@ -38,11 +38,11 @@ _FALSE = ("0", "false", "no", "off", "")
 _METAVARS = {int: "N", float: "SECONDS", str: "TEXT"}
 
 
-class UsageError(Exception):
+class UsageError(FastcoreError):
     """Exit status 2: the command line (or the environment) asks for something impossible."""
 
 
-class RuntimeFailure(Exception):
+class RuntimeFailure(FastcoreError):
     """Exit status 1: the request was sound but running it failed. `cause`: an exception raised by
     the user's code (importing the app's module, its factory), whose traceback --log-level debug shows."""
 
@@ -332,7 +332,7 @@ def run(argv=None):
     announce = lambda started: print(banner.format(url=started.url), flush=True)  # noqa: E731
     try:
         if config.processes > 1:
-            from .supervisor import Supervisor, SupervisorError
+            from .supervisor import Supervisor
 
             def child_setup():
                 child_listener = configure_logging(config) if config.access_log else None

@@ -23,7 +23,7 @@ import weakref
 
 from . import _core, access, metrics, sockets
 from .config import ServerConfig
-from .errors import ServerStateError
+from .errors import ConfigError, ServerStateError
 
 log = logging.getLogger("fastcore.error")
 
@@ -64,11 +64,11 @@ class Server:
         if self._core is not None:
             raise ServerStateError("add_static must be called before start()")
         if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError("a static route's path is a str starting with '/'")
+            raise ConfigError("a static route's path is a str starting with '/'")
         if isinstance(body, str):
             body = body.encode("utf-8")
         if any(c in content_type for c in "\r\n\0"):
-            raise ValueError("content_type must not contain CR, LF or NUL")
+            raise ConfigError("content_type must not contain CR, LF or NUL")
         self._static_routes[path] = (path, int(status), content_type, bytes(body))
 
     # -- lifecycle -------------------------------------------------------------------------------
