@@ -3,6 +3,9 @@
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, Literal
 
+from fastcore.config import ServerConfig
+from fastcore.errors import FastcoreError
+
 class Headers:
     """Request header fields in arrival order, looked up without regard to case."""
     def __init__(self, items: Iterable[tuple[str, str]]) -> None: ...
@@ -15,7 +18,8 @@ class Headers:
     def __iter__(self) -> Iterator[str]: ...
     def __len__(self) -> int: ...
 
-class RequestBodyError(OSError):
+class RequestBodyError(FastcoreError, OSError):
+    """Reading a streamed request body failed; `status` (400, 408, 413) is what the server answers."""
     status: int
     def __init__(self, status: int, message: str) -> None: ...
 
@@ -75,13 +79,10 @@ class FileWrapper:
     def close(self) -> None: ...
 
 class Core:
-    """One server's C state and thread entry points; used by fastcore.server.Server."""
-    def __init__(self, listen_fd: int, handler: Any, *, threads: int, queue_size: int,
-                 max_request_line: int, max_head_size: int, max_header_count: int,
-                 max_body_size: int, python_batch: int, server_name: str,
-                 static_routes: list[tuple[str, int, str, bytes]], max_connections: int = 0,
-                 header_timeout: float = 0, body_timeout: float = 0, keepalive_timeout: float = 0,
-                 write_timeout: float = 0, body_buffer_size: int = 0) -> None: ...
+    """One server's C state and thread entry points; used by fastcore.server.Server. The options
+    are read from `config` once, here (the one place they cross into C)."""
+    def __init__(self, config: ServerConfig, listen_fd: int, dispatch: Dispatch,
+                 static_routes: list[tuple[str, int, str, bytes]]) -> None: ...
     def run_listener(self) -> None: ...
     def run_worker(self, index: int) -> None: ...
     def stop_listener(self) -> None: ...
@@ -89,17 +90,33 @@ class Core:
     def release(self) -> None: ...
     def stats(self) -> dict[str, int]: ...
 
+class Dispatch:
+    """How a server's requests reach Python (pyext/dispatch.pxi), built by Server._dispatch():
+    the engine calls `handler(request)`; when `wsgi` is set, the compiled engine answers through
+    its WSGI fast path with that adapter instead (the builder vouches that `handler` would answer
+    the same), except requests for `wrapper_path`, which a wrapper around the adapter answers
+    itself (the metrics route)."""
+    def __init__(self, handler: Callable[[Any], Any] | None, wsgi: WSGIAdapter | None = None,
+                 wrapper_path: str | None = None) -> None: ...
+    @property
+    def handler(self) -> Callable[[Any], Any] | None: ...
+    @property
+    def wsgi(self) -> WSGIAdapter | None: ...
+    @property
+    def wrapper_path(self) -> str | None: ...
+
 class WSGIAdapter:
-    """Base of fastcore.wsgi.WSGIHandler: what the compiled WSGI fast path reads (pyext/wsgi.pxi)."""
+    """Base of fastcore.wsgi_adapter.WSGIHandler: what the compiled WSGI fast path reads
+    (pyext/wsgi.pxi). A server names an adapter to the core through Dispatch.wsgi."""
     app: Any
     config: Any
     server: Any
     script_name: str
     access_log: bool
-    compiled_fast_path: bool
+    compiled_fast_path: bool     # False: a subclass overrides a method the fast path stands in for
 
 class WSGIExchange:
-    """One WSGI call's start_response/write state on the compiled engine (twin of wsgi._Exchange)."""
+    """One WSGI call's start_response/write state on the compiled engine (twin of wsgi_adapter._Exchange)."""
     request: Any
     errors: Any
     status: str | None
@@ -117,7 +134,18 @@ class WSGIExchange:
                        exc_info: Any = None) -> Callable[[bytes], None]: ...
     def write(self, data: bytes) -> None: ...
 
-def bind_wsgi_module(module: Any) -> None: ...
+class WSGIErrorStream:
+    """wsgi.errors: each newline-terminated write becomes an ERROR record on the "fastcore.wsgi" logger."""
+    def __init__(self) -> None: ...
+    def write(self, text: str) -> int: ...
+    def writelines(self, lines: Iterable[str]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...          # raises ValueError: wsgi.errors is not the app's to close
+
+# The WSGI validation both adapters share (their caches live in the compiled module).
+def wsgi_environ_key(name: str) -> str | None: ...
+def wsgi_body_bytes(part: bytes | bytearray | memoryview) -> bytes: ...
+def check_wsgi_response_head(status: str, headers: list[tuple[str, str]]) -> tuple[int, str | None, int | None]: ...
 
 def parse_request(data: bytes, *, max_request_line: int = 8190, max_head_size: int = 32768,
                   max_header_count: int = 100, max_body_size: int = ...

@@ -75,19 +75,8 @@ class Server:
 
     def _build_core(self, listening):
         """The engine behind this server, around an open listening socket (fastcore.pure overrides
-        this and nothing else of the lifecycle)."""
-        config = self.config
-        return _core.Core(
-            listening.fileno(), self._core_handler(),
-            threads=config.threads, queue_size=config.queue_size,
-            max_request_line=config.max_request_line, max_head_size=config.max_head_size,
-            max_header_count=config.max_header_count, max_body_size=config.max_body_size,
-            python_batch=config.python_batch, server_name=config.server_name,
-            static_routes=list(self._static_routes.values()),
-            max_connections=config.max_connections, header_timeout=config.header_timeout,
-            body_timeout=config.body_timeout, keepalive_timeout=config.keepalive_timeout,
-            write_timeout=config.write_timeout, body_buffer_size=config.body_buffer_size,
-        )
+        this and nothing else of the lifecycle). The core reads its options from the config itself."""
+        return _core.Core(self.config, listening.fileno(), self._dispatch(), list(self._static_routes.values()))
 
     @property
     def running(self):
@@ -111,15 +100,24 @@ class Server:
         """Where the server listens: 'http://127.0.0.1:8000/' or 'unix:/path' (None when stopped)."""
         return sockets.describe(self._socket) if self._socket is not None else None
 
-    def _core_handler(self):
-        """The handler the engine calls: self.handler, under the access log when config.access_log
-        asks for it and the handler does not write it itself (`logs_access`, e.g. a WSGIHandler)."""
+    def _dispatch(self):
+        """How requests reach Python, declared to the engine (fastcore._core.Dispatch, see
+        pyext/dispatch.pxi): self.handler, under the metrics route when config.metrics_path is set,
+        under the access log when config.access_log asks for it and the handler does not write it
+        itself (`logs_access`, e.g. a WSGIHandler). A WSGI adapter the compiled engine can answer
+        for in C (a WSGIAdapter with compiled_fast_path) is named too, so that neither the metrics
+        route nor its own access log costs it that fast path; an access-log wrapper around it must
+        see every response, so with one the adapter is not named."""
         handler = self.handler
+        wsgi = handler if isinstance(handler, _core.WSGIAdapter) and handler.compiled_fast_path else None
+        wrapper_path = None
         if self.config.metrics_path:                  # an opt-in route: stats() as Prometheus text
             handler = metrics.metrics_route(handler, self.config.metrics_path, self.stats)
+            wrapper_path = self.config.metrics_path
         if self.config.access_log and handler is not None and not getattr(handler, "logs_access", False):
             handler = access.access_logged(handler)
-        return handler
+            wsgi = None
+        return _core.Dispatch(handler, wsgi, wrapper_path)
 
     def start(self):
         with self._lifecycle_lock:

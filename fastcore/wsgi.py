@@ -60,14 +60,12 @@ only while the app call runs: a body read lazily from a streamed response's iter
 app returned fails for streamed (large) bodies.
 """
 import logging
-import re
-import sys
 import time
-from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
 from . import access
-from ._core import FileWrapper, RequestBodyError, Response, WSGIAdapter, bind_wsgi_module
+from ._core import (FileWrapper, RequestBodyError, Response, WSGIAdapter, WSGIErrorStream, check_wsgi_response_head,
+                    wsgi_body_bytes, wsgi_environ_key)
 from .config import ServerConfig
 from .errors import ConfigError
 from .server import Server
@@ -75,143 +73,13 @@ from .server import Server
 __all__ = ["WSGIHandler", "WSGIServer", "serve_wsgi", "serve"]
 
 _error_log = logging.getLogger("fastcore.error")
-_wsgi_log = logging.getLogger("fastcore.wsgi")
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")       # control bytes, or not latin-1
 _INTERNAL_ERROR = b"Internal Server Error\n"
-
-# Request header name -> environ key (None: dropped because the name has "_"). Bounded, so
-# clients sending random names cannot grow it.
-_header_keys = {"Content-Type": "CONTENT_TYPE", "Content-Length": "CONTENT_LENGTH"}
-_HEADER_KEY_CACHE = 1024
-
-
-def _environ_key(name):
-    key = _header_keys.get(name, False)
-    if key is False:
-        if "_" in name:
-            key = None                                  # X-Forwarded_For must not pass as X-Forwarded-For
-        else:
-            key = "HTTP_" + name.upper().replace("-", "_")
-            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-                key = key[5:]
-        if len(_header_keys) < _HEADER_KEY_CACHE:
-            _header_keys[name] = key
-    return key
-
-
-def _as_bytes(part):
-    if type(part) is bytes:
-        return part
-    if isinstance(part, (bytearray, memoryview)):
-        return bytes(part)
-    raise TypeError(f"a WSGI response body part must be bytes, not {type(part).__name__}")
-
-
-# Validated statuses and (name, value) pairs, so that the usual constant ones are checked once.
-# Bounded: apps that vary their header values (ETag, Set-Cookie) only miss the cache.
-_status_codes = {}
-_checked_fields = set()
-_declared_fields = {}                                   # validated Content-Length tuples -> int
-_CHECKED_CACHE = 4096
-
-
-def _check_response_head(status, headers):
-    """Validate start_response's arguments (PEP 3333: errors surface while the app runs).
-    Returns (status code, reason phrase for the core or None, declared Content-Length or None)."""
-    checked = _status_codes.get(status) if type(status) is str else None
-    if checked is None:
-        checked = _check_status(status)
-    code, reason = checked
-    if type(headers) is not list:
-        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
-    declared = None
-    for item in headers:
-        if type(item) is tuple and item in _checked_fields:
-            continue
-        if type(item) is not tuple or len(item) != 2:
-            raise TypeError(f"a response header must be a (name, value) tuple, not {item!r}")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise TypeError(f"response header names and values must be str: {item!r}")
-        if not _TOKEN.match(name):
-            raise ValueError(f"invalid response header name {name!r}")
-        if _BAD_VALUE.search(value):
-            raise ValueError(f"invalid character in response header {name!r}: {value!r}")
-        if len(name) == 14 and name.lower() == "content-length":
-            if not value.isdigit() or not value.isascii() or len(value) > 18:    # the core's bound
-                raise ValueError(f"invalid Content-Length {value!r}")
-            declared = int(value)
-            if len(_declared_fields) < _CHECKED_CACHE:
-                _declared_fields[item] = declared
-        elif len(_checked_fields) < _CHECKED_CACHE:
-            _checked_fields.add(item)
-    return code, reason, declared
-
-
-def _check_status(status):
-    if type(status) is not str:
-        raise TypeError(f"status must be str, not {type(status).__name__}")
-    code = status[:3]
-    if len(code) != 3 or not code.isdigit() or (len(status) > 3 and status[3] != " ") or code[0] == "0":
-        raise ValueError(f"status must be a 3-digit code, a space and a reason phrase, not {status!r}")
-    if _BAD_VALUE.search(status):
-        raise ValueError(f"invalid character in status {status!r}")
-    code = int(code)
-    # The app's reason phrase goes to the core only when it differs from the standard one, so the
-    # usual statuses keep the core's cached status lines. A bare code gets the standard phrase.
-    reason = status[4:] or None
-    if reason is not None:
-        try:
-            if reason == HTTPStatus(code).phrase:
-                reason = None
-        except ValueError:                              # a code without a standard phrase: "299 Custom"
-            pass
-    checked = (code, reason)
-    if len(_status_codes) < _CHECKED_CACHE:
-        _status_codes[status] = checked
-    return checked
 
 
 def _bodyless(code):
     """Statuses whose responses have no body (RFC 9110): the core sends no Content-Length for them."""
     return code < 200 or code == 204 or code == 304
-
-
-class _ErrorStream:
-    """wsgi.errors: text written here goes to the "fastcore.wsgi" logger at ERROR level, one
-    record per newline-terminated write (a partial line waits for the rest or for flush())."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self):
-        self._pending = ""
-
-    def write(self, text):
-        if type(text) is not str:
-            raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
-        if self._pending:
-            text = self._pending + text
-            self._pending = ""
-        if text.endswith("\n"):
-            if text != "\n":
-                _wsgi_log.error("%s", text[:-1])
-        elif text:
-            self._pending = text
-        return len(text)
-
-    def writelines(self, lines):
-        for line in lines:
-            self.write(line)
-
-    def flush(self):
-        if self._pending:
-            text, self._pending = self._pending, ""
-            _wsgi_log.error("%s", text)
-
-    def close(self):
-        raise ValueError("wsgi.errors must not be closed by the application")
 
 
 class _Exchange:
@@ -242,7 +110,7 @@ class _Exchange:
                 exc_info = None                         # no reference cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() was already called; call it again only with exc_info")
-        code, reason, declared = _check_response_head(status, headers)
+        code, reason, declared = check_wsgi_response_head(status, headers)
         self.status = status
         self.code = code
         self.reason = reason
@@ -253,7 +121,7 @@ class _Exchange:
     def write(self, data):
         if self.status is None:
             raise RuntimeError("write() called before start_response()")
-        data = _as_bytes(data)
+        data = wsgi_body_bytes(data)
         self.committed = True
         if data:
             self.written.append(data)
@@ -289,7 +157,7 @@ class _StreamedBody:
         else:
             if self._iterator is None:
                 raise StopIteration
-            part = _as_bytes(next(self._iterator))
+            part = wsgi_body_bytes(next(self._iterator))
         self._sent += len(part)
         return part
 
@@ -389,11 +257,9 @@ class WSGIHandler(WSGIAdapter):
         environ["REMOTE_ADDR"] = request.remote_addr
         environ["REMOTE_PORT"] = str(request.remote_port)
         environ["wsgi.input"] = request.stream
-        environ["wsgi.errors"] = errors if errors is not None else _ErrorStream()
+        environ["wsgi.errors"] = errors if errors is not None else WSGIErrorStream()
         for name, value in request.headers.items():
-            key = _header_keys.get(name, False)
-            if key is False:
-                key = _environ_key(name)
+            key = wsgi_environ_key(name)
             if key is None:
                 continue
             if key in environ:
@@ -408,7 +274,7 @@ class WSGIHandler(WSGIAdapter):
         # The pure engine calls this. The compiled one calls pyext/wsgi.pxi's wsgi_answer(), this
         # method's compiled twin (which calls _respond and _failed below for all but list bodies),
         # unless the handler is wrapped (the metrics route), which ends here too.
-        exchange = _Exchange(request, _ErrorStream())
+        exchange = _Exchange(request, WSGIErrorStream())
         if self.access_log:
             exchange.wall = time.time()
             exchange.started = time.perf_counter()
@@ -457,7 +323,7 @@ class WSGIHandler(WSGIAdapter):
         first = None
         for part in iterator:
             if type(part) is not bytes:
-                part = _as_bytes(part)
+                part = wsgi_body_bytes(part)
             if part:
                 first = part
                 break
@@ -582,6 +448,3 @@ def serve(app, interface="wsgi", config=None, **options):
     else:
         raise ValueError(f"interface must be 'wsgi' or 'native', not {interface!r}")
 
-
-# The compiled fast path (pyext/wsgi.pxi) shares this module's caches and helpers.
-bind_wsgi_module(sys.modules[__name__])

@@ -22,7 +22,7 @@ class Server(compiled_server.Server):
     """
 
     def _build_core(self, listening):
-        return Core(listening, self._core_handler(), self.config, list(self._static_routes.values()))
+        return Core(self.config, listening, self._dispatch(), list(self._static_routes.values()))
 
     @classmethod
     def wsgi(cls, app, config=None, **options):
