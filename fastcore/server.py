@@ -1,7 +1,10 @@
-"""Server: the Python face of the compiled core, and its lifecycle.
+"""Server: the Python face of the compiled core, and its lifecycle (and WSGIServer, a Server that
+runs a WSGI application).
 
 Theory of operation. start() creates the listening socket (non-blocking, SO_REUSEADDR), hands its
-fd to a fastcore._core.Core together with the options and static routes, and starts one listener
+fd to a fastcore._core.Core together with the ServerConfig, the static routes and the Dispatch (how
+requests reach Python: the handler under its wrappers, and the WSGI adapter the compiled engine may
+answer for in C; see _dispatch), and starts one listener
 thread and `threads` worker threads. Their targets are Core methods that release the GIL and stay
 in C until stopped, so Python sees them as ordinary threads (faulthandler, py-spy). The calling
 thread returns at once; serve_forever() then waits on an Event, which a signal handler (main
@@ -13,6 +16,11 @@ workers to finish in-flight requests (their responses say Connection: close; idl
 connections close at once; everything left is force-closed at the deadline), join them, then free
 the C state. If a handler never returns, its thread cannot be joined: the C state is then leaked
 on purpose (freeing it under a running thread would crash) and a warning is logged.
+
+Layering: this module builds on the compiled core, config, errors, sockets, the access log, the
+metrics route and the WSGI adapter (fastcore.wsgi_adapter); fastcore.supervisor is imported when
+processes > 1. Nothing it imports imports it: fastcore.wsgi, fastcore.pure and the command line
+build on it (tests/test_imports.py).
 """
 import logging
 import signal
@@ -24,6 +32,7 @@ import weakref
 from . import _core, access, metrics, sockets
 from .config import ServerConfig
 from .errors import ConfigError, ServerStateError
+from .wsgi_adapter import WSGIHandler
 
 log = logging.getLogger("fastcore.error")
 
@@ -40,6 +49,7 @@ class Server:
 
     With access_log=True the handler runs under access.access_logged (one "fastcore.access" line
     per response) unless it has a true `logs_access` attribute (a WSGIHandler logs itself).
+    Server.wsgi(app, **options) is the WSGI constructor next to this native one: a WSGIServer.
     """
 
     def __init__(self, handler=None, config=None, **options):
@@ -56,6 +66,12 @@ class Server:
         self._lifecycle_lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._join_deadline = float("inf")
+
+    @classmethod
+    def wsgi(cls, app, config=None, **options):
+        """Server.wsgi(app, **options) -> a WSGIServer for the WSGI application `app`.
+        (fastcore.pure.Server.wsgi gives the pure engine's WSGIServer.)"""
+        return WSGIServer(app, config, **options)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -240,6 +256,27 @@ class Server:
     def __repr__(self):
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.Server {state}, {self.config.threads} threads>"
+
+
+class WSGIServer(Server):
+    """A Server running a WSGI application through the adapter (fastcore.wsgi_adapter.WSGIHandler).
+
+        server = WSGIServer(app, host="127.0.0.1", port=8000, threads=4, root_path="/app")
+        server.serve_forever()          # or: with WSGIServer(app, port=0) as s: ... s.port ...
+
+    Options are ServerConfig fields; root_path and access_log are the WSGI ones."""
+
+    def __init__(self, app, config=None, **options):
+        super().__init__(None, config, **options)
+        self.app = app
+        self.handler = WSGIHandler(app, self.config, server=self)
+
+    def start(self):
+        self.handler.reset()
+        return super().start()
+
+    def __repr__(self):
+        return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
 
 
 def _stop_running_servers():
