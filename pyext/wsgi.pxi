@@ -199,7 +199,7 @@ cdef class WSGIAdapter:
 @cython.auto_pickle(False)
 @cython.final
 cdef class WSGIExchange:
-    """The compiled twin of fastcore.wsgi._Exchange (same attributes, same rules): what
+    """The compiled twin of fastcore.wsgi_adapter._Exchange (same attributes, same rules): what
     start_response and write() were given during one WSGI call."""
     cdef public object request, errors, status, reason, headers, declared, written, wall, started
     cdef public int code

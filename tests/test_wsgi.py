@@ -1265,6 +1265,17 @@ def test_access_log_off_by_default(wsgi_server, access_records):
 
 # -- API -----------------------------------------------------------------------------------------
 
+def test_server_wsgi_is_defined_on_the_class():
+    """Server.wsgi is part of Server itself (fastcore.server), not patched on by importing another
+    module; fastcore.pure.Server has its own, giving the pure WSGIServer."""
+    from fastcore import server as server_module
+    import fastcore.pure
+    assert "wsgi" in vars(server_module.Server)
+    assert "wsgi" in vars(fastcore.pure.Server)
+    assert fastcore.WSGIServer is server_module.WSGIServer and fastcore.wsgi.WSGIServer is fastcore.WSGIServer
+    assert fastcore.pure.WSGIServer is fastcore.pure.wsgi.WSGIServer
+
+
 def test_server_wsgi_and_serve_wsgi_api(wsgi_problems):
     srv = fastcore.Server.wsgi(text_app(b"via Server.wsgi"), host="127.0.0.1", port=0)
     assert isinstance(srv, fastcore.WSGIServer) and isinstance(srv, fastcore.Server)
