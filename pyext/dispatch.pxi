@@ -39,4 +39,5 @@ cdef class Dispatch:
         self.wrapper_path = wrapper_path if wsgi is not None else None
 
     def __repr__(self):
-        return f"<fastcore.Dispatch handler={self.handler!r} wsgi={self.wsgi!r} wrapper_path={self.wrapper_path!r}>"
+        return (f"<fastcore._core.Dispatch handler={self.handler!r} wsgi={self.wsgi!r} "
+                f"wrapper_path={self.wrapper_path!r}>")
