@@ -15,7 +15,7 @@ from ._core import FileWrapper, Headers, Request, RequestBodyError, Response
 from .config import ServerConfig
 from .errors import ConfigError, FastcoreError, ServerStateError
 from .server import Server
-from .wsgi import WSGIHandler, WSGIServer, serve, serve_wsgi   # also adds Server.wsgi
+from .wsgi import WSGIHandler, WSGIServer, serve, serve_wsgi
 
 __version__ = "0.1.0"
 __all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",

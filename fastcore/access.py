@@ -16,7 +16,7 @@ lazily: the worker thread only builds a LogRecord.
 
 `access_logged(handler)` adds the log to a native handler; Server applies it when
 config.access_log is true, unless the handler's `logs_access` attribute is true: the WSGI adapter
-(fastcore.wsgi) writes the lines itself, and a handler already wrapped here is not wrapped twice.
+(fastcore.wsgi_adapter) writes the lines itself, and a handler already wrapped here is not wrapped twice.
 This module imports nothing of fastcore but the compiled core (fastcore.server imports it).
 """
 import io

@@ -4,7 +4,7 @@
     fastcore 'myapp:create_app()' --access-log          # an app factory, called once at startup
     FASTCORE_THREADS=8 fastcore myapp:app                # every option also from FASTCORE_<OPTION>
     fastcore --interface native handlers:handle          # a native handler, request -> Response
-    fastcore                                             # no app: the built-in demo (fastcore.__main__)
+    fastcore                                             # no app: the built-in demo (fastcore.demo)
 
 The server options are generated from ServerConfig's fields (the one source of options): the
 field `max_body_size` is `--max-body-size` and FASTCORE_MAX_BODY_SIZE, with the field's type and
@@ -29,7 +29,8 @@ import sys
 import traceback
 
 from .config import ServerConfig
-from .errors import ConfigError
+from .demo import demo_app
+from .errors import ConfigError, FastcoreError, SupervisorError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_PREFIX = "FASTCORE_"
@@ -38,11 +39,11 @@ _FALSE = ("0", "false", "no", "off", "")
 _METAVARS = {int: "N", float: "SECONDS", str: "TEXT"}
 
 
-class UsageError(Exception):
+class UsageError(FastcoreError):
     """Exit status 2: the command line (or the environment) asks for something impossible."""
 
 
-class RuntimeFailure(Exception):
+class RuntimeFailure(FastcoreError):
     """Exit status 1: the request was sound but running it failed. `cause`: an exception raised by
     the user's code (importing the app's module, its factory), whose traceback --log-level debug shows."""
 
@@ -289,15 +290,11 @@ def configure_logging(config):
 # -- main ----------------------------------------------------------------------------------------
 
 def run(argv=None):
-    from .__main__ import demo_app
-
     args, config = resolve(argv)
     if args.engine == "pure":
-        from .pure import Server
-        from .pure.wsgi import WSGIServer
+        from .pure.server import Server, WSGIServer
     else:
-        from .server import Server
-        from .wsgi import WSGIServer
+        from .server import Server, WSGIServer
     if args.app is None:
         server = Server(demo_app, config=config)           # Server adds the access log if asked
         server.add_static("/health", b"OK\n")
@@ -332,7 +329,7 @@ def run(argv=None):
     announce = lambda started: print(banner.format(url=started.url), flush=True)  # noqa: E731
     try:
         if config.processes > 1:
-            from .supervisor import Supervisor, SupervisorError
+            from .supervisor import Supervisor
 
             def child_setup():
                 child_listener = configure_logging(config) if config.access_log else None

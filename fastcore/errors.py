@@ -1,4 +1,20 @@
-"""Errors fastcore raises to its users. A leaf module: it imports nothing from fastcore."""
+"""Errors fastcore raises to its users: every error it raises on purpose is a FastcoreError.
+
+A leaf module: it imports nothing from fastcore, so every layer may import it, the compiled core
+included (pyext/python.pxi: RequestBodyError is defined there, on FastcoreError), without an
+import cycle. tests/test_imports.py keeps it a leaf.
+
+    FastcoreError
+        ConfigError          also a ValueError: an option (or a static route) the server cannot run with
+        ServerStateError     also a RuntimeError: the call does not fit the server's state
+        SupervisorError      also a RuntimeError: the worker processes keep failing at start
+        RequestBodyError     also an OSError (fastcore._core): reading a streamed request body failed
+
+A second base keeps what callers caught before the hierarchy existed (ValueError, RuntimeError,
+OSError). Errors that are Python's own contract stay Python's: a TypeError for an argument of the
+wrong type, a ValueError or TypeError for a handler's or WSGI application's malformed output (the
+server answers those 500 and logs them), OSError and MemoryError from the system.
+"""
 
 
 class FastcoreError(Exception):
@@ -11,3 +27,7 @@ class ConfigError(FastcoreError, ValueError):
 
 class ServerStateError(FastcoreError, RuntimeError):
     """The call does not fit the server's state (e.g. add_static after start)."""
+
+
+class SupervisorError(FastcoreError, RuntimeError):
+    """The worker processes keep failing right at start (processes > 1; fastcore.supervisor)."""

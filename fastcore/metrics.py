@@ -2,8 +2,9 @@
 
 With `metrics_path="/metrics"` (`--metrics-path /metrics`) a GET or HEAD of exactly that path (the
 query is ignored) is answered with the counters below; every other request goes to the
-application. It is a wrapper around the server's Python handler (Server._core_handler applies
-it), so it takes the GIL like any Python route.
+application. It is a wrapper around the server's Python handler (Server._dispatch applies it and
+declares its path to the core, so a WSGI app keeps its compiled fast path for every other request);
+it takes the GIL like any Python route.
 
     fastcore_requests_total                          requests parsed
     fastcore_responses_total{class="2xx"}            responses by status class (1xx..5xx, other)
@@ -74,8 +75,4 @@ def metrics_route(handler, path, stats):
         return handler(request)
 
     serve_metrics.logs_access = getattr(handler, "logs_access", False)
-    serve_metrics.__wrapped__ = handler
-    # Tells the compiled core that this wrapper answers this one path and hands every other request
-    # to __wrapped__ unchanged, so a WSGI handler keeps its C fast path (pyext/core.pxi).
-    serve_metrics.answers_only_path = path
     return serve_metrics

@@ -1,7 +1,10 @@
-"""Server: the Python face of the compiled core, and its lifecycle.
+"""Server: the Python face of the compiled core, and its lifecycle (and WSGIServer, a Server that
+runs a WSGI application).
 
 Theory of operation. start() opens the listening socket (fastcore.sockets, non-blocking), hands its
-fd to a fastcore._core.Core together with the options and static routes, and starts one listener
+fd to a fastcore._core.Core together with the ServerConfig, the static routes and the Dispatch (how
+requests reach Python: the handler under its wrappers, and the WSGI adapter the compiled engine may
+answer for in C; see _dispatch), and starts one listener
 thread and `threads` worker threads. Their targets are Core methods that release the GIL and stay
 in C until stopped, so Python sees them as ordinary threads (faulthandler, py-spy). The calling
 thread returns at once; serve_forever() then waits on an Event, which a signal handler (main
@@ -13,6 +16,11 @@ workers to finish in-flight requests (their responses say Connection: close; idl
 connections close at once; everything left is force-closed at the deadline), join them, then free
 the C state. If a handler never returns, its thread cannot be joined: the C state is then leaked
 on purpose (freeing it under a running thread would crash) and a warning is logged.
+
+Layering: this module builds on the compiled core, config, errors, sockets, the access log, the
+metrics route and the WSGI adapter (fastcore.wsgi_adapter); fastcore.supervisor is imported when
+processes > 1. Nothing it imports imports it: fastcore.wsgi, fastcore.pure and the command line
+build on it (tests/test_imports.py).
 """
 import logging
 import signal
@@ -23,7 +31,8 @@ import weakref
 
 from . import _core, access, metrics, sockets
 from .config import ServerConfig
-from .errors import ServerStateError
+from .errors import ConfigError, ServerStateError
+from .wsgi_adapter import WSGIHandler
 
 log = logging.getLogger("fastcore.error")
 
@@ -40,6 +49,7 @@ class Server:
 
     With access_log=True the handler runs under access.access_logged (one "fastcore.access" line
     per response) unless it has a true `logs_access` attribute (a WSGIHandler logs itself).
+    Server.wsgi(app, **options) is the WSGI constructor next to this native one: a WSGIServer.
     """
 
     def __init__(self, handler=None, config=None, **options):
@@ -57,6 +67,12 @@ class Server:
         self._stop_requested = threading.Event()
         self._join_deadline = float("inf")
 
+    @classmethod
+    def wsgi(cls, app, config=None, **options):
+        """Server.wsgi(app, **options) -> a WSGIServer for the WSGI application `app`.
+        (fastcore.pure.Server.wsgi gives the pure engine's WSGIServer.)"""
+        return WSGIServer(app, config, **options)
+
     # -- configuration ---------------------------------------------------------------------------
 
     def add_static(self, path, body, content_type="text/plain", status=200):
@@ -64,30 +80,19 @@ class Server:
         if self._core is not None:
             raise ServerStateError("add_static must be called before start()")
         if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError("a static route's path is a str starting with '/'")
+            raise ConfigError("a static route's path is a str starting with '/'")
         if isinstance(body, str):
             body = body.encode("utf-8")
         if any(c in content_type for c in "\r\n\0"):
-            raise ValueError("content_type must not contain CR, LF or NUL")
+            raise ConfigError("content_type must not contain CR, LF or NUL")
         self._static_routes[path] = (path, int(status), content_type, bytes(body))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _build_core(self, listening):
         """The engine behind this server, around an open listening socket (fastcore.pure overrides
-        this and nothing else of the lifecycle)."""
-        config = self.config
-        return _core.Core(
-            listening.fileno(), self._core_handler(),
-            threads=config.threads, queue_size=config.queue_size,
-            max_request_line=config.max_request_line, max_head_size=config.max_head_size,
-            max_header_count=config.max_header_count, max_body_size=config.max_body_size,
-            python_batch=config.python_batch, server_name=config.server_name,
-            static_routes=list(self._static_routes.values()),
-            max_connections=config.max_connections, header_timeout=config.header_timeout,
-            body_timeout=config.body_timeout, keepalive_timeout=config.keepalive_timeout,
-            write_timeout=config.write_timeout, body_buffer_size=config.body_buffer_size,
-        )
+        this and nothing else of the lifecycle). The core reads its options from the config itself."""
+        return _core.Core(self.config, listening.fileno(), self._dispatch(), list(self._static_routes.values()))
 
     @property
     def running(self):
@@ -111,15 +116,24 @@ class Server:
         """Where the server listens: 'http://127.0.0.1:8000/' or 'unix:/path' (None when stopped)."""
         return sockets.describe(self._socket) if self._socket is not None else None
 
-    def _core_handler(self):
-        """The handler the engine calls: self.handler, under the access log when config.access_log
-        asks for it and the handler does not write it itself (`logs_access`, e.g. a WSGIHandler)."""
+    def _dispatch(self):
+        """How requests reach Python, declared to the engine (fastcore._core.Dispatch, see
+        pyext/dispatch.pxi): self.handler, under the metrics route when config.metrics_path is set,
+        under the access log when config.access_log asks for it and the handler does not write it
+        itself (`logs_access`, e.g. a WSGIHandler). A WSGI adapter the compiled engine can answer
+        for in C (a WSGIAdapter with compiled_fast_path) is named too, so that neither the metrics
+        route nor its own access log costs it that fast path; an access-log wrapper around it must
+        see every response, so with one the adapter is not named."""
         handler = self.handler
+        wsgi = handler if isinstance(handler, _core.WSGIAdapter) and handler.compiled_fast_path else None
+        wrapper_path = None
         if self.config.metrics_path:                  # an opt-in route: stats() as Prometheus text
             handler = metrics.metrics_route(handler, self.config.metrics_path, self.stats)
+            wrapper_path = self.config.metrics_path
         if self.config.access_log and handler is not None and not getattr(handler, "logs_access", False):
             handler = access.access_logged(handler)
-        return handler
+            wsgi = None
+        return _core.Dispatch(handler, wsgi, wrapper_path)
 
     def start(self):
         with self._lifecycle_lock:
@@ -243,6 +257,27 @@ class Server:
     def __repr__(self):
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.Server {state}, {self.config.threads} threads>"
+
+
+class WSGIServer(Server):
+    """A Server running a WSGI application through the adapter (fastcore.wsgi_adapter.WSGIHandler).
+
+        server = WSGIServer(app, host="127.0.0.1", port=8000, threads=4, root_path="/app")
+        server.serve_forever()          # or: with WSGIServer(app, port=0) as s: ... s.port ...
+
+    Options are ServerConfig fields; root_path and access_log are the WSGI ones."""
+
+    def __init__(self, app, config=None, **options):
+        super().__init__(None, config, **options)
+        self.app = app
+        self.handler = WSGIHandler(app, self.config, server=self)
+
+    def start(self):
+        self.handler.reset()
+        return super().start()
+
+    def __repr__(self):
+        return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
 
 
 def _stop_running_servers():

@@ -43,7 +43,7 @@ import time
 import traceback
 
 from . import sockets
-from .errors import ServerStateError
+from .errors import ServerStateError, SupervisorError
 
 log = logging.getLogger("fastcore.supervisor")
 
@@ -55,10 +55,6 @@ READY_TIMEOUT = 60.0              # a rolling restart waits this long for a new 
 MAX_REQUESTS_POLL = 1.0
 
 _PR_SET_PDEATHSIG = 1
-
-
-class SupervisorError(RuntimeError):
-    """The children keep failing right at start."""
 
 
 class _Child:

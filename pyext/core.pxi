@@ -82,8 +82,8 @@ cdef class Core:
     cdef ServerState state
     cdef Worker* workers
     cdef object handler
-    cdef object wsgi                  # the WSGIAdapter whose requests wsgi.pxi answers, else None
-    cdef bytes wsgi_bypass_path       # a path the handler's wrapper answers itself (metrics), else None
+    cdef WSGIAdapter wsgi             # Dispatch.wsgi: the adapter whose requests wsgi.pxi answers, else None
+    cdef bytes wsgi_bypass_path       # Dispatch.wrapper_path: a path the handler's wrapper answers itself
     cdef list _owned_bytes            # keeps the bytes behind StaticRoute pointers alive
     cdef dict _status_lines           # status -> b"HTTP/1.1 200 OK\r\n"
     cdef dict _content_type_lines     # content type -> b"Content-Type: ...\r\n"
@@ -92,11 +92,25 @@ cdef class Core:
     cdef bint _released
     cdef bint _threads_started
 
-    def __cinit__(self, int listen_fd, handler, *, int threads, int queue_size,
-                  Py_ssize_t max_request_line, Py_ssize_t max_head_size, Py_ssize_t max_header_count,
-                  long long max_body_size, int python_batch, str server_name, list static_routes,
-                  int max_connections=0, double header_timeout=0, double body_timeout=0,
-                  double keepalive_timeout=0, double write_timeout=0, long long body_buffer_size=0):
+    def __cinit__(self, config, int listen_fd, Dispatch dispatch not None, list static_routes):
+        """`config`: the fastcore.ServerConfig (validated there); `listen_fd`: the listening socket;
+        `dispatch`: how requests reach Python (dispatch.pxi); `static_routes`: (path, status,
+        content_type, body) tuples as Server.add_static keeps them."""
+        # The one place where the options cross into C: each is read here, once, from the config.
+        cdef int threads = config.threads
+        cdef int queue_size = config.queue_size
+        cdef int python_batch = config.python_batch
+        cdef int max_connections = config.max_connections
+        cdef Py_ssize_t max_request_line = config.max_request_line
+        cdef Py_ssize_t max_head_size = config.max_head_size
+        cdef Py_ssize_t max_header_count = config.max_header_count
+        cdef long long max_body_size = config.max_body_size
+        cdef long long body_buffer_size = config.body_buffer_size
+        cdef double header_timeout = config.header_timeout
+        cdef double body_timeout = config.body_timeout
+        cdef double keepalive_timeout = config.keepalive_timeout
+        cdef double write_timeout = config.write_timeout
+        cdef str server_name = config.server_name
         cdef epoll_event event
         cdef Worker* worker
         cdef int i
@@ -108,21 +122,23 @@ cdef class Core:
         setsockopt(listen_fd, IPPROTO_TCP, TCP_NODELAY, &nodelay_on, sizeof(nodelay_on))
         self.state.listener_epoll_fd = -1
         self.state.listener_wake_fd = -1
-        self.handler = handler
-        self.wsgi = self._fast_wsgi_handler(handler)
+        self.handler = dispatch.handler
+        self.wsgi = dispatch.wsgi
+        if dispatch.wsgi is not None and dispatch.wrapper_path is not None:
+            self.wsgi_bypass_path = dispatch.wrapper_path.encode("latin-1")
         self._owned_bytes = []
         self._status_lines = {}
         self._content_type_lines = {}
         self._field_lines = {}
         if threads < 1 or queue_size < 1 or python_batch < 1:
-            raise ValueError("threads, queue_size and python_batch must be at least 1")
+            raise ConfigError("threads, queue_size and python_batch must be at least 1")
 
         self.state.limits.max_request_line = max_request_line
         self.state.limits.max_head_size = max_head_size
         self.state.limits.max_header_count = max_header_count
         self.state.limits.max_body_size = max_body_size
         self.state.limits.body_buffer_size = body_buffer_size if body_buffer_size > 0 else max_body_size
-        self.state.has_python_handler = handler is not None
+        self.state.has_python_handler = self.handler is not None
         self.state.python_batch = python_batch
         self.state.max_connections = max_connections
         self.state.core = <void*>self
@@ -169,20 +185,6 @@ cdef class Core:
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
-
-    cdef object _fast_wsgi_handler(self, object handler):
-        """The WSGIAdapter to answer through wsgi.pxi: the handler itself, or the one inside a
-        wrapper that answers a single path itself and passes everything else on unchanged
-        (`answers_only_path` and `__wrapped__`: the metrics route), so that turning on metrics does
-        not cost a WSGI app its fast path. None when the fast path does not apply."""
-        only_path = getattr(handler, "answers_only_path", None)
-        if only_path is not None:
-            handler = getattr(handler, "__wrapped__", None)
-        if not isinstance(handler, WSGIAdapter) or not (<WSGIAdapter>handler).compiled_fast_path:
-            return None
-        if only_path is not None:
-            self.wsgi_bypass_path = only_path.encode("latin-1")
-        return handler
 
     cdef bint _for_wrapper(self, const char* data, ParsedRequest* parsed) noexcept:
         """Is this request for the path the handler's wrapper answers itself (as request.path)?"""
@@ -404,7 +406,7 @@ cdef class Core:
             conn.output_sent_early = 0
         try:
             if self.wsgi is not None and not for_wrapper:
-                result = wsgi_answer(<WSGIAdapter>self.wsgi, request)
+                result = wsgi_answer(self.wsgi, request)
             else:
                 result = self.handler(request)
             if fc_atomic_load(&worker.stop_requested):

@@ -23,6 +23,8 @@ import os
 import stat
 from http import HTTPStatus
 
+from fastcore.errors import ConfigError, FastcoreError     # a leaf module: no import cycle
+
 _error_log = logging.getLogger("fastcore.error")
 cdef bytes _EMPTY = b""
 
@@ -193,7 +195,7 @@ cdef class Request:
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
 
 
-class RequestBodyError(OSError):
+class RequestBodyError(FastcoreError, OSError):
     """Reading a streamed request body failed; `status` is the HTTP answer the server gives
     (400 malformed or cut short, 408 too slow, 413 too large) if the handler lets it propagate."""
 

@@ -1,62 +1,192 @@
-# wsgi.pxi: the compiled fast path of fastcore.wsgi.WSGIHandler.
+# wsgi.pxi: the compiled fast path of the WSGI adapter (fastcore.wsgi_adapter.WSGIHandler), and the
+# caches and validators both of its implementations share.
 #
-# Theory of operation. fastcore/wsgi.py is the WSGI adapter: a native handler that turns a Request
-# into an environ, calls the app, and turns what the app gives back into a Response. It is plain
-# Python so that it runs on both engines (fastcore.pure uses it as is). On the compiled engine
+# Theory of operation. fastcore/wsgi_adapter.py is the WSGI adapter: a native handler that turns a
+# Request into an environ, calls the app, and turns what the app gives back into a Response. It is
+# plain Python so that it runs on both engines (fastcore.pure uses it as is). On the compiled engine
 # the per-request Python of that adapter cost more than everything else together (a hello-world
 # app spent ~4 us per request in it), so WSGIHandler subclasses WSGIAdapter below, and when the
-# Core's handler is one, run_python_batch calls wsgi_answer() instead of handler(request):
+# server declares one in its Dispatch (dispatch.pxi), the batch calls wsgi_answer() instead of
+# handler(request):
 #
 #   * the environ is built here from the head bytes and the parser's offsets (no Request
 #     properties, no Headers object, header lines decoded straight into environ keys);
-#   * start_response is WSGIExchange.start_response, a C method that validates against the same
-#     caches as fastcore.wsgi._check_response_head and calls it on a cache miss;
+#   * start_response is WSGIExchange.start_response, a C method that validates with
+#     check_wsgi_response_head, as the Python adapter's start_response does;
 #   * a list or tuple body after start_response (the common case) becomes the Response here, as
 #     WSGIHandler._complete would make it.
 #
 # Everything else (generators, write() data, file wrappers, errors, the access log) goes to the
-# same WSGIHandler methods the pure engine uses, so the rules live in one place: fastcore/wsgi.py.
-# The twins here (WSGIExchange of _Exchange, _complete's length checks, environ()) are checked
-# against the Python ones by running tests/test_wsgi.py on both engines.
+# same WSGIHandler methods the pure engine uses, so the rules live in one place:
+# fastcore/wsgi_adapter.py. The twins here (WSGIExchange of _Exchange, _complete's length checks,
+# environ()) are checked against the Python ones by running tests/test_wsgi.py on both engines.
+#
+# What both share is defined here, at the bottom, and imported by the adapter: the validation
+# caches (environ keys of header names, checked statuses and response fields), their functions
+# (wsgi_environ_key, check_wsgi_response_head, wsgi_body_bytes) and wsgi.errors (WSGIErrorStream).
+# Nothing here imports the adapter: the dependency runs one way, fastcore.wsgi_adapter -> _core.
 
 from cpython.dict cimport PyDict_Copy
 from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII
 
+import logging
+import re
+from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 import time as _time_module
 
-# fastcore.wsgi's module-level caches and helpers, bound once by bind_wsgi_module() (fastcore.wsgi
-# imports this module, so it cannot be imported at this module's load).
-cdef dict _wsgi_header_keys = None          # request header name -> environ key (None: dropped)
-cdef dict _wsgi_status_codes = None         # status str -> (code, reason or None)
-cdef set _wsgi_checked_fields = None        # (name, value) tuples already validated
-cdef dict _wsgi_declared_fields = None      # validated Content-Length tuples -> int
-cdef object _wsgi_environ_key = None
-cdef object _wsgi_check_response_head = None
-cdef object _wsgi_as_bytes = None
-cdef object _wsgi_error_stream = None
+cdef enum:
+    WSGI_HEADER_KEY_CACHE_SIZE = 1024   # request header names remembered (clients may send random ones)
+    WSGI_CHECKED_CACHE_SIZE = 4096      # statuses and response fields remembered (ETags, cookies vary)
+
+# The caches both adapters share. They live here, at the bottom, and fastcore/wsgi_adapter.py
+# reaches them through the functions below, so the dependency runs adapter -> _core only. Bounded:
+# what does not fit is validated again each time, never wrongly skipped.
+cdef dict _wsgi_header_keys = {"Content-Type": "CONTENT_TYPE", "Content-Length": "CONTENT_LENGTH"}
+cdef dict _wsgi_status_codes = {}           # status str -> (code, reason or None)
+cdef set _wsgi_checked_fields = set()       # (name, value) tuples already validated
+cdef dict _wsgi_declared_fields = {}        # validated Content-Length tuples -> int
+
+_WSGI_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_WSGI_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")      # control bytes, or not latin-1
+_wsgi_log = logging.getLogger("fastcore.wsgi")
 
 cdef str _METHOD_GET = "GET", _METHOD_POST = "POST", _METHOD_HEAD = "HEAD"
 cdef str _HTTP_11 = "HTTP/1.1", _HTTP_10 = "HTTP/1.0"
 
 
-def bind_wsgi_module(module):
-    """Called by fastcore.wsgi once it is loaded: the caches and helpers the fast path shares."""
-    global _wsgi_header_keys, _wsgi_status_codes, _wsgi_checked_fields, _wsgi_declared_fields
-    global _wsgi_environ_key, _wsgi_check_response_head, _wsgi_as_bytes, _wsgi_error_stream
-    _wsgi_header_keys = module._header_keys
-    _wsgi_status_codes = module._status_codes
-    _wsgi_checked_fields = module._checked_fields
-    _wsgi_declared_fields = module._declared_fields
-    _wsgi_environ_key = module._environ_key
-    _wsgi_check_response_head = module._check_response_head
-    _wsgi_as_bytes = module._as_bytes
-    _wsgi_error_stream = module._ErrorStream
+cpdef object wsgi_environ_key(str name):
+    """The environ key of a request header name ("X-Forwarded-For" -> "HTTP_X_FORWARDED_FOR",
+    Content-Type and Content-Length without HTTP_), or None for a name with "_", which is dropped:
+    X-Forwarded_For must not pass as X-Forwarded-For."""
+    key = _wsgi_header_keys.get(name, False)
+    if key is False:
+        if "_" in name:
+            key = None
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key == "HTTP_CONTENT_TYPE" or key == "HTTP_CONTENT_LENGTH":
+                key = key[5:]
+        if len(_wsgi_header_keys) < WSGI_HEADER_KEY_CACHE_SIZE:
+            _wsgi_header_keys[name] = key
+    return key
+
+
+cpdef bytes wsgi_body_bytes(object part):
+    """A part of a WSGI response body (or of write()) as bytes: bytes, bytearray or memoryview."""
+    if type(part) is bytes:
+        return <bytes>part
+    if isinstance(part, (bytearray, memoryview)):
+        return bytes(part)
+    raise TypeError(f"a WSGI response body part must be bytes, not {type(part).__name__}")
+
+
+cpdef tuple check_wsgi_response_head(object status, object headers):
+    """Validate start_response's arguments (PEP 3333: errors surface while the app runs).
+    Returns (status code, reason phrase for the core or None, declared Content-Length or None).
+    What passed once is remembered (bounded), so the usual constant statuses and fields are
+    checked once; what the caches miss is validated in full."""
+    cdef object checked = _wsgi_status_codes.get(status) if type(status) is str else None
+    cdef object declared = None, length
+    if checked is None:
+        checked = _check_wsgi_status(status)
+    if type(headers) is not list:
+        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+    for item in <list>headers:
+        if type(item) is tuple:
+            if item in _wsgi_checked_fields:
+                continue
+            length = _wsgi_declared_fields.get(item)
+            if length is not None:
+                declared = length
+                continue
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"a response header must be a (name, value) tuple, not {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"response header names and values must be str: {item!r}")
+        if not _WSGI_TOKEN.match(name):
+            raise ValueError(f"invalid response header name {name!r}")
+        if _WSGI_BAD_VALUE.search(value):
+            raise ValueError(f"invalid character in response header {name!r}: {value!r}")
+        if len(name) == 14 and name.lower() == "content-length":
+            if not value.isdigit() or not value.isascii() or len(value) > 18:    # the core's bound
+                raise ValueError(f"invalid Content-Length {value!r}")
+            declared = int(value)
+            if len(_wsgi_declared_fields) < WSGI_CHECKED_CACHE_SIZE:
+                _wsgi_declared_fields[item] = declared
+        elif len(_wsgi_checked_fields) < WSGI_CHECKED_CACHE_SIZE:
+            _wsgi_checked_fields.add(item)
+    return ((<tuple>checked)[0], (<tuple>checked)[1], declared)
+
+
+cdef tuple _check_wsgi_status(object status):
+    """(code, reason phrase for the core or None) of a WSGI status line such as "200 OK"."""
+    if type(status) is not str:
+        raise TypeError(f"status must be str, not {type(status).__name__}")
+    code_text = status[:3]
+    if (len(code_text) != 3 or not code_text.isdigit() or (len(status) > 3 and status[3] != " ")
+            or code_text[0] == "0"):
+        raise ValueError(f"status must be a 3-digit code, a space and a reason phrase, not {status!r}")
+    if _WSGI_BAD_VALUE.search(status):
+        raise ValueError(f"invalid character in status {status!r}")
+    code = int(code_text)
+    # The app's reason phrase goes to the core only when it differs from the standard one, so the
+    # usual statuses keep the core's cached status lines. A bare code gets the standard phrase.
+    reason = status[4:] or None
+    if reason is not None:
+        try:
+            if reason == HTTPStatus(code).phrase:
+                reason = None
+        except ValueError:                              # a code without a standard phrase: "299 Custom"
+            pass
+    checked = (code, reason)
+    if len(_wsgi_status_codes) < WSGI_CHECKED_CACHE_SIZE:
+        _wsgi_status_codes[status] = checked
+    return checked
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class WSGIErrorStream:
+    """wsgi.errors: text written here goes to the "fastcore.wsgi" logger at ERROR level, one
+    record per newline-terminated write (a partial line waits for the rest or for flush())."""
+    cdef str _pending
+
+    def __cinit__(self):
+        self._pending = ""
+
+    def write(self, text):
+        if type(text) is not str:
+            raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
+        if self._pending:
+            text = self._pending + text
+            self._pending = ""
+        if text.endswith("\n"):
+            if text != "\n":
+                _wsgi_log.error("%s", text[:len(text) - 1])
+        elif text:
+            self._pending = text
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self._pending:
+            text = self._pending
+            self._pending = ""
+            _wsgi_log.error("%s", text)
+
+    def close(self):
+        raise ValueError("wsgi.errors must not be closed by the application")
 
 
 cdef class WSGIAdapter:
-    """Base of fastcore.wsgi.WSGIHandler: the attributes the compiled fast path reads without a
-    Python attribute lookup. See fastcore/wsgi.py for what they mean."""
+    """Base of fastcore.wsgi_adapter.WSGIHandler: the attributes the compiled fast path reads
+    without a Python attribute lookup. See fastcore/wsgi_adapter.py for what they mean; a server
+    hands an adapter to the core through Dispatch.wsgi (dispatch.pxi)."""
     cdef public object app
     cdef public object config
     cdef public object server
@@ -69,7 +199,7 @@ cdef class WSGIAdapter:
 @cython.auto_pickle(False)
 @cython.final
 cdef class WSGIExchange:
-    """The compiled twin of fastcore.wsgi._Exchange (same attributes, same rules): what
+    """The compiled twin of fastcore.wsgi_adapter._Exchange (same attributes, same rules): what
     start_response and write() were given during one WSGI call."""
     cdef public object request, errors, status, reason, headers, declared, written, wall, started
     cdef public int code
@@ -84,7 +214,7 @@ cdef class WSGIExchange:
                 exc_info = None                         # no reference cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() was already called; call it again only with exc_info")
-        checked = _checked_response_head(status, headers)
+        checked = check_wsgi_response_head(status, headers)
         self.status = status
         self.code = checked[0]
         self.reason = checked[1]
@@ -96,31 +226,10 @@ cdef class WSGIExchange:
         if self.status is None:
             raise RuntimeError("write() called before start_response()")
         if type(data) is not bytes:
-            data = _wsgi_as_bytes(data)
+            data = wsgi_body_bytes(data)
         self.committed = True
         if data:
             self.written.append(data)
-
-
-cdef tuple _checked_response_head(object status, object headers):
-    """(code, reason, declared) from the caches fastcore.wsgi._check_response_head fills; any
-    miss asks it (it validates, raises, and caches what can be cached)."""
-    cdef object checked, declared = None, length
-    if type(status) is not str or type(headers) is not list:
-        return _wsgi_check_response_head(status, headers)
-    checked = _wsgi_status_codes.get(status)
-    if checked is None:
-        return _wsgi_check_response_head(status, headers)
-    for item in <list>headers:
-        if type(item) is not tuple:
-            return _wsgi_check_response_head(status, headers)
-        if item in _wsgi_checked_fields:
-            continue
-        length = _wsgi_declared_fields.get(item)
-        if length is None:
-            return _wsgi_check_response_head(status, headers)
-        declared = length
-    return ((<tuple>checked)[0], (<tuple>checked)[1], declared)
 
 
 cdef inline bint _is_head_request(Request request):
@@ -191,7 +300,7 @@ cdef dict wsgi_environ(WSGIAdapter handler, Request request, object errors):
         name = PyUnicode_DecodeASCII(data + position, colon - position, NULL)
         key = _wsgi_header_keys.get(name, False)
         if key is False:
-            key = _wsgi_environ_key(name)
+            key = wsgi_environ_key(name)
         position = line_end + 2
         if key is None:
             continue                                    # a name with "_": dropped
@@ -216,7 +325,7 @@ cdef object wsgi_answer(WSGIAdapter handler, Request request):
     cdef WSGIExchange exchange = WSGIExchange.__new__(WSGIExchange)
     cdef object result = None
     exchange.request = request
-    exchange.errors = _wsgi_error_stream()
+    exchange.errors = WSGIErrorStream.__new__(WSGIErrorStream)
     exchange.code = 500
     exchange.written = []
     if handler.access_log:

@@ -443,7 +443,7 @@ def wsgi_server(wsgi_problems, engine):
     """Factory: wsgi_server(app, validate=True, threads=2, **options) -> a started
     fastcore.WSGIServer (or fastcore.pure.WSGIServer, see `engine`) on 127.0.0.1, running
     `wsgiref.validate.validator(app)` unless validate=False. Both engines matter here: the compiled
-    one answers through pyext/wsgi.pxi, the pure one through fastcore/wsgi.py's Python twins.
+    one answers through pyext/wsgi.pxi, the pure one through fastcore/wsgi_adapter.py's Python twins.
     Servers are stopped at teardown, before wsgi_problems checks that nothing was logged (tests
     that provoke errors take their records with wsgi_problems.take(...))."""
     from wsgiref.validate import validator

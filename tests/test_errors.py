@@ -238,3 +238,32 @@ def test_client_closing_mid_request_does_not_disturb_server(server):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")      # closed with a reset (linger 0)
     assert get(srv.port, "/")[2] == b"ok"
+
+
+# -- the error hierarchy ---------------------------------------------------------------------------
+
+def test_every_deliberate_error_is_a_fastcore_error():
+    """fastcore.errors lists the hierarchy: each error also keeps the Python base callers caught
+    before (ValueError, RuntimeError, OSError)."""
+    from fastcore import errors
+    expected_second_base = {
+        errors.ConfigError: ValueError,
+        errors.ServerStateError: RuntimeError,
+        errors.SupervisorError: RuntimeError,
+        fastcore.RequestBodyError: OSError,
+    }
+    for error_class, second_base in expected_second_base.items():
+        assert issubclass(error_class, fastcore.FastcoreError), error_class
+        assert issubclass(error_class, second_base), error_class
+    from fastcore.supervisor import SupervisorError
+    assert SupervisorError is errors.SupervisorError
+    body_error = fastcore.RequestBodyError(413, "too large")
+    assert (body_error.status, str(body_error), body_error.errno) == (413, "too large", None)
+
+
+def test_bad_static_routes_are_config_errors():
+    srv = fastcore.Server(None)
+    with pytest.raises(fastcore.ConfigError):
+        srv.add_static("no-slash", b"x")
+    with pytest.raises(ValueError):                     # what callers caught before
+        srv.add_static("/x", b"x", content_type="text/plain\r\nX-Evil: 1")

@@ -53,3 +53,38 @@ def test_class_members_match():
     stubs, actual = stubbed(), compiled()
     for name in actual:
         assert stubs[name] == actual[name], name
+
+
+def stubbed_parameters():
+    """{(class or None, function name): [parameter names]} for the stubs' public functions and methods."""
+    tree = ast.parse(STUB.read_text())
+    found = {}
+
+    def names(function):
+        arguments = function.args
+        return [argument.arg for argument in arguments.posonlyargs + arguments.args + arguments.kwonlyargs]
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            found[(None, node.name)] = names(node)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if (isinstance(item, ast.FunctionDef) and not item.name.startswith("_")
+                        and not any(isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)):
+                    found[(node.name, item.name)] = names(item)
+    return found
+
+
+def test_parameters_match_where_the_module_tells_them():
+    """Cython functions carry their signatures (not __init__/__cinit__ slots): the stub's
+    parameter names are the compiled ones."""
+    checked = 0
+    for (class_name, name), parameters in stubbed_parameters().items():
+        owner = getattr(_core, class_name) if class_name else _core
+        try:
+            signature = inspect.signature(getattr(owner, name))
+        except (TypeError, ValueError):
+            continue
+        assert list(signature.parameters) == parameters, (class_name, name)
+        checked += 1
+    assert checked >= 10

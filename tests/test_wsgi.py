@@ -1195,6 +1195,51 @@ def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, a
         servers["wsgi-server"].stop()
 
 
+@pytest.mark.compiled_only("the WSGI fast path is the compiled engine's")
+def test_access_log_keeps_the_wsgi_fast_path(engine, wsgi_server, monkeypatch, access_records):
+    """A WSGIServer with access_log writes the lines itself, so its requests still go through
+    pyext/wsgi.pxi, not through the Python WSGIHandler.__call__ (counted here)."""
+    python_calls = []
+    original_call = fastcore.WSGIHandler.__call__
+
+    def counted_call(self, request):
+        python_calls.append(request.path)
+        return original_call(self, request)
+
+    monkeypatch.setattr(fastcore.WSGIHandler, "__call__", counted_call)
+    srv = wsgi_server(text_app(b"logged"), validate=False, access_log=True)
+    assert request(srv.port, path="/one")[2] == b"logged"
+    assert request(srv.port, path="/two")[2] == b"logged"
+    wait_for(lambda: len(access_records) == 2)
+    assert python_calls == []
+
+
+def test_the_server_declares_the_wsgi_fast_path_in_its_dispatch():
+    """Server._dispatch() names the WSGI adapter to the core (Dispatch.wsgi) only when the compiled
+    WSGI path gives what calling the handler would: the adapter is not overridden by a subclass and
+    no access-log wrapper has to see its responses. The metrics route keeps it, with its path."""
+    app = text_app(b"x")
+
+    class Overriding(fastcore.WSGIHandler):
+        def environ(self, request, errors=None):
+            return super().environ(request, errors)
+
+    plain = fastcore.WSGIServer(app)._dispatch()
+    assert plain.wsgi is plain.handler and isinstance(plain.wsgi, fastcore.WSGIHandler)
+    assert plain.wrapper_path is None
+    metered = fastcore.WSGIServer(app, metrics_path="/metrics")._dispatch()
+    assert isinstance(metered.wsgi, fastcore.WSGIHandler) and metered.handler is not metered.wsgi
+    assert metered.wrapper_path == "/metrics"
+    logging_itself = fastcore.WSGIServer(app, access_log=True, metrics_path="/m")._dispatch()
+    assert isinstance(logging_itself.wsgi, fastcore.WSGIHandler) and logging_itself.wrapper_path == "/m"
+    wrapped_for_the_log = fastcore.Server(fastcore.WSGIHandler(app), access_log=True)._dispatch()
+    assert wrapped_for_the_log.wsgi is None and wrapped_for_the_log.wrapper_path is None
+    assert fastcore.Server(Overriding(app))._dispatch().wsgi is None
+    native = fastcore.Server(lambda request: b"native", metrics_path="/metrics")._dispatch()
+    assert native.wsgi is None and native.wrapper_path is None and callable(native.handler)
+    assert fastcore.Server(None)._dispatch().handler is None
+
+
 def test_native_reason_phrase_survives_the_access_log(server, access_records):
     def native(request):
         return fastcore.Response(iter([b"a", b"b"]), 299, reason="Custom Reason")
@@ -1219,6 +1264,17 @@ def test_access_log_off_by_default(wsgi_server, access_records):
 
 
 # -- API -----------------------------------------------------------------------------------------
+
+def test_server_wsgi_is_defined_on_the_class():
+    """Server.wsgi is part of Server itself (fastcore.server), not patched on by importing another
+    module; fastcore.pure.Server has its own, giving the pure WSGIServer."""
+    from fastcore import server as server_module
+    import fastcore.pure
+    assert "wsgi" in vars(server_module.Server)
+    assert "wsgi" in vars(fastcore.pure.Server)
+    assert fastcore.WSGIServer is server_module.WSGIServer and fastcore.wsgi.WSGIServer is fastcore.WSGIServer
+    assert fastcore.pure.WSGIServer is fastcore.pure.wsgi.WSGIServer
+
 
 def test_server_wsgi_and_serve_wsgi_api(wsgi_problems):
     srv = fastcore.Server.wsgi(text_app(b"via Server.wsgi"), host="127.0.0.1", port=0)

@@ -10,7 +10,8 @@
 Theory of operation. The architecture of docs/ARCHITECTURE.md, in modules named like the pyext/
 fragments:
 
-    server.py      Server: fastcore.Server with this engine (overrides only _build_core)
+    server.py      Server: fastcore.Server with this engine (overrides only _build_core), and
+                   WSGIServer: fastcore.WSGIServer with this engine
     core.py        Core: the state of one server and its threads' entry points
     listener.py    listener thread: select.epoll on the listening socket, accept, bounded
                    queue.Queue (full: canned 503), wake one worker (an idle one first)
@@ -22,7 +23,8 @@ fragments:
     request.py     Request (the attributes of fastcore.Request) and BodyReader (large bodies)
     response.py    response bytes: handler results, static routes, errors, Date cache
     timers.py      header / body / keep-alive / write / linger timeouts, one sorted list per kind
-    wsgi.py        fastcore.wsgi's adapter on this engine
+    wsgi.py        serve_wsgi: the WSGI entry point on this engine (the adapter is
+                   fastcore.wsgi_adapter's, shared by both engines)
 
 Everything observable is meant to match the compiled engine, and the shared test suite runs
 against both. Request is this package's own class (fastcore.Request is built from C offsets);
@@ -35,7 +37,7 @@ Differences that stay, and why:
    handler does about half the compiled engine's requests/s with keep-alive (where kernel work
    dominates both) and about 1/10 with 16 pipelined requests; a WSGI hello-world app about 1/3
    and 1/7 (the compiled engine runs the WSGI adapter in C, pyext/wsgi.pxi; this one runs
-   fastcore/wsgi.py); an idle keep-alive connection costs about 2.5 KB instead of about 0.6 KB
+   fastcore/wsgi_adapter.py); an idle keep-alive connection costs about 2.5 KB instead of about 0.6 KB
    (bench/RESULTS.md). More threads add little (only system calls overlap).
 2. Static routes need the GIL. The compiled core serves them in C without it, so they keep
    answering while a Python thread hogs the interpreter (tests/test_gil.py); here such a thread
@@ -65,15 +67,8 @@ Differences that stay, and why:
 from .._core import FileWrapper, Headers, RequestBodyError, Response
 from ..config import ServerConfig
 from .request import Request
-from .server import Server
+from .server import Server, WSGIServer
+from .wsgi import serve_wsgi
 
 __all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
            "WSGIServer", "serve_wsgi"]
-
-
-def __getattr__(name):
-    # fastcore.pure.WSGIServer / serve_wsgi, imported on first use (fastcore.wsgi is a layer above).
-    if name in ("WSGIServer", "serve_wsgi"):
-        from . import wsgi
-        return getattr(wsgi, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

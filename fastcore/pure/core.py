@@ -22,10 +22,12 @@ from .worker import Worker
 
 
 class Core:
-    def __init__(self, listening, handler, config, static_routes):
-        """`config` is a fastcore.ServerConfig; its limit fields are read by the parser directly.
-        `static_routes` holds (path, status, content_type, body) tuples as Server.add_static keeps them."""
-        self.handler = handler
+    def __init__(self, config, listening, dispatch, static_routes):
+        """As the compiled Core: `config` is a fastcore.ServerConfig (its limit fields are read by
+        the parser directly), `listening` the listening socket, `dispatch` a fastcore._core.Dispatch
+        (this engine always calls dispatch.handler: it has no compiled WSGI path), `static_routes`
+        (path, status, content_type, body) tuples as Server.add_static keeps them."""
+        self.handler = dispatch.handler
         self.limits = config
         self.body_buffer_size = config.body_buffer_size if config.body_buffer_size > 0 else config.max_body_size
         self.python_batch = config.python_batch

@@ -1,4 +1,5 @@
-"""fastcore.pure.server: Server, fastcore.Server with the pure-Python engine.
+"""fastcore.pure.server: Server, fastcore.Server with the pure-Python engine (and WSGIServer, its
+WSGI twin).
 
 Theory of operation. fastcore.server.Server drives its engine through a small interface: a Core
 with run_listener(), run_worker(i), stop_listener(), stop_workers(timeout), release() and stats(),
@@ -7,7 +8,12 @@ class overrides only _build_core and inherits everything else: options and Serve
 add_static, the listening socket (TCP, IPv6, unix, inherited fds: fastcore.sockets), start() and
 stop() with their ordering and joins, serve_forever() and signals, processes, the access log and
 metrics wrappers around the handler, stats(), port / host / url / running, the context manager,
-the stop-at-exit registry. Server.wsgi is overridden too, so that it gives a pure WSGIServer.
+the stop-at-exit registry. Server.wsgi is overridden too, so that it gives the WSGIServer below.
+
+The WSGI adapter (fastcore.wsgi_adapter) is a native handler built only on the Request / Response
+interface, which this engine implements the same way; so WSGIServer is fastcore.WSGIServer with
+this Server as its engine (multiple inheritance: the adapter's __init__/start run, then the pure
+start()). Nothing is copied.
 """
 from .. import server as compiled_server
 from .core import Core
@@ -22,14 +28,25 @@ class Server(compiled_server.Server):
     """
 
     def _build_core(self, listening):
-        return Core(listening, self._core_handler(), self.config, list(self._static_routes.values()))
+        return Core(self.config, listening, self._dispatch(), list(self._static_routes.values()))
 
     @classmethod
     def wsgi(cls, app, config=None, **options):
         """Server.wsgi(app, **options) -> a fastcore.pure.WSGIServer for the WSGI application `app`."""
-        from .wsgi import WSGIServer        # fastcore.pure.wsgi builds on this module
         return WSGIServer(app, config, **options)
 
     def __repr__(self):
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.pure.Server {state}, {self.config.threads} threads>"
+
+
+class WSGIServer(compiled_server.WSGIServer, Server):
+    """fastcore.WSGIServer on the pure-Python engine (same options).
+
+        fastcore.pure.serve_wsgi(app, port=8000)
+        server = fastcore.pure.Server.wsgi(app, port=0).start()     # a fastcore.pure.WSGIServer
+    """
+
+    def __repr__(self):
+        state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
+        return f"<fastcore.pure.WSGIServer {state}, {self.config.threads} threads>"
