@@ -106,6 +106,11 @@ class Dispatch:
     @property
     def wrapper_path(self) -> str | None: ...
 
+class ResponseSerializer:
+    """One server's writer of handler results into connections' output (serializer.pxi); internal."""
+    server_field: bytes
+    def __init__(self, server_name: str) -> None: ...
+
 class WSGIAdapter:
     """Base of fastcore.wsgi_adapter.WSGIHandler: what the compiled WSGI fast path reads
     (pyext/wsgi.pxi). A server names an adapter to the core through Dispatch.wsgi."""

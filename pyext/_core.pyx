@@ -1,17 +1,21 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """fastcore._core: the compiled hot path of fastcore.
 
-Theory of operation (../shared/DESIGN.md has the whole picture):
+Theory of operation (docs/ARCHITECTURE.md has the whole picture):
 
     main thread (Python)     creates the listening socket, builds a Core, starts the threads,
-                             waits for the stop
+                             waits for the stop                                   (core.pxi)
     listener thread (C)      epoll on the listening socket; accept4; push the fd on the bounded
                              queue; wake one worker through its eventfd          (listener.pxi)
     queue                    ring of fds under one mutex                          (queue.pxi)
-    worker threads (C)       own an epoll set each; read, parse, answer, write, keep-alive,
-                             pipelining, close                 (worker.pxi, connection.pxi)
+    worker threads (C)       own an epoll set each; per connection: read, answer in C, write,
+                             keep-alive, pipelining, close      (worker.pxi, connection.pxi,
+                             serve.pxi), as the connection's state machine decides (protocol.pxi)
     Python batch             once per worker loop turn, the GIL is taken to call the handler
-                             for every request that needs it (capped)             (python.pxi)
+                             for every request that needs it (capped)              (batch.pxi),
+                             whose results are written into the output          (serializer.pxi)
+    Python objects           Request, Response, FileWrapper, BodyReader (python.pxi), the WSGI
+                             fast path (wsgi.pxi), how requests reach Python (dispatch.pxi)
 
 The threads run with the GIL released: every function they call is `noexcept nogil`, except
 worker_run_python_batch, which takes the GIL on purpose. The fragments are included in
@@ -33,5 +37,7 @@ include "listener.pxi"
 include "python.pxi"
 include "wsgi.pxi"
 include "dispatch.pxi"
+include "serializer.pxi"
 include "core.pxi"
+include "batch.pxi"
 include "testing.pxi"

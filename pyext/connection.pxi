@@ -42,8 +42,7 @@ cdef void conn_discard_input(Worker* worker, Conn* conn) noexcept nogil:
 
 cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
     """Take the socket out of epoll, close it, and free everything the connection owns."""
-    if conn.stream != NULL or conn.stream_owner != NULL:
-        worker_orphan_stream(worker, conn)
+    held_body_park(worker, conn)                        # released at the next batch
     conn_transition(worker, conn, EVENT_CLOSE)          # off its timer list
     # Deregister explicitly: close() removes the fd from epoll only when no other descriptor of the
     # socket exists, and a fork()ed child (subprocess, before its exec) briefly holds copies of
@@ -105,8 +104,8 @@ cdef SendResult conn_send_available(Worker* worker, Conn* conn, bint* progressed
                 conn.body_remaining -= <size_t>sent - head
                 if conn.body_remaining == 0:
                     conn.body_data = NULL
-                    if conn.stream_owner != NULL and conn.stream == NULL:
-                        worker_orphan_stream(worker, conn)      # release the bytes at the next batch
+                    if conn.held.kind == HELD_BYTES:
+                        held_body_park(worker, conn)            # release the bytes at the next batch
         elif sent < 0 and errno == EINTR:
             continue
         elif sent < 0 and errno == EAGAIN:
@@ -138,7 +137,7 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
         if conn.phase == PHASE_SENDING:
             conn_transition(worker, conn, EVENT_OUTPUT_DRAINED)
         if not (body_pending and buffer_length(&conn.input) and conn_serves_more_requests(conn)
-                and conn.stream == NULL):
+                and not conn_streams_body(conn)):
             break
         # Requests pipelined behind a large body or a file waited for it: answer them now (in
         # this loop, not by recursion: a long pipeline of large responses must not grow the stack).
@@ -181,29 +180,8 @@ cdef bint conn_send_file(Worker* worker, Conn* conn, bint progressed) noexcept n
             conn_close(worker, conn)
             return False
     conn.sendfile_fd = -1
-    worker_orphan_stream(worker, conn)                  # close() the file wrapper at the next batch
+    held_body_park(worker, conn)                        # close() the file wrapper at the next batch
     return True
-
-
-cdef void worker_orphan_stream(Worker* worker, Conn* conn) noexcept nogil:
-    """A connection with a streamed body is closing, and the body's iterator must be closed and
-    released under the GIL: park it for the next Python batch (or Core.release)."""
-    cdef void** grown
-    cdef int capacity
-    if worker.orphaned_count + 2 > worker.orphaned_capacity:
-        capacity = worker.orphaned_capacity * 2 if worker.orphaned_capacity else 16
-        grown = <void**>realloc(worker.orphaned_streams, capacity * sizeof(void*))
-        if grown == NULL:
-            conn.stream = NULL                          # out of memory: leak rather than crash
-            conn.stream_owner = NULL
-            return
-        worker.orphaned_streams = grown
-        worker.orphaned_capacity = capacity
-    worker.orphaned_streams[worker.orphaned_count] = conn.stream
-    worker.orphaned_streams[worker.orphaned_count + 1] = conn.stream_owner
-    worker.orphaned_count += 2
-    conn.stream = NULL
-    conn.stream_owner = NULL
 
 
 cdef void conn_finish_turn(Worker* worker, Conn* conn, ServeResult result) noexcept nogil:

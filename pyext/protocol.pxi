@@ -210,7 +210,7 @@ cdef void conn_await_input(Worker* worker, Conn* conn) noexcept nogil:
 cdef void conn_output_drained(Worker* worker, Conn* conn) noexcept nogil:
     """The output is out (sendmsg and sendfile done): pull more of a streamed body, end the
     connection, or wait for the next request."""
-    if conn.stream != NULL:
+    if conn_streams_body(conn):
         conn_queue_for_python(worker, conn, EVENT_STREAM_MORE)
         return
     if not conn_serves_more_requests(conn):

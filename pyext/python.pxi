@@ -1,15 +1,11 @@
-# python.pxi: the boundary where requests meet Python: Request, Response, Headers, and the batch.
+# python.pxi: the Python objects a handler sees: Request, Headers, Response, FileWrapper,
+# BodyReader (request.stream for a body too large to hold) and RequestBodyError.
 #
-# Theory of operation. worker_run_python_batch() is the only place a worker thread takes the GIL.
-# It takes it once per loop turn and calls the handler for the connections queued in that turn, at
-# most `python_batch` times, so one busy worker cannot hold the GIL for long. For each call it
-# copies the request's head and body out of the connection buffer into bytes (the buffer may move
-# once the GIL is released), calls the handler, serializes the result straight into the
-# connection's output buffer, and lets serve_buffered_requests() continue with the next pipelined
-# request. Every exception stops here: it becomes a 500 and a line on the "fastcore.error" logger.
-# Sending happens after the GIL is released (worker.pxi).
-#
-# Request decodes lazily: a handler that never looks at the headers never pays for them.
+# Theory of operation. The batch (batch.pxi) builds a Request from a copy of the head and body
+# bytes and calls the handler with it; the serializer (serializer.pxi) reads the Response the
+# handler returns. Request decodes lazily: a handler that never looks at the headers never pays for
+# them. A BodyReader reads the socket itself, on the worker thread (which is inside the handler
+# anyway), with the GIL released while it waits; it is usable only while its handler runs.
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -429,36 +425,3 @@ cdef class Response:
 
     def __repr__(self):
         return f"<Response {self.status}>"
-
-
-cdef inline bytes _as_latin1(object text):
-    if isinstance(text, bytes):
-        return <bytes>text
-    return (<str>text).encode("latin-1")
-
-
-cdef int _check_field(bytes name, bytes value) except -1:
-    """Refuse response fields that would corrupt the framing (response splitting)."""
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(name)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
-    if n == 0:
-        raise ValueError("empty response header name")
-    for i in range(n):
-        if not TOKEN_BYTE[p[i]]:
-            raise ValueError(f"invalid response header name {name!r}")
-    p = <const unsigned char*>PyBytes_AS_STRING(value)
-    n = PyBytes_GET_SIZE(value)
-    for i in range(n):
-        if not FIELD_VALUE_BYTE[p[i]]:
-            raise ValueError(f"invalid byte in response header {name!r}")
-    return 0
-
-
-cdef inline int _append_bytes(Buffer* out, bytes data) except -1:
-    if buffer_append(out, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data)) != 0:
-        raise MemoryError()
-    return 0
-
-
-cdef void worker_run_python_batch(Worker* worker) noexcept with gil:
-    (<Core>worker.server.core).run_python_batch(worker)

@@ -54,7 +54,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
     while True:
         if not conn_serves_more_requests(conn) and not conn.head_complete:
             return SERVE_CLOSE
-        if conn.stream != NULL or conn.sendfile_fd >= 0 or conn.body_remaining:
+        if conn_streams_body(conn) or conn.sendfile_fd >= 0 or conn.body_remaining:
             return SERVE_DONE                           # the response being sent comes first
         available = buffer_length(&conn.input)
         if not conn.head_complete:

@@ -52,6 +52,17 @@ cdef enum ClosePolicy:                # only ever escalates within a connection'
     CLOSE_AFTER_RESPONSE = 1          # no further request is served: close once the output is out
     CLOSE_LINGERING = 2               # the same, but the client may still be sending: half-close, drain, close
 
+cdef enum HeldKind:                   # a Python object C keeps for a response body (serializer.pxi)
+    HELD_NONE = 0
+    HELD_BYTES = 1                    # bytes sent from their own memory (body_data)
+    HELD_FILE = 2                     # a FileWrapper sent with sendfile(2) (sendfile_fd)
+    HELD_STREAM = 3                   # an iterable pulled part by part in the batch
+
+ctypedef struct HeldBody:             # one reference on each non-NULL pointer; see serializer.pxi
+    HeldKind kind
+    void* owner                       # PyObject*: the body object (its close() is called at release)
+    void* iterator                    # PyObject*: HELD_STREAM's iter(owner), else NULL
+
 ctypedef struct DateCache:
     time_t second                     # the second `line` was formatted for
     char line[48]                     # "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
@@ -111,7 +122,7 @@ cdef struct Conn:
     int fd
     PeerAddress peer
     const char* body_data             # a large body sent from where it lies (no copy), after `output`
-    size_t body_remaining             #   (a Python bytes held by stream_owner, or a static route's)
+    size_t body_remaining             #   (a Python bytes in `held`, or a static route's)
     int sendfile_fd                   # a file being sent with sendfile(2), or -1
     long sendfile_offset
     size_t sendfile_remaining
@@ -137,8 +148,7 @@ cdef struct Conn:
     long long deadline_ms
     Conn* timer_previous
     Conn* timer_next
-    void* stream                      # owned PyObject*: iterator of a streamed response body, or NULL
-    void* stream_owner                # owned PyObject*: the iterable itself (its close() is called)
+    HeldBody held                     # the Python body being sent, if any (serializer.pxi owns it)
     bint stream_chunked               # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
     int64_t stream_remaining          # bytes still owed under a handler-declared Content-Length, or -1
 
@@ -186,9 +196,9 @@ cdef struct Worker:
     Conn** flush_after_python         # connections answered in the last batch, flushed after the GIL
     long long now_ms                  # monotonic clock, read once per loop turn
     WorkerCounters counters
-    void** orphaned_streams           # streams of closed connections, released at the next GIL batch
-    int orphaned_count
-    int orphaned_capacity
+    HeldBody* parked_bodies           # held bodies done with (sent, or their connection closed),
+    int parked_count                  #   released at the next GIL batch (serializer.pxi)
+    int parked_capacity
     TimerList timers[TIMER_KINDS]
     BufferBin input_bin               # READ_CHUNK blocks for connections' input
     BufferBin output_bin              # BUFFER_MIN_ALLOCATION blocks for their output

@@ -82,7 +82,7 @@ cdef int worker_wait_ms(Worker* worker) noexcept nogil:
     when a Python batch is left over from the last turn."""
     cdef int timeout = timers_wait_ms(worker)
     cdef long long remaining
-    if worker.python_first != NULL or worker.orphaned_count:
+    if worker.python_first != NULL or worker.parked_count:
         return 0
     if worker.stopping:
         remaining = fc_atomic_load64(&worker.stop_deadline_ms) - worker.now_ms
@@ -117,7 +117,7 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
             worker.stopping = True
         for i in range(ready):
             worker_handle_event(worker, &worker.events[i])
-        if worker.python_first != NULL or worker.orphaned_count:
+        if worker.python_first != NULL or worker.parked_count:
             worker_run_python_batch(worker)
             for i in range(worker.flush_after_python_count):
                 conn_finish_turn(worker, worker.flush_after_python[i], SERVE_DONE)
