@@ -139,6 +139,8 @@ cdef class ProtocolHarness:
 
     def __dealloc__(self):
         timer_unlink(&self.worker, &self.conn)
+        if self.conn.interest:                          # as conn_close would: the count goes with it
+            fc_debug_count(self.state.debug_counters, FC_EPOLL_REGISTRATIONS, -1)
         if self.conn.fd >= 0:
             close(self.conn.fd)
         if self.worker.epoll_fd >= 0:
