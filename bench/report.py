@@ -205,14 +205,16 @@ def runs_table(records):
             text = f"{fmt_bytes(r.get('per_conn_bytes'))} per idle connection, {r.get('held', 0):,} held"
             if r.get("error"):
                 text += "; " + r["error"]
-            lines.append(f"| {r['round']} | idle | {r['server']} | | | | | | | {fmt_mib(r.get('rss_held_kib'))} | | | | "
+            lines.append(f"| {r['round']} | idle | {r['server']} | | | | | | | {fmt_mib(r.get('rss_held_kib'))} "
+                         "| | | | "
                          + _cell(text)[:200] + " |")
             continue
         lat = r.get("latency_ms") or {}
         lines.append("| {round} | {sc} | {s} | {rps} | {eff} | {cost} | {p50} | {p99} | {err} | {rss} | {scpu} | "
                      "{ccpu} | {ocpu} | {notes} |".format(
                          round=r["round"], sc=r["scenario"], s=r["server"], rps=fmt_num(r.get("rps")),
-                         eff=fmt_num(r.get("req_per_cpu_s")), cost=fmt_cost(r), p50=fmt_lat(lat.get("50")), p99=fmt_lat(lat.get("99")),
+                         eff=fmt_num(r.get("req_per_cpu_s")), cost=fmt_cost(r), p50=fmt_lat(lat.get("50")),
+                         p99=fmt_lat(lat.get("99")),
                          err=fmt_num(r.get("errors")), rss=fmt_mib(r.get("rss_max_kib")),
                          scpu=fmt_num(r.get("server_cpu_pct"), 1), ccpu=fmt_num(r.get("client_cpu_pct"), 1),
                          ocpu=fmt_num(r.get("other_cpu_pct"), 1), notes=_cell(r.get("error") or "")[:160]))
