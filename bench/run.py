@@ -952,8 +952,8 @@ def run_ab(args):
     t_start = time.monotonic()
     builds = {}
     try:
-        builds = ab.prepare_builds(args.ab, ROOT, args.build_dir or os.path.join(workdir, "builds"),
-                                   cache=bool(args.build_dir), log=log)
+        build_dir = os.path.abspath(args.build_dir or os.path.join(workdir, "builds"))
+        builds = ab.prepare_builds(args.ab, ROOT, build_dir, cache=bool(args.build_dir), log=log)
         for name in servers:
             for scenario in scenarios:
                 why = not_applicable(name, scenario)
