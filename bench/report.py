@@ -71,6 +71,14 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
+def spread(values):
+    """(max - min) / max of the values present, or None with fewer than two: the suite's spread."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2 or max(values) <= 0:
+        return None
+    return (max(values) - min(values)) / max(values)
+
+
 def aggregate(records):
     """{(server, scenario): summary}: means over the rounds that produced a number, per-round req/s,
     spread ((max - min) / max of req/s), errors summed, notes collected."""
@@ -88,7 +96,7 @@ def aggregate(records):
             "rounds": len(rs),
             "rps_rounds": rps,
             "rps": _mean([r["rps"] for r in ok]),
-            "spread": (max(valid) - min(valid)) / max(valid) if len(valid) > 1 else None,
+            "spread": spread(valid),
             "req_per_cpu_s": _mean([r.get("req_per_cpu_s") for r in ok]),
             "user_us_per_req": _mean([r.get("user_us_per_req") for r in ok]),
             "system_us_per_req": _mean([r.get("system_us_per_req") for r in ok]),
@@ -187,9 +195,9 @@ def idle_table(agg, servers, connections):
 
 def runs_table(records):
     """Every run, in the order it ran."""
-    lines = ["| round | scenario | server | req/s | req / server CPU-s | p50 | p99 | errors | server RSS | "
-             "server CPU % | wrk CPU % | other CPU % | notes |",
-             "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    lines = ["| round | scenario | server | req/s | req / server CPU-s | server us / req (user + kernel) | p50 | p99 | "
+             "errors | server RSS | server CPU % | wrk CPU % | other CPU % | notes |",
+             "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for r in records:
         if r.get("na"):
             continue
@@ -197,14 +205,16 @@ def runs_table(records):
             text = f"{fmt_bytes(r.get('per_conn_bytes'))} per idle connection, {r.get('held', 0):,} held"
             if r.get("error"):
                 text += "; " + r["error"]
-            lines.append(f"| {r['round']} | idle | {r['server']} | | | | | | {fmt_mib(r.get('rss_held_kib'))} | | | | "
+            lines.append(f"| {r['round']} | idle | {r['server']} | | | | | | | {fmt_mib(r.get('rss_held_kib'))} "
+                         "| | | | "
                          + _cell(text)[:200] + " |")
             continue
         lat = r.get("latency_ms") or {}
-        lines.append("| {round} | {sc} | {s} | {rps} | {eff} | {p50} | {p99} | {err} | {rss} | {scpu} | {ccpu} | "
-                     "{ocpu} | {notes} |".format(
+        lines.append("| {round} | {sc} | {s} | {rps} | {eff} | {cost} | {p50} | {p99} | {err} | {rss} | {scpu} | "
+                     "{ccpu} | {ocpu} | {notes} |".format(
                          round=r["round"], sc=r["scenario"], s=r["server"], rps=fmt_num(r.get("rps")),
-                         eff=fmt_num(r.get("req_per_cpu_s")), p50=fmt_lat(lat.get("50")), p99=fmt_lat(lat.get("99")),
+                         eff=fmt_num(r.get("req_per_cpu_s")), cost=fmt_cost(r), p50=fmt_lat(lat.get("50")),
+                         p99=fmt_lat(lat.get("99")),
                          err=fmt_num(r.get("errors")), rss=fmt_mib(r.get("rss_max_kib")),
                          scpu=fmt_num(r.get("server_cpu_pct"), 1), ccpu=fmt_num(r.get("client_cpu_pct"), 1),
                          ocpu=fmt_num(r.get("other_cpu_pct"), 1), notes=_cell(r.get("error") or "")[:160]))
@@ -324,6 +334,119 @@ def results_markdown(run, records, servers, scenarios, descriptions, chart_name=
     if run.get("notes"):
         out += ["### Notes", ""] + ["- " + _cell(n)[:600] for n in run["notes"]] + [""]
     out += ["<details><summary>Every run</summary>", "", runs_table(records), "", "</details>", "",
+            f"Raw data: `{run['json']}` (not committed: `bench/results-*.json` is git-ignored)."]
+    return "\n".join(out)
+
+
+# -- A/B: two builds of fastcore, run alternately (python -m bench --ab) ----------------------------------
+
+def _server_us_per_req(record):
+    user, system = record.get("user_us_per_req"), record.get("system_us_per_req")
+    return None if user is None or system is None else user + system
+
+
+# (name, title, format of a value, the value in a record): the figures an A/B compares. The total CPU
+# per request is exact (the kernel counts run time in ns); its split into user and kernel time is
+# sampled at each timer tick, so each part is noisier than the total (bench/README.md, "A/B").
+AB_METRICS = (("rps", "req/s", lambda x: fmt_num(x), lambda r: r.get("rps")),
+              ("server_us_per_req", "server us / req", lambda x: f"{x:.2f}", _server_us_per_req),
+              ("user_us_per_req", "user us / req", lambda x: f"{x:.2f}", lambda r: r.get("user_us_per_req")),
+              ("system_us_per_req", "kernel us / req", lambda x: f"{x:.2f}", lambda r: r.get("system_us_per_req")))
+
+
+def ab_summary(records):
+    """{(scenario, server): summary} of an A/B run's records (each with "build" "A" or "B"). A summary
+    holds, per build, each metric's values by round ({round: value}), their median and spread; per
+    metric, "ratio" (median B / median A) and "round_ratios" (B / A of each round where both ran:
+    the two runs of a round are back to back, so this ratio has the machine's slow drift taken out);
+    "other_cpu_pct" (the highest of the runs: how disturbed the pair was), "errors" and "notes"."""
+    groups = {}
+    for r in records:
+        if r.get("na") or r.get("build") not in ("A", "B"):
+            continue
+        groups.setdefault((r["scenario"], r["server"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if r.get("rps") is not None]
+        summary = {"errors": sum(r.get("errors") or 0 for r in ok),
+                   "other_cpu_pct": max((r["other_cpu_pct"] for r in ok if r.get("other_cpu_pct") is not None),
+                                        default=None),
+                   "notes": sorted({f"{r['build']}: {r['error']}" for r in rs if r.get("error")})}
+        for label in ("A", "B"):
+            mine = [r for r in ok if r["build"] == label]
+            summary[label] = {}
+            for metric, _, _, value in AB_METRICS:
+                by_round = {r["round"]: value(r) for r in mine if value(r) is not None}
+                values = list(by_round.values())
+                summary[label][metric] = {"rounds": by_round,
+                                          "median": statistics.median(values) if values else None,
+                                          "spread": spread(values)}
+        for metric, *_ in AB_METRICS:
+            a, b = summary["A"][metric], summary["B"][metric]
+            summary[metric] = {
+                "ratio": b["median"] / a["median"] if a["median"] and b["median"] is not None else None,
+                "round_ratios": [b["rounds"][n] / a["rounds"][n] for n in sorted(a["rounds"])
+                                 if n in b["rounds"] and a["rounds"][n]]}
+        out[key] = summary
+    return out
+
+
+def fmt_median(entry, fmt):
+    """'152,345 (2 %)': median over the rounds, and the spread in parentheses."""
+    if entry["median"] is None:
+        return "-"
+    return fmt(entry["median"]) + (f" ({100 * entry['spread']:.0f} %)" if entry["spread"] is not None else "")
+
+
+def fmt_round_ratios(round_ratios):
+    """'0.991 1.012 1.004 0.998': B/A of each round, in round order."""
+    return " ".join(f"{x:.3f}" for x in round_ratios) or "-"
+
+
+def ab_table(summary, scenarios, servers):
+    """Four rows per (scenario, server), one per figure: A, B, B/A of the medians and B/A of each
+    round; the pair's disturbance and notes on its first row."""
+    lines = ["| scenario | server | figure | A: median (spread) | B: median (spread) | B/A | B/A by round | "
+             "other CPU % (max) | notes |",
+             "|---|---|---|--:|--:|--:|--:|--:|---|"]
+    for scenario in scenarios:
+        for server in servers:
+            a = summary.get((scenario, server))
+            if a is None:
+                continue
+            notes = ([f"{a['errors']:,} wrk errors"] if a["errors"] else []) + a["notes"]
+            for index, (metric, title, fmt, _) in enumerate(AB_METRICS):
+                ratio = a[metric]["ratio"]
+                cells = [scenario, server] if index == 0 else ["", ""]
+                cells += [title, fmt_median(a["A"][metric], fmt), fmt_median(a["B"][metric], fmt),
+                          "-" if ratio is None else f"{ratio:.3f}", fmt_round_ratios(a[metric]["round_ratios"])]
+                cells += [fmt_num(a["other_cpu_pct"]), _cell("; ".join(notes))[:200]] if index == 0 else ["", ""]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ab_markdown(run, records, servers, scenarios, builds):
+    """The A/B block, ready to paste into RESULTS.md: what A and B are, the command, the table, how
+    to read it, notes, and every run."""
+    out = [f"A/B run of {run['started']} ({run['elapsed']}):", ""]
+    for label in ("A", "B"):
+        b = builds.get(label)
+        if b:
+            out.append(f"- **{label}** = {b['describe']}" + (f" ({b['reused']})" if b.get("reused") else ""))
+    out += ["", f"`{run['command']}`", "", run["header"] + ".", ""]
+    if run.get("quick"):
+        out += ["**`--quick` smoke test: runs of a few seconds, numbers are only indicative.**", ""]
+    out += [ab_table(ab_summary(records), scenarios, servers), "",
+            "A, B: median over the rounds (spread: (max - min) / max). B/A: ratio of the medians. B/A by round: "
+            "each round's B over its A, run back to back; a difference is real when it shows in every round and "
+            "exceeds what an A/A run of the same length shows (bench/README.md, \"A/B\"). req/s: higher is "
+            "better; server us / req (the server's CPU time per response, from /proc) and its user-space and kernel "
+            "parts: lower is better. "
+            "other CPU %: the busiest of the pair's runs, 0-200 (CPUs 0 and 1, minus server and wrk).", ""]
+    if run.get("notes"):
+        out += ["Notes:", ""] + ["- " + _cell(n)[:600] for n in run["notes"]] + [""]
+    labelled = [dict(r, server=f"{r['server']} ({r['build']})") for r in records if r.get("build")]
+    out += ["<details><summary>Every run, in order</summary>", "", runs_table(labelled), "", "</details>", "",
             f"Raw data: `{run['json']}` (not committed: `bench/results-*.json` is git-ignored)."]
     return "\n".join(out)
 

@@ -1,6 +1,7 @@
 """fastcore's benchmark suite: fastcore against pure-Python and native servers, with wrk.
 
     python -m bench [--quick] [--only a,b] [--scenarios a,b] [--duration S] [--rounds N] [--unpinned]
+    python -m bench --ab REV_A REV_B [--servers a,b] [--scenarios a,b] [--rounds N] ...
     python bench/run.py ...                      (the same)
 
 For every round (default 2), for every scenario, for every server: start the server fresh (pinned to
@@ -10,6 +11,11 @@ scenario holds 10,000 keep-alive connections open from a separate client process
 measures the server's RSS. Prints progress with the time left, then writes
 bench/results-<timestamp>.json, the tables into bench/RESULTS.md (between markers) and
 bench/RESULTS.png. See bench/README.md.
+
+With --ab, two revisions of this repository are built (bench/ab.py) and only their fastcore servers
+run, the A and B runs of each (scenario, server) back to back, in ABBA order round after round
+(run_ab); the B/A table (bench/report.py) goes to stdout and the records to
+bench/results-ab-<timestamp>.json. One run of a server is run_once, for both modes.
 """
 import argparse
 import datetime
@@ -19,6 +25,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -32,7 +39,7 @@ ROOT = os.path.dirname(BENCH)
 if __package__ in (None, ""):           # `python bench/run.py`: make `bench` importable as a package
     sys.path.insert(0, ROOT)
 
-from bench import apps, report  # noqa: E402
+from bench import ab, apps, report  # noqa: E402
 from bench import servers as launchers  # noqa: E402
 
 SERVERS = list(launchers.SERVERS)
@@ -257,12 +264,17 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, kind, args, pinned, workdir):
+    """One server started by bench/servers.py. fastcore_from: a directory holding another build of
+    fastcore (the A/B mode's), which the launcher imports instead of this checkout's."""
+
+    def __init__(self, kind, args, pinned, workdir, fastcore_from=None):
         self.kind = kind
         self.port = free_port()
         argv = [sys.executable, os.path.join(BENCH, "servers.py"), kind, "--port", str(self.port),
                 "--threads", str(args.threads), "--max-connections", str(args.idle_connections + 1000),
                 "--workdir", workdir]
+        if fastcore_from:
+            argv += ["--fastcore-from", fastcore_from]
         if pinned:
             argv = ["taskset", "-c", "0"] + argv      # taskset execs: the child pid is the launcher's
         self.argv = argv
@@ -298,6 +310,14 @@ class ServerProcess:
 
     def rss_kib(self):
         return tree_rss_kib(self.pids(refresh=True))
+
+    def fastcore_files(self):
+        """[fastcore.__file__, fastcore._core.__file__ or None] as the launcher printed them before
+        answering (its FASTCORE line), or None for a server that is not fastcore's."""
+        for line in self.log_tail(100_000).splitlines():
+            if line.startswith("FASTCORE\t"):
+                return [None if f == "-" else f for f in line.split("\t")[1:3]]
+        return None
 
     def log_tail(self, limit=3000):
         if not self.log_file.closed:
@@ -607,10 +627,22 @@ def parse_args(argv):
     parser.add_argument("--duration", type=int, default=None, help="seconds per measured wrk run (default 10; --quick 2)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="seconds of discarded warm-up before each measured run (default 2; --quick 1)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over all scenarios and servers (default 2)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds over all scenarios and servers (default 2; with --ab 4)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 s runs after a 1 s warm-up")
-    parser.add_argument("--only", default=None, help="comma-separated subset of the servers: " + ",".join(SERVERS))
-    parser.add_argument("--scenarios", default=None, help="comma-separated subset of: " + ",".join(SCENARIOS))
+    parser.add_argument("--only", "--servers", dest="only", default=None,
+                        help=f"comma-separated subset of the servers: {','.join(SERVERS)} (with --ab: of "
+                             f"{','.join(ab.AB_SERVERS)}; default {','.join(ab.AB_DEFAULT_SERVERS)})")
+    parser.add_argument("--scenarios", default=None,
+                        help=f"comma-separated subset of: {','.join(SCENARIOS)} "
+                             f"(with --ab: all but idle; default {','.join(ab.AB_DEFAULT_SCENARIOS)})")
+    parser.add_argument("--ab", nargs=2, metavar=("REV_A", "REV_B"), default=None,
+                        help="A/B mode: build two revisions of this repository (anything `git rev-parse` accepts, "
+                             "or WORKTREE for this checkout's uncommitted tree) and run their fastcore servers "
+                             "alternately, round by round; prints B/A ratios (see bench/README.md)")
+    parser.add_argument("--build-dir", default=None, metavar="DIR",
+                        help="with --ab: keep each commit's build in DIR and reuse it next time "
+                             "(default: temporary builds, removed at the end)")
     parser.add_argument("--unpinned", action="store_true", help="no taskset: the scheduler places server and wrk")
     parser.add_argument("--threads", type=int, default=1, help="fastcore and fastcore.pure worker threads (default 1)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c for all scenarios but c1000 (default 64)")
@@ -627,9 +659,12 @@ def parse_args(argv):
     parser.add_argument("--from-json", metavar="PATH", default=None,
                         help="measure nothing: rewrite RESULTS.md and the chart from a results JSON of an earlier run")
     args = parser.parse_args(argv)
+    args.command = shlex.join(["python", "-m", "bench"] + list(sys.argv[1:] if argv is None else argv))
     for key, value in (QUICK if args.quick else {"duration": 10, "warmup": 2}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.rounds is None:
+        args.rounds = ab.AB_DEFAULT_ROUNDS if args.ab else 2
 
     def pick(text, known, what):
         if text is None:
@@ -640,23 +675,26 @@ def parse_args(argv):
             parser.error(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(known)})")
         return [n for n in known if n in names]        # the suite's order, whatever the order given
 
-    args.server_list = pick(args.only, SERVERS, "server")
-    args.scenario_list = pick(args.scenarios, list(SCENARIOS), "scenario")
+    if args.ab:
+        if args.from_json:
+            parser.error("--ab measures; --from-json reports an earlier run: give one of them")
+        args.server_list = pick(args.only or ",".join(ab.AB_DEFAULT_SERVERS), ab.AB_SERVERS, "server for --ab")
+        args.scenario_list = pick(args.scenarios or ",".join(ab.AB_DEFAULT_SCENARIOS),
+                                  [s for s in SCENARIOS if s != "idle"], "scenario for --ab")
+    else:
+        args.server_list = pick(args.only, SERVERS, "server")
+        args.scenario_list = pick(args.scenarios, list(SCENARIOS), "scenario")
     if args.duration <= 0 or args.rounds < 1 or args.idle_connections < 1:
         parser.error("--duration, --rounds and --idle-connections must be positive")
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.from_json:
-        return report_from_json(args)
-    servers, scenarios = args.server_list, args.scenario_list
-    wrk_needed = any(s != "idle" for s in scenarios)
-    if wrk_needed and shutil.which("wrk") is None:
+def check_tools(args, scenarios, pinned):
+    """None when wrk, taskset, CPUs 0 and 1 and the open-file limit are there for `scenarios`; else
+    the exit status, after saying on stderr what is missing."""
+    if any(s != "idle" for s in scenarios) and shutil.which("wrk") is None:
         print(f"wrk not found: {WRK_HINT}", file=sys.stderr)
         return 2
-    pinned = not args.unpinned
     if pinned:
         if shutil.which("taskset") is None:
             print("taskset not found: install it with `apt-get install -y util-linux`, or run with --unpinned",
@@ -672,6 +710,154 @@ def main(argv=None):
               f"raise it (`ulimit -n {args.idle_connections + 1000}`) or pass a smaller --idle-connections",
               file=sys.stderr)
         return 2
+    return None
+
+
+def placement_text(pinned):
+    return "server pinned to CPU 0, wrk and the idle client to CPU 1" if pinned else "unpinned"
+
+
+def log_machine(info, pinned):
+    log(f"# {info['cpu_model']}, nproc {info['nproc']}, kernel {info['kernel']}, Python {info['python']}; "
+        f"{placement_text(pinned)}; load {loadavg()}")
+
+
+class Progress:
+    """The progress line before each run: its place in the plan, the time elapsed and the time left,
+    from a running estimate of the seconds each run spends beyond warm-up + duration (start, probes,
+    stop) and of an idle test's length."""
+
+    def __init__(self, plan_scenarios, args):
+        self.scenarios = plan_scenarios                # the scenario of each run of the plan, in order
+        self.args = args
+        self.overhead = {"wrk": [2.0], "idle": [10.0]}
+        self.t_start = time.monotonic()
+
+    def _estimate(self, scenario):
+        kind = "idle" if scenario == "idle" else "wrk"
+        recent = self.overhead[kind][-10:]
+        return sum(recent) / len(recent) + (0 if kind == "idle" else self.args.warmup + self.args.duration)
+
+    def elapsed(self):
+        return time.monotonic() - self.t_start
+
+    def announce(self, index, text):
+        """Log "[index+1/N | elapsed, ~left] text" before run `index` of the plan."""
+        left = sum(self._estimate(s) for s in self.scenarios[index:])
+        log(f"[{index + 1}/{len(self.scenarios)} | {fmt_duration(self.elapsed())} elapsed, "
+            f"~{fmt_duration(left)} left] {text}")
+
+    def done(self, scenario, spent):
+        if scenario == "idle":
+            self.overhead["idle"].append(spent)
+        else:
+            self.overhead["wrk"].append(max(0.0, spent - self.args.warmup - self.args.duration))
+
+    def what(self, scenario):
+        """What a run of `scenario` does, for the progress line."""
+        if scenario == "idle":
+            return f"hold {self.args.idle_connections:,} idle connections"
+        return f"{self.args.warmup:g} s warm-up + {self.args.duration:g} s"
+
+
+class ServerNotes:
+    """Unclean exits and server output, merged: one note per (server label, text) with the runs
+    ("round/scenario") it happened in. The first occurrence is logged as it happens."""
+
+    def __init__(self):
+        self.where = {}                                # (label, text) -> ["round/scenario", ...]
+
+    def add(self, label, text, where):
+        runs = self.where.setdefault((label, text), [])
+        if not runs:
+            log(f"    {label}: {text}")
+        runs.append(where)
+
+    def lines(self):
+        return [f"{label} (round/scenario {', '.join(runs)}): {text}" for (label, text), runs in self.where.items()]
+
+
+def run_once(name, scenario, round_no, args, pinned, workdir, server_notes, fastcore_from=None, label=None):
+    """One (round, scenario, server) run: start the server fresh, wait until it answers, sanity-check
+    the scenario's route, measure (wrk, or the idle test), stop it. Returns the record. fastcore_from:
+    the build directory whose fastcore the server imports (A/B mode); label: the server's name in
+    notes (default `name`)."""
+    record = {"round": round_no, "server": name, "scenario": scenario,
+              "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    server = ServerProcess(name, args, pinned, workdir, fastcore_from=fastcore_from)
+    record["server_command"] = " ".join(server.argv)
+    finished = False
+    try:
+        try:
+            server.wait_ready()
+        except RuntimeError as error:
+            record["error"] = "did not start: " + str(error).splitlines()[0][:300]
+            log(f"    {record['error']}")
+        else:
+            record["port"] = server.port
+            files = server.fastcore_files()
+            if files:
+                record["fastcore_file"], record["fastcore_core_file"] = files
+            sanity = {}
+            for probe_label, probe in scenario_probes(scenario, args.depth):
+                ok, detail, head = http_probe(server.port, **probe)
+                sanity[probe_label] = detail
+                sanity.setdefault("response_head", head)
+                if not ok:
+                    record.setdefault("sanity_failed", []).append(f"{probe_label}: {detail}")
+            record["sanity"] = sanity
+            if record.get("sanity_failed"):
+                log(f"    sanity check failed: {'; '.join(record['sanity_failed'])}")
+            if scenario == "idle":
+                record.update(measure_idle(server, args, pinned))
+            else:
+                record.update(measure_wrk(server, scenario, args, pinned))
+            if record.get("sanity_failed"):
+                record["error"] = "; ".join(filter(None, ["sanity check: " + "; ".join(record["sanity_failed"]),
+                                                          record.get("error")]))
+        record["loadavg_after"] = loadavg()
+        finished = True
+    finally:
+        note = server.stop(timeout=10.0 if finished else 3.0)       # interrupted: do not wait long
+    tail = "\n".join(line for line in server.log_tail().strip().splitlines()
+                     if line.strip() and not line.startswith(("READY ", "FASTCORE\t")))
+    if note or tail:
+        record["server_output"] = tail[-3000:]
+        text = (note or "exited cleanly") + (f"; server output: {tail[-400:]}" if tail else "")
+        server_notes.add(label or name, text, f"{round_no}/{scenario}")
+        if note and not record.get("error"):
+            record["error"] = note
+    return record
+
+
+def summary_line(record):
+    """The one-line result logged after a run."""
+    if record["scenario"] == "idle":
+        summary = (f"{report.fmt_bytes(record.get('per_conn_bytes'))} per connection "
+                   f"({record.get('held', 0):,} held, RSS {report.fmt_mib(record.get('rss_idle_kib'))} -> "
+                   f"{report.fmt_mib(record.get('rss_held_kib'))}, opened in {record.get('open_seconds', 0):.1f} s)")
+    else:
+        lat = record.get("latency_ms") or {}
+        summary = (f"{report.fmt_num(record.get('rps'))} req/s, {report.fmt_num(record.get('req_per_cpu_s'))} "
+                   f"req/CPU-s, server CPU {report.fmt_num(record.get('server_cpu_pct'))} %, "
+                   f"p99 {report.fmt_lat(lat.get('99'))}, {report.fmt_num(record.get('errors'))} errors, "
+                   f"RSS {report.fmt_mib(record.get('rss_max_kib'))}")
+        if record.get("user_us_per_req") is not None:
+            summary += f", us/req {record['user_us_per_req']:.2f} + {record['system_us_per_req']:.2f}"
+    return "    " + summary + (f"  ERROR: {record['error'][:300]}" if record.get("error") else "")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.from_json:
+        return report_from_json(args)
+    if args.ab:
+        return run_ab(args)
+    servers, scenarios = args.server_list, args.scenario_list
+    pinned = not args.unpinned
+    status = check_tools(args, scenarios, pinned)
+    if status is not None:
+        return status
 
     skipped = {}
     for name in servers:
@@ -686,9 +872,8 @@ def main(argv=None):
 
     started = datetime.datetime.now()
     info = machine_info()
-    placement = "server pinned to CPU 0, wrk and the idle client to CPU 1" if pinned else "unpinned"
-    log(f"# {info['cpu_model']}, nproc {info['nproc']}, kernel {info['kernel']}, Python {info['python']}; "
-        f"{placement}; load {loadavg()}")
+    placement = placement_text(pinned)
+    log_machine(info, pinned)
     for name in servers:
         for scenario in scenarios:
             why = not_applicable(name, scenario)
@@ -701,85 +886,19 @@ def main(argv=None):
                for r in range(1, args.rounds + 1) for scenario in scenarios for name in servers
                if not_applicable(name, scenario)]
     notes = []
-    server_notes = {}                                  # (server, text) -> ["round/scenario", ...]
-    overhead = {"wrk": [2.0], "idle": [10.0]}          # seconds beyond warm-up + duration, running estimate
-
-    def estimate(entry):
-        kind = "idle" if entry[1] == "idle" else "wrk"
-        guess = sum(overhead[kind][-10:]) / len(overhead[kind][-10:])
-        return guess + (0 if kind == "idle" else args.warmup + args.duration)
-
+    server_notes = ServerNotes()
+    progress = Progress([scenario for _, scenario, _ in plan], args)
     workdir = tempfile.mkdtemp(prefix="fastcore-bench-")
-    current = None
     builds = {fastcore_build_id()}
-    t_start = time.monotonic()
     try:
         for index, (round_no, scenario, name) in enumerate(plan):
-            left = sum(estimate(e) for e in plan[index:])
-            what = ("hold " + f"{args.idle_connections:,} idle connections" if scenario == "idle"
-                    else f"{args.warmup:g} s warm-up + {args.duration:g} s")
-            log(f"[{index + 1}/{len(plan)} | {fmt_duration(time.monotonic() - t_start)} elapsed, "
-                f"~{fmt_duration(left)} left] round {round_no}/{args.rounds} · {scenario} · {name} ({what})")
+            progress.announce(index, f"round {round_no}/{args.rounds} · {scenario} · {name} "
+                                     f"({progress.what(scenario)})")
             t_entry = time.monotonic()
-            record = {"round": round_no, "server": name, "scenario": scenario,
-                      "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
-            current = server = ServerProcess(name, args, pinned, workdir)
-            record["server_command"] = " ".join(server.argv)
-            try:
-                server.wait_ready()
-            except RuntimeError as error:
-                record["error"] = "did not start: " + str(error).splitlines()[0][:300]
-                log(f"    {record['error']}")
-            else:
-                record["port"] = server.port
-                sanity = {}
-                for label, probe in scenario_probes(scenario, args.depth):
-                    ok, detail, head = http_probe(server.port, **probe)
-                    sanity[label] = detail
-                    sanity.setdefault("response_head", head)
-                    if not ok:
-                        record.setdefault("sanity_failed", []).append(f"{label}: {detail}")
-                record["sanity"] = sanity
-                if record.get("sanity_failed"):
-                    log(f"    sanity check failed: {'; '.join(record['sanity_failed'])}")
-                if scenario == "idle":
-                    record.update(measure_idle(server, args, pinned))
-                else:
-                    record.update(measure_wrk(server, scenario, args, pinned))
-                if record.get("sanity_failed"):
-                    record["error"] = "; ".join(filter(None, ["sanity check: " + "; ".join(record["sanity_failed"]),
-                                                              record.get("error")]))
-            record["loadavg_after"] = loadavg()
-            note = server.stop()
-            current = None
-            tail = "\n".join(line for line in server.log_tail().strip().splitlines()
-                             if line.strip() and not line.startswith("READY "))
-            if note or tail:
-                record["server_output"] = tail[-3000:]
-                text = (note or "exited cleanly") + (f"; server output: {tail[-400:]}" if tail else "")
-                where = server_notes.setdefault((name, text), [])
-                if not where:
-                    log(f"    {name}: {text}")
-                where.append(f"{round_no}/{scenario}")
-                if note and not record.get("error"):
-                    record["error"] = note
+            record = run_once(name, scenario, round_no, args, pinned, workdir, server_notes)
             records.append(record)
-            if scenario == "idle":
-                summary = (f"{report.fmt_bytes(record.get('per_conn_bytes'))} per connection "
-                           f"({record.get('held', 0):,} held, RSS {report.fmt_mib(record.get('rss_idle_kib'))} -> "
-                           f"{report.fmt_mib(record.get('rss_held_kib'))}, opened in {record.get('open_seconds', 0):.1f} s)")
-            else:
-                lat = record.get("latency_ms") or {}
-                summary = (f"{report.fmt_num(record.get('rps'))} req/s, {report.fmt_num(record.get('req_per_cpu_s'))} "
-                           f"req/CPU-s, server CPU {report.fmt_num(record.get('server_cpu_pct'))} %, "
-                           f"p99 {report.fmt_lat(lat.get('99'))}, {report.fmt_num(record.get('errors'))} errors, "
-                           f"RSS {report.fmt_mib(record.get('rss_max_kib'))}")
-            log(f"    {summary}" + (f"  ERROR: {record['error'][:300]}" if record.get("error") else ""))
-            spent = time.monotonic() - t_entry
-            if scenario == "idle":
-                overhead["idle"].append(spent)
-            else:
-                overhead["wrk"].append(max(0.0, spent - args.warmup - args.duration))
+            log(summary_line(record))
+            progress.done(scenario, time.monotonic() - t_entry)
             build = fastcore_build_id()
             if build not in builds:
                 builds.add(build)
@@ -790,36 +909,132 @@ def main(argv=None):
         log("interrupted: writing what was measured")
         notes.append("interrupted before the end")
     finally:
-        if current is not None:
-            current.stop(timeout=3)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    elapsed = time.monotonic() - t_start
-    for (name, text), where in server_notes.items():
-        notes.append(f"{name} (round/scenario {', '.join(where)}): {text}")
+    elapsed = progress.elapsed()
+    notes += server_notes.lines()
     output = args.output or os.path.join(BENCH, f"results-{started.strftime('%Y%m%d-%H%M%S')}.json")
-    scenario_desc = {s: SCENARIOS[s]["desc"].format(c=args.connections, depth=args.depth, idle=args.idle_connections)
-                     for s in SCENARIOS}
+    scenario_desc = scenario_descriptions(args)
     header = (f"wrk -t1, {args.duration:g} s per run after a {args.warmup:g} s warm-up, {args.rounds} round(s) "
-              f"interleaved, fastcore threads={args.threads}, {placement}; {info['cpu_model']}, "
-              f"nproc {info['nproc']}, kernel {info['kernel']}, Python {info['python']}, "
+              f"interleaved, fastcore threads={args.threads}, {placement}; {machine_text(info)}, "
               f"git {info['git_commit']}{' (dirty)' if info['git_dirty'] else ''}")
     run = {"started": started.isoformat(timespec="seconds"), "elapsed": fmt_duration(elapsed), "header": header,
            "quick": args.quick, "scenario_desc": scenario_desc, "idle_connections": args.idle_connections,
            "skipped": skipped, "notes": notes, "json": os.path.relpath(output, ROOT),
            "chart_subtitle": (f"{'pinned' if pinned else 'unpinned'}, {args.duration:g} s runs, "
                               f"{info['cpu_model']}, nproc {info['nproc']}" + (" (--quick)" if args.quick else ""))}
-    descriptions = {s: launchers.SERVERS[s][3].replace("threads=T", f"threads={args.threads}") for s in SERVERS}
-    with open(output, "w") as f:
-        json.dump({"started": run["started"], "elapsed_s": round(elapsed, 1),
-                   "args": {k: v for k, v in vars(args).items()}, "pinned": pinned,
-                   "servers": {s: descriptions[s] for s in servers}, "scenarios": scenario_desc,
-                   "skipped": skipped, "machine": info, "notes": notes, "results": records,
-                   "report": {"run": run, "servers": servers, "scenarios": scenarios,
-                              "descriptions": descriptions}}, f, indent=1)
+    descriptions = server_descriptions(args)
+    write_json(output, {"started": run["started"], "elapsed_s": round(elapsed, 1),
+                        "args": {k: v for k, v in vars(args).items()}, "pinned": pinned,
+                        "servers": {s: descriptions[s] for s in servers}, "scenarios": scenario_desc,
+                        "skipped": skipped, "machine": info, "notes": notes, "results": records,
+                        "report": {"run": run, "servers": servers, "scenarios": scenarios,
+                                   "descriptions": descriptions}})
     write_outputs(args, run, records, servers, scenarios, descriptions)
     print(f"results: {os.path.relpath(output)}")
     return 0
+
+
+def run_ab(args):
+    """--ab REV_A REV_B: build both revisions (bench/ab.py), then run each chosen fastcore server of
+    both builds on each scenario, the A and B runs of a (scenario, server) back to back in ABBA order,
+    round after round. Prints the B/A table (report.ab_markdown) and writes the JSON."""
+    servers, scenarios = args.server_list, args.scenario_list
+    pinned = not args.unpinned
+    status = check_tools(args, scenarios, pinned)
+    if status is not None:
+        return status
+    started = datetime.datetime.now()
+    info = machine_info()
+    log_machine(info, pinned)
+    workdir = tempfile.mkdtemp(prefix="fastcore-bench-ab-")
+    notes, records, server_notes = [], [], ServerNotes()
+    t_start = time.monotonic()
+    builds = {}
+    try:
+        build_dir = os.path.abspath(args.build_dir or os.path.join(workdir, "builds"))
+        builds = ab.prepare_builds(args.ab, ROOT, build_dir, cache=bool(args.build_dir), log=log)
+        for name in servers:
+            for scenario in scenarios:
+                why = not_applicable(name, scenario)
+                if why:
+                    log(f"n/a: {name} {scenario}: {why}")
+        plan = ab.plan(args.rounds, scenarios, servers, skip=not_applicable)
+        if args.rounds % 2:
+            log(f"# {args.rounds} rounds: A runs first in one pair more than B (an even number balances ABBA)")
+        progress = Progress([scenario for _, scenario, _, _ in plan], args)
+        served = set()
+        for index, (round_no, scenario, name, label) in enumerate(plan):
+            build = builds[label]
+            progress.announce(index, f"round {round_no}/{args.rounds} · {scenario} · {name} · {label} "
+                                     f"({build['rev']}) ({progress.what(scenario)})")
+            t_entry = time.monotonic()
+            record = run_once(name, scenario, round_no, args, pinned, workdir, server_notes,
+                              fastcore_from=build["dir"], label=f"{name} ({label})")
+            record["build"] = label
+            records.append(record)
+            files = [f for f in (record.get("fastcore_file"), record.get("fastcore_core_file")) if f]
+            if files and (label, name) not in served:  # once per build and server: what was served
+                served.add((label, name))
+                log(f"    {label} {name}: fastcore {files[0]}" + (f", _core {files[1]}" if len(files) > 1 else ""))
+            if not all(ab.inside(f, build["dir"]) for f in files):   # servers.py refuses this already
+                raise ab.BuildError(f"{name} ({label}) imported {', '.join(files)}, not from {build['dir']}")
+            log(summary_line(record))
+            progress.done(scenario, time.monotonic() - t_entry)
+    except ab.BuildError as error:
+        log(f"A/B: {error}")
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted: writing what was measured")
+        notes.append("interrupted before the end")
+        if not records:
+            return 130
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    elapsed = time.monotonic() - t_start
+    notes += server_notes.lines()
+    output = args.output or os.path.join(BENCH, f"results-ab-{started.strftime('%Y%m%d-%H%M%S')}.json")
+    header = (f"{args.rounds} round(s), A and B back to back per (scenario, server), in ABBA order; wrk -t1, "
+              f"{args.duration:g} s per run after a {args.warmup:g} s warm-up, fastcore threads={args.threads}, "
+              f"{placement_text(pinned)}; {machine_text(info)}; harness: bench/ of git {info['git_commit']}"
+              f"{' (dirty)' if info['git_dirty'] else ''}")
+    run = {"started": started.isoformat(timespec="seconds"), "elapsed": fmt_duration(elapsed), "header": header,
+           "command": args.command, "quick": args.quick, "scenario_desc": scenario_descriptions(args),
+           "notes": notes, "json": os.path.relpath(output, ROOT)}
+    kept = ("label", "rev", "commit", "describe", "worktree", "subject", "fastcore_file", "core_file",
+            "build_seconds", "reused")
+    build_info = {label: {k: b.get(k) for k in kept} for label, b in builds.items()}
+    write_json(output, {"started": run["started"], "elapsed_s": round(elapsed, 1), "mode": "ab",
+                        "args": {k: v for k, v in vars(args).items()}, "pinned": pinned, "builds": build_info,
+                        "servers": {s: server_descriptions(args)[s] for s in servers},
+                        "scenarios": {s: run["scenario_desc"][s] for s in scenarios}, "machine": info,
+                        "notes": notes, "results": records,
+                        "report": {"mode": "ab", "run": run, "servers": servers, "scenarios": scenarios,
+                                   "builds": build_info}})
+    print()
+    print(report.ab_markdown(run, records, servers, scenarios, build_info))
+    print()
+    print(f"results: {os.path.relpath(output)}")
+    return 0
+
+
+def scenario_descriptions(args):
+    return {s: SCENARIOS[s]["desc"].format(c=args.connections, depth=args.depth, idle=args.idle_connections)
+            for s in SCENARIOS}
+
+
+def server_descriptions(args):
+    return {s: launchers.SERVERS[s][3].replace("threads=T", f"threads={args.threads}") for s in SERVERS}
+
+
+def machine_text(info):
+    return f"{info['cpu_model']}, nproc {info['nproc']}, kernel {info['kernel']}, Python {info['python']}"
+
+
+def write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
 
 
 def write_outputs(args, run, records, servers, scenarios, descriptions):
@@ -853,6 +1068,10 @@ def report_from_json(args):
               "(a results file written by this version of the suite is needed)", file=sys.stderr)
         return 2
     stored["run"]["json"] = os.path.relpath(os.path.abspath(args.from_json), ROOT)
+    if stored.get("mode") == "ab":                     # an A/B run: its table, on stdout only
+        print(report.ab_markdown(stored["run"], saved["results"], stored["servers"], stored["scenarios"],
+                                 stored["builds"]))
+        return 0
     write_outputs(args, stored["run"], saved["results"], stored["servers"], stored["scenarios"],
                   stored["descriptions"])
     return 0

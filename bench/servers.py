@@ -2,13 +2,18 @@
 `GET /big` 64 KiB, `POST /echo` the body back):
 
     python bench/servers.py NAME --port 8080 [--threads 1] [--max-connections 11000] [--workdir DIR]
+                                         [--fastcore-from DIR]
 
 NAME is one of the keys of SERVERS below (`python bench/servers.py --help` lists them). Each binds
 127.0.0.1:PORT and runs in the foreground until SIGTERM or SIGINT. The in-process launchers print
 "READY <port>" once they accept; launchers that exec another program (nginx with --workdir,
 gunicorn, granian, uvicorn) do not. bench/run.py trusts neither: it waits for a correct HTTP
 answer. The repository root is put first on sys.path, so `fastcore` is the in-place build
-(`python setup.py build_ext --inplace`), not an installed copy.
+(`python setup.py build_ext --inplace`), not an installed copy. With --fastcore-from DIR (the A/B mode's
+builds, bench/ab.py), DIR goes before it: the fastcore and fastcore.pure servers then import fastcore
+from DIR while bench.apps stays this checkout's, and the launcher refuses to serve a fastcore found
+anywhere else. They print "FASTCORE<tab>fastcore.__file__<tab>fastcore._core.__file__ (or -)" before READY,
+so bench/run.py can record which build answered.
 
 Every launcher raises its RLIMIT_NOFILE soft limit (to --max-connections + 1000 at least, when the
 hard limit allows), and raises the server's own connection limit and idle keep-alive timeout where
@@ -63,6 +68,25 @@ def raise_fd_limit(wanted):
         except (ValueError, OSError):
             pass
     return soft
+
+
+def import_fastcore(kind, fastcore_from):
+    """Import the fastcore that `kind` will serve with, print the FASTCORE line, and return None, or a
+    one-line reason when --fastcore-from was given and fastcore came from somewhere else."""
+    if fastcore_from:
+        # after bench.apps (imported above, from this checkout): only fastcore is looked up here first
+        sys.path.insert(0, os.path.realpath(fastcore_from))
+    import fastcore
+    if kind.startswith("fastcore"):
+        import fastcore._core  # noqa: F401  (the compiled servers need it; the pure ones may not)
+    files = [fastcore.__file__, getattr(sys.modules.get("fastcore._core"), "__file__", None)]
+    print("\t".join(["FASTCORE"] + [f or "-" for f in files]), flush=True)     # tabs: paths may hold spaces
+    if fastcore_from:
+        inside = os.path.realpath(fastcore_from) + os.sep
+        stray = [f for f in files if f and not os.path.realpath(f).startswith(inside)]
+        if stray:
+            return f"--fastcore-from {fastcore_from}, but {', '.join(stray)} was imported"
+    return None
 
 
 def _module_present(name):
@@ -416,8 +440,17 @@ def main(argv=None):
                         help="connection limit, for servers that have one (default 11000)")
     parser.add_argument("--workdir", default=None,
                         help="directory for nginx's files; given, the launcher execs nginx and leaves cleanup to the caller")
+    parser.add_argument("--fastcore-from", default=None, metavar="DIR",
+                        help="import fastcore from DIR (a build of another revision) instead of this checkout")
     args = parser.parse_args(argv)
     raise_fd_limit(args.max_connections + 1000)
+    if args.kind.startswith(("fastcore", "pure")):
+        wrong = import_fastcore(args.kind, args.fastcore_from)
+        if wrong:
+            print(wrong, file=sys.stderr)
+            return 3
+    elif args.fastcore_from:
+        parser.error(f"--fastcore-from applies to the fastcore and pure servers, not {args.kind}")
     return SERVERS[args.kind][0](args) or 0
 
 
