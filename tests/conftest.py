@@ -589,3 +589,18 @@ def child_env():
 
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def python_wsgi_calls(monkeypatch):
+    """The paths of requests that went through the Python WSGIHandler.__call__ instead of the
+    compiled fast path (pyext/wsgi.pxi): the list fills as they happen."""
+    calls = []
+    original_call = fastcore.WSGIHandler.__call__
+
+    def counted_call(self, request):
+        calls.append(request.path)
+        return original_call(self, request)
+
+    monkeypatch.setattr(fastcore.WSGIHandler, "__call__", counted_call)
+    return calls

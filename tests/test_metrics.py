@@ -84,17 +84,9 @@ def test_metrics_path_must_be_a_path():
 
 
 @pytest.mark.compiled_only("the WSGI fast path is the compiled engine's")
-def test_metrics_route_keeps_the_wsgi_fast_path(engine, wsgi_server, monkeypatch):
+def test_metrics_route_keeps_the_wsgi_fast_path(engine, wsgi_server, python_wsgi_calls):
     """With metrics on, /metrics is answered by the route and every other request still goes
     through pyext/wsgi.pxi, not through the Python WSGIHandler.__call__ (which is counted here)."""
-    python_calls = []
-    original_call = fastcore.WSGIHandler.__call__
-
-    def counted_call(self, request):
-        python_calls.append(request.path)
-        return original_call(self, request)
-
-    monkeypatch.setattr(fastcore.WSGIHandler, "__call__", counted_call)
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -111,4 +103,4 @@ def test_metrics_route_keeps_the_wsgi_fast_path(engine, wsgi_server, monkeypatch
                 assert b"fastcore_requests_total" in response.body
             else:
                 assert response.body == path
-    assert python_calls == []
+    assert python_wsgi_calls == []

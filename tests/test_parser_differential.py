@@ -66,7 +66,7 @@ def run_ours(data):
 
 
 def ours_keep_alive(fields):
-    """What the server makes of fastcore's flags (start_body in pyext/connection.pxi, RFC 9112
+    """What the server makes of fastcore's flags (start_body in pyext/serve.pxi, RFC 9112
     9.3): `close` always wins; HTTP/1.0 persists only with keep-alive."""
     if fields["connection_close"]:
         return False
@@ -319,7 +319,7 @@ def pri_method(data, ours, theirs):
 def empty_lines_before_request_line(data, ours, theirs):
     """CRLFs before the request line. RFC 9112 2.2: a server SHOULD ignore at least one empty line
     received before the request line. fastcore does, in the connection layer
-    (serve_buffered_requests in pyext/connection.pxi consumes them before head_scan);
+    (serve_buffered_requests in pyext/serve.pxi consumes them before head_scan);
     parse_request exposes head_scan + parse_head only and reports 400 where llhttp skips them.
     Skipped as the server skips them, the parsers must agree."""
     return (data.startswith(b"\r\n") and ours == ("error", 400)

@@ -1196,22 +1196,14 @@ def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, a
 
 
 @pytest.mark.compiled_only("the WSGI fast path is the compiled engine's")
-def test_access_log_keeps_the_wsgi_fast_path(engine, wsgi_server, monkeypatch, access_records):
+def test_access_log_keeps_the_wsgi_fast_path(engine, wsgi_server, python_wsgi_calls, access_records):
     """A WSGIServer with access_log writes the lines itself, so its requests still go through
     pyext/wsgi.pxi, not through the Python WSGIHandler.__call__ (counted here)."""
-    python_calls = []
-    original_call = fastcore.WSGIHandler.__call__
-
-    def counted_call(self, request):
-        python_calls.append(request.path)
-        return original_call(self, request)
-
-    monkeypatch.setattr(fastcore.WSGIHandler, "__call__", counted_call)
     srv = wsgi_server(text_app(b"logged"), validate=False, access_log=True)
     assert request(srv.port, path="/one")[2] == b"logged"
     assert request(srv.port, path="/two")[2] == b"logged"
     wait_for(lambda: len(access_records) == 2)
-    assert python_calls == []
+    assert python_wsgi_calls == []
 
 
 def test_the_server_declares_the_wsgi_fast_path_in_its_dispatch():

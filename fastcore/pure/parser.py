@@ -55,7 +55,7 @@ INVALID_HOST_BYTE = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
 TRANSFER_ENCODING_LINE = re.compile(rb"(?im)^transfer-encoding:[^\r]*\r\n")
 
 CONTENT_LENGTH_MAX_DIGITS = 18          # as in parser.pxi: 10**18 - 1 fits in int64
-MAX_EMPTY_LINES_BEFORE_REQUEST = 8      # as in connection.pxi
+MAX_EMPTY_LINES_BEFORE_REQUEST = 8      # as in serve.pxi
 CHUNK_FRAMING_MAX = 4096 + 4            # a chunk-size line with its extensions (CHUNK_LINE_MAX) + 2 CRLFs
 NEUTRAL_REQUEST_LINES = (b"GET / HTTP/1.0\r\n", b"GET / HTTP/1.1\r\n")
 

@@ -1,7 +1,7 @@
 """fastcore.pure.response: the bytes of every response: handler results, static routes, errors, 503.
 
 Theory of operation. The same responses as pyext/response.pxi and the serializer in
-pyext/core.pxi, byte for byte: status line, Server, Date (a ready-made line, formatted at most
+pyext/serializer.pxi, byte for byte: status line, Server, Date (a ready-made line, formatted at most
 once a second per thread by DateCache), then the handler's Content-Type and fields, then exactly one
 framing field (Content-Length, or Transfer-Encoding: chunked for a streamed body on HTTP/1.1), then
 Connection when the connection will close (or `keep-alive` for an HTTP/1.0 client that asked).
@@ -212,8 +212,8 @@ def custom_status_line(status, reason):
 
 
 def append_handler_response(conn, result, head_only):
-    """Serialize what the handler returned into the connection's output (append_handler_response in
-    core.pxi). Raises on a result that cannot be sent; the output is then untouched.
+    """Serialize what the handler returned into the connection's output (ResponseSerializer.append_response in
+    serializer.pxi). Raises on a result that cannot be sent; the output is then untouched.
 
     Framing: a body of known length gets Content-Length; an iterable is streamed, chunked on
     HTTP/1.1 and close-delimited on 1.0, unless the handler declared a Content-Length, which is
