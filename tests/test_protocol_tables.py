@@ -170,7 +170,7 @@ def test_compiled_table_equals_pure_table_cell_by_cell():
     compiled = _core.protocol_table()
     assert set(compiled) == {(phase, event) for phase in PHASES for event in EVENTS}
     differences = differing_cells(compiled, pure_table())
-    assert not differences, f"(phase, event): (compiled, pure) where the engines' tables differ: {differences}"
+    assert not differences, f"(phase, event): (compiled, pure) where the tables differ: {differences}"
 
 
 @pytest.mark.parametrize("source", HEADER_SOURCES)
@@ -374,7 +374,8 @@ def apply_to_pure(harness, operation):
         protocol.close_after(conn, protocol.CLOSE_POLICY_NAMES.index(operation[1]))
     elif operation[0] == "start_request":
         version_minor, connection_close, connection_keep_alive, stopping = operation[1:]
-        conn.parser.message = types.SimpleNamespace(version_minor=version_minor, connection_close=bool(connection_close),
+        conn.parser.message = types.SimpleNamespace(version_minor=version_minor,
+                                                    connection_close=bool(connection_close),
                                                     connection_keep_alive=bool(connection_keep_alive))
         harness.worker.stop_requested = bool(stopping)
         protocol.start_request(conn)
@@ -402,7 +403,8 @@ def test_close_policy_decisions_are_the_same_in_both_engines():
         compiled, pure = _core.ProtocolHarness(), PureHarness()
         try:
             for step, operation in enumerate(operations):
-                assert apply_to_pure(pure, operation) == apply_to_compiled(compiled, operation), operations[:step + 1]
+                assert apply_to_pure(pure, operation) == apply_to_compiled(compiled, operation), \
+                    operations[:step + 1]
         finally:
             pure.close()
 
@@ -414,7 +416,8 @@ def test_an_illegal_event_in_a_running_pure_server_fails_the_stop_check(monkeypa
     reports it, and stop_servers (what the `server` fixtures run at teardown) fails naming it. The
     illegal event is made on purpose: waiting for a request is reported whatever is buffered, and a
     partial head leaves the connection in IDLE, where WAIT_REQUEST is not allowed."""
-    monkeypatch.setattr(protocol, "await_input", lambda conn: protocol.transition(conn, protocol.WAIT_REQUEST))
+    monkeypatch.setattr(protocol, "await_input",
+                        lambda conn: protocol.transition(conn, protocol.WAIT_REQUEST))
     srv = fastcore.pure.Server(lambda request: b"hello", host="127.0.0.1", port=0, threads=1)
     srv.start()
     core = srv._core
@@ -423,7 +426,7 @@ def test_an_illegal_event_in_a_running_pure_server_fails_the_stop_check(monkeypa
         with connect(srv.port) as client:
             client.sendall(b"GET / HTTP/1.1\r\n")
             assert wait_until(lambda: core.debug_counters()["illegal_transitions"] == 1, 5)
-            client.sendall(b"Host: x\r\n\r\n")          # the connection still serves (the event changed nothing)
+            client.sendall(b"Host: x\r\n\r\n")          # still served: the illegal event changed nothing
             response = ResponseReader(client).read_response()
             assert (response.status, response.body) == (200, b"hello")
     finally:

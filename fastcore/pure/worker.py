@@ -4,13 +4,12 @@ Theory of operation (as pyext/worker.pxi). Each worker owns a select.epoll set h
 descriptor and its connections, and a dict fd -> Conn. One loop turn: epoll.poll(); refresh the Date
 line; for the wake-up, take the connections the listener queued for us (adopting one reads it at
 once: the client usually sent its request right after connecting); for each connection, what its
-phase waits for (protocol.py): read / serve / write, or discard what a lingering one still
-receives (connection.py). Requests for the
-handler are collected over the whole turn and answered at its end by run_python_batch(), at most
-`python_batch` calls; what the cap leaves waits for the next turn, which then does not block in
-epoll. The compiled core takes the GIL once for that batch; here the batch keeps the same order and
-fairness (pipelined requests answered by one send, one busy connection cannot monopolize the
-worker).
+phase waits for (protocol.py): read / serve / write, or discard what a lingering one still receives
+(connection.py). Requests for the handler are collected over the whole turn and answered at its end
+by run_python_batch(), at most `python_batch` calls; what the cap leaves waits for the next turn,
+which then does not block in epoll. The compiled core takes the GIL once for that batch; here the
+batch keeps the same order and fairness (pipelined requests answered by one send, one busy
+connection cannot monopolize the worker).
 
 Timeouts: timers.py keeps one list per kind; epoll sleeps until the earliest deadline and
 expire_timers() hands each connection whose deadline passed to protocol.on_timeout() at the end of
