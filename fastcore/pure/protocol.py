@@ -124,29 +124,32 @@ ILLEGAL = -1                # nothing changed; counted
 REFUSED = -2                # epoll refused the socket (adoption only: the caller drops it)
 
 
-def _build_tables():
-    """The tables transition() reads, indexed by phase and event numbers, from the data above."""
-    next_phase = [[None] * len(EVENT_NAMES) for _ in PHASE_NAMES]
+def _build_cells():
+    """The table transition() reads, from the data above: by phase and event number, None (illegal)
+    or what the event does: (next phase, its interest mask or 0: kept, its timer kind or None: kept,
+    re-armed on every entry). One lookup per event."""
+    effects = {}
+    for phase, interest, timer, rearmed in PHASE_RULES:
+        effects[phase] = (0 if interest is KEPT else INTEREST_MASKS[interest],
+                          None if timer is KEPT else TIMER_KINDS[timer], rearmed)
+    cells = [[None] * len(EVENT_NAMES) for _ in PHASE_NAMES]
     for event, sources, target in TRANSITIONS:
         for source in sources:
-            next_phase[PHASE_NAMES.index(source)][EVENT_NAMES.index(event)] = PHASE_NAMES.index(target)
-    interest = [0] * len(PHASE_NAMES)           # 0: kept
-    timer = [None] * len(PHASE_NAMES)           # None: kept
-    rearmed = [False] * len(PHASE_NAMES)
-    for phase, phase_interest, phase_timer, phase_rearmed in PHASE_RULES:
-        index = PHASE_NAMES.index(phase)
-        interest[index] = 0 if phase_interest is KEPT else INTEREST_MASKS[phase_interest]
-        timer[index] = None if phase_timer is KEPT else TIMER_KINDS[phase_timer]
-        rearmed[index] = phase_rearmed
-    return tuple(map(tuple, next_phase)), tuple(interest), tuple(timer), tuple(rearmed)
+            cells[PHASE_NAMES.index(source)][EVENT_NAMES.index(event)] = (PHASE_NAMES.index(target),) + effects[target]
+    return tuple(map(tuple, cells))
 
 
-_NEXT_PHASE, _PHASE_INTEREST, _PHASE_TIMER, _PHASE_TIMER_REARMED = _build_tables()
+_CELLS = _build_cells()
+
+# Phases in which Python has the connection (queued in, or being served by, the handler batch): its
+# events wait for the batch. The worker's loop tests `conn.phase in PYTHON_PHASES` (conn_with_python).
+PYTHON_PHASES = frozenset((HANDLER, STREAMING))
 
 
 def next_phase(phase, event):
     """The phase `event` leads to from `phase` (numbers), or None when it is illegal there."""
-    return _NEXT_PHASE[phase][event]
+    cell = _CELLS[phase][event]
+    return None if cell is None else cell[0]
 
 
 def transition(conn, event, progressed=False):
@@ -155,12 +158,11 @@ def transition(conn, event, progressed=False):
     (SENDING only): the client took bytes, so its write deadline starts again. Returns LEGAL;
     ILLEGAL for an event the table does not allow in the current phase (nothing changes; the
     worker counts it); REFUSED when epoll refused the socket (adoption only: the caller drops it)."""
-    target = _NEXT_PHASE[conn.phase][event]
-    if target is None:
+    cell = _CELLS[conn.phase][event]
+    if cell is None:
         conn.worker.illegal_transitions += 1
         return ILLEGAL
-    conn.phase = target
-    interest = _PHASE_INTEREST[target]
+    conn.phase, interest, timer, rearmed = cell
     if interest and interest != conn.interest:
         try:
             if conn.interest:
@@ -172,8 +174,7 @@ def transition(conn, event, progressed=False):
                 return REFUSED
         else:
             conn.interest = interest
-    timer = _PHASE_TIMER[target]
-    if timer is not None and (timer != conn.timer_kind or _PHASE_TIMER_REARMED[target] or progressed):
+    if timer is not None and (timer != conn.timer_kind or rearmed or progressed):
         worker = conn.worker
         worker.timers.arm(conn, timer, worker.now)
     return LEGAL
@@ -258,12 +259,6 @@ def queue_for_python(conn, event):
     part of a streamed body); it runs at the end of this loop turn."""
     transition(conn, event)
     conn.worker.python_queue.append(conn)
-
-
-def with_python(conn):
-    """Queued in (or being served by) the worker's handler batch: its events wait for the batch."""
-    phase = conn.phase
-    return phase == HANDLER or phase == STREAMING
 
 
 def on_timeout(conn):

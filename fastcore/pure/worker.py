@@ -27,7 +27,7 @@ import time
 
 from . import protocol, timers
 from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON, Conn
-from .protocol import ACCEPTED, ANSWERED, CLOSED, LINGERING, SENDING, TO_HANDLER, transition
+from .protocol import ACCEPTED, ANSWERED, CLOSED, LINGERING, PYTHON_PHASES, SENDING, TO_HANDLER, transition
 from .response import DateCache, pull_stream
 from .wakeup import Wakeup
 
@@ -106,9 +106,11 @@ class Worker:
                     self.take_queued_connections()
                     continue
                 conn = connections.get(fd)
-                if conn is None or protocol.with_python(conn):
-                    continue                        # closed this turn / its batch runs at the end of the turn
+                if conn is None:
+                    continue                        # closed this turn
                 phase = conn.phase
+                if phase in PYTHON_PHASES:
+                    continue                        # Python has it: its batch runs at the end of the turn
                 if phase == LINGERING:
                     conn.discard_input()
                 elif phase == SENDING:
