@@ -19,6 +19,8 @@ fragments:
     worker.py      worker threads: own select.epoll each; handler calls batched per loop turn
     connection.py  one connection: read, serve in order, write (one send for a pipeline), close
                    (lingering after an error answer: half-close, discard input until FIN or 2 s)
+    protocol.py    the connection's state machine: phase, close policy, epoll interest, timer
+                   (pyext/protocol.pxi's table, written out again; tests compare the two)
     parser.py      httptools (llhttp) parses; we frame heads and bodies and apply fastcore's rules
     request.py     Request (the attributes of fastcore.Request) and BodyReader (large bodies)
     response.py    response bytes: handler results, static routes, errors, Date cache

@@ -1,25 +1,21 @@
 """fastcore.pure.connection: one client connection inside its worker: read, answer, write, close.
 
-Theory of operation (as pyext/connection.pxi). A connection is READING (epoll waits for EPOLLIN),
-WRITING (output the socket would not take yet; epoll waits for EPOLLOUT only, so a client that stops
-reading stops being read: backpressure) or LINGERING (answered and half-closed, see Closing). Each
-readable event does one recv() into the parser's input, then serve() answers every complete request
-found there, in order, appending the responses to the output: static routes and errors at once; at
-the first request for the handler it stops and the connection joins the worker's handler batch
-(worker.py), which calls the handler and resumes serving. When the connection has nothing left to
-answer, its output leaves in one send / sendmsg (pipelined responses included, as separate buffers
-of one call), followed by a file body through os.sendfile.
+Theory of operation (as pyext/connection.pxi and serve.pxi). Each readable event does one recv()
+into the parser's input, then serve() answers every complete request found there, in order,
+appending the responses to the output: static routes and errors at once; at the first request for
+the handler it stops and the connection joins the worker's handler batch (worker.py), which calls
+the handler and resumes serving. flush() sends the output (pipelined responses included, as separate
+buffers of one send / sendmsg), followed by a file body through os.sendfile. What happens next (wait
+for the next request, for the socket, for the handler; linger; close) is the state machine's to
+decide (protocol.py): the methods here report events to it and never set a phase, a timer or the
+epoll interest themselves. A client that stops reading stops being read (SENDING listens for EPOLLOUT
+only): backpressure.
 
 Output is a deque of bytes-like buffers (`out`, `out_size` bytes): a big body is queued as it is,
 never copied into a buffer, and a partial send keeps a memoryview of the rest.
 
-Closing: closing a socket with unread input makes the kernel send RST, and an RST can destroy the
-response before the client has read it (a client told 413 while still uploading). So once the last
-response is out, a connection that answered an error (or a Connection: close with more input
-pending) closes lingeringly (finish()): it half-closes (the client gets FIN after our response),
-becomes LINGERING (still in the worker's epoll set, on the LINGER timer, timers.py), discards what
-arrives until the client's FIN, an error or the timer, and only then closes: the lingering close of
-nginx, Apache and the compiled core. A lingering connection counts as idle when stopping.
+Closing, lingering first after an error answer (half_close(), then discard_input() until the
+client's FIN, an error or the LINGER timer): protocol.finish() says why.
 """
 import collections
 import os
@@ -27,17 +23,15 @@ import select
 import socket
 
 from .._core import RequestBodyError
-from . import response, timers
+from . import protocol, response, timers
 from .parser import Reject, RequestParser
+from .protocol import (ANSWERED, CLOSE, CLOSE_AFTER_RESPONSE, CLOSE_LINGERING, CLOSE_NEVER, CLOSED, NEW,
+                       OUTPUT_BLOCKED, OUTPUT_DRAINED, SENDING, TO_HANDLER, close_after, transition)
 from .request import BodyReader, Request
 
 SERVE_DONE = 0              # every complete request answered; waiting for more bytes
 SERVE_NEEDS_PYTHON = 1      # stopped at a request for the handler
 SERVE_CLOSE = 2             # answer written; close once output is flushed
-
-READING = 0
-WRITING = 1
-LINGERING = 2               # answered and half-closed; discarding input until FIN, an error or the timer
 
 READ_SIZE = 65536
 # recv calls per readable event of a lingering connection: the rest is reported again (epoll is
@@ -54,9 +48,9 @@ _DISCARD = bytearray(READ_SIZE)
 
 
 class Conn:
-    __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "state",
-                 "head_complete", "keep_alive", "close_after_write", "peer_closed", "awaiting_python",
-                 "linger_on_close", "body_streamed", "continue_deferred", "closed", "timer_kind",
+    __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "phase", "close_policy",
+                 "interest", "head_complete", "keep_alive", "peer_closed", "body_streamed",
+                 "continue_deferred", "timer_kind",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining")
 
@@ -68,16 +62,14 @@ class Conn:
         self.parser = RequestParser(worker.limits)
         self.out = collections.deque()
         self.out_size = 0
-        self.state = READING
+        self.phase = NEW                    # written only by protocol.transition
+        self.close_policy = CLOSE_NEVER     # written only by protocol.close_after
+        self.interest = 0                   # the epoll events registered for fd (0: not registered)
         self.head_complete = False
-        self.keep_alive = False             # of the current request
-        self.close_after_write = False      # answer what is buffered, then close
+        self.keep_alive = False             # the current response keeps the connection (no Connection: close)
         self.peer_closed = False            # recv returned 0 / failed: no more input will come
-        self.awaiting_python = False        # queued in the worker's handler batch
-        self.linger_on_close = False        # the client may still be sending: half-close and linger first
         self.body_streamed = False          # the handler reads this request's body as it arrives
         self.continue_deferred = False      # 100 Continue is owed when (if) the handler reads the body
-        self.closed = False
         self.timer_kind = timers.NONE
         self.stream = None                  # iterator of a streamed response body
         self.stream_owner = None            # the iterable itself (its close() is called)
@@ -98,7 +90,7 @@ class Conn:
         parser = self.parser
         worker = self.worker
         while True:
-            if self.close_after_write:
+            if self.close_policy != CLOSE_NEVER and not self.head_complete:
                 return SERVE_CLOSE
             if self.stream is not None or self.sendfile_fd >= 0:
                 return SERVE_DONE                       # the response being streamed comes first
@@ -122,8 +114,7 @@ class Conn:
                 return self.fail(error.status, error.head_only)
 
             # A complete request: answer it.
-            if not self.keep_alive:
-                self.close_after_write = True
+            protocol.request_complete(self)
             route = worker.static_route(message)
             if route is not None:
                 response.append_static_response(self, route, message.is_head)
@@ -131,6 +122,7 @@ class Conn:
                 return SERVE_NEEDS_PYTHON
             else:
                 response.append_error_response(self, 404, message.is_head)
+            transition(self, ANSWERED)
             self.finish_request()
 
     def goes_to_python(self, message):
@@ -139,12 +131,7 @@ class Conn:
 
     def start_body(self, message):
         """The head is valid: decide keep-alive, check the body's size, answer Expect."""
-        if message.version_minor == 1:
-            self.keep_alive = not message.connection_close
-        else:
-            self.keep_alive = message.connection_keep_alive and not message.connection_close
-        if self.worker.stop_requested:
-            self.keep_alive = False                     # a stopping server answers, then closes
+        protocol.start_request(self)
         if message.expect_unknown:
             raise Reject(417)
         if message.content_length > self.worker.limits.max_body_size:
@@ -166,10 +153,9 @@ class Conn:
         if head_only is None:
             message = self.parser.message
             head_only = message is not None and message.is_head
-        self.keep_alive = False
-        self.close_after_write = True
-        self.linger_on_close = True
+        close_after(self, CLOSE_LINGERING)
         response.append_error_response(self, status, head_only)
+        transition(self, ANSWERED)
         return SERVE_CLOSE
 
     def finish_request(self):
@@ -194,8 +180,7 @@ class Conn:
         try:
             result = worker.handler(request)
             if worker.stop_requested:
-                self.keep_alive = False                 # stop() came while the handler ran
-                self.close_after_write = True
+                close_after(self, CLOSE_AFTER_RESPONSE)     # stop() came while the handler ran
             if reader is not None:
                 self.end_streamed_body(reader)
             response.append_handler_response(self, result, head_only)
@@ -203,8 +188,7 @@ class Conn:
             if reader is not None:
                 self.end_streamed_body(reader)
             if isinstance(error, RequestBodyError):
-                self.keep_alive = False
-                self.close_after_write = True
+                close_after(self, CLOSE_AFTER_RESPONSE)
                 response.append_error_response(self, error.status, head_only)
             else:
                 try:
@@ -222,9 +206,7 @@ class Conn:
             return
         reader.detach()
         if not reader.finished:
-            self.keep_alive = False
-            self.close_after_write = True
-            self.linger_on_close = True
+            close_after(self, CLOSE_LINGERING)
 
     def release_stream(self):
         """Drop the streamed body (or file) and close it."""
@@ -255,19 +237,13 @@ class Conn:
     def finish_turn(self, result):
         """After serving: queue for the handler, or flush what was answered (and close if that is the end)."""
         if result == SERVE_NEEDS_PYTHON:
-            self.queue_for_python()
+            protocol.queue_for_python(self, TO_HANDLER)
             return
         if self.peer_closed:
             # The client sent its last byte: what is complete has been answered; a partial request
             # can never complete.
-            self.close_after_write = True
+            close_after(self, CLOSE_AFTER_RESPONSE)
         self.flush()
-
-    def queue_for_python(self):
-        worker = self.worker
-        worker.timers.unlink(self)                      # the handler's time is not the client's
-        self.awaiting_python = True
-        worker.python_queue.append(self)
 
     def receive_blocking(self, timeout):
         """For a body reader inside a handler (the worker thread is busy there anyway): send what
@@ -341,50 +317,38 @@ class Conn:
             return False
         return True
 
-    def set_state(self, state):
-        if self.state != state:
-            self.state = state
-            self.worker.epoll.modify(self.fd, select.EPOLLOUT if state == WRITING else select.EPOLLIN)
-
     def flush(self):
-        """Send the pending output; then close, go back to reading, or wait for EPOLLOUT."""
-        worker = self.worker
+        """Send the pending output (then a file); when it is all out, answer requests that were
+        pipelined behind a file, then let the state machine say what next (conn_flush)."""
         progressed = False
-        while self.out:
-            try:
-                self.send_some()
-                progressed = True
-            except BlockingIOError:
-                self.wait_writable(progressed)
+        while True:
+            file_pending = self.sendfile_fd >= 0
+            while self.out:
+                try:
+                    self.send_some()
+                    progressed = True
+                except BlockingIOError:
+                    transition(self, OUTPUT_BLOCKED, progressed)    # the client must keep taking bytes
+                    return
+                except OSError:
+                    self.peer_closed = True             # EPIPE, ECONNRESET: the client is gone
+                    self.close()
+                    return
+            if self.sendfile_fd >= 0 and not self.send_file(progressed):
                 return
-            except OSError:
-                self.peer_closed = True                 # EPIPE, ECONNRESET: the client is gone
-                self.close()
+            if self.phase == SENDING:
+                transition(self, OUTPUT_DRAINED)
+            if not (file_pending and self.parser.inbuf and self.close_policy == CLOSE_NEVER
+                    and self.stream is None):
+                break
+            # Requests pipelined behind the file waited for it: answer them now (in this loop, not
+            # by recursion: a long pipeline of files must not grow the stack).
+            if self.serve() == SERVE_NEEDS_PYTHON:
+                protocol.queue_for_python(self, TO_HANDLER)
                 return
-        if self.sendfile_fd >= 0:
-            if not self.send_file(progressed):
-                return
-            if self.parser.inbuf and not self.close_after_write:
-                # Requests pipelined behind the file waited for it; answer them now.
-                self.set_state(READING)
-                self.finish_turn(self.serve())
-                return
-        if self.stream is not None:
-            self.set_state(READING)
-            self.queue_for_python()                     # drained: pull the next part of the body
-            return
-        if self.close_after_write:
-            if self.parser.inbuf:
-                self.linger_on_close = True             # pipelined bytes after a Connection: close
-            self.finish()
-            return
-        self.set_state(READING)
-        self.arm_read_timer()
-
-    def wait_writable(self, progressed):
-        self.set_state(WRITING)
-        if progressed or self.timer_kind != timers.WRITE:
-            self.worker.timers.arm(self, timers.WRITE, self.worker.now)     # the client must keep taking bytes
+            if self.peer_closed:
+                close_after(self, CLOSE_AFTER_RESPONSE)
+        protocol.output_drained(self)
 
     def send_file(self, progressed):
         """Send the rest of a file body with os.sendfile. Returns True when the file is done (and
@@ -395,7 +359,7 @@ class Conn:
                 sent = os.sendfile(self.fd, self.sendfile_fd, self.sendfile_offset,
                                   min(self.sendfile_remaining, SENDFILE_STEP))
             except BlockingIOError:
-                self.wait_writable(progressed)
+                transition(self, OUTPUT_BLOCKED, progressed)
                 return False
             except OSError:
                 sent = 0
@@ -414,40 +378,15 @@ class Conn:
         self.release_stream()                           # close the file wrapper
         return True
 
-    def arm_read_timer(self):
-        """Pick the timeout for what the connection now waits on from the client."""
-        worker = self.worker
-        if self.head_complete:
-            worker.timers.arm(self, timers.BODY, worker.now)    # re-armed by every read that brings body bytes
-        elif self.parser.inbuf or self.parser.empty_lines:
-            if self.timer_kind != timers.HEADER:
-                worker.timers.arm(self, timers.HEADER, worker.now)  # once per head: trickling does not extend it
-        else:
-            worker.timers.arm(self, timers.IDLE, worker.now)
-
     # -- closing ---------------------------------------------------------------------------------------
 
-    def is_idle(self):
-        """Between requests (nothing read, nothing owed) or lingering. Safe to close when stopping."""
-        if self.state == LINGERING:
-            return True
-        return (not self.awaiting_python and self.state == READING and not self.out
-                and not self.parser.inbuf and self.parser.message is None and self.stream is None)
-
-    def finish(self):
-        """The last response is out: close, or linger first if the client may still be sending
-        (conn_finish; see Closing at the top)."""
-        if not self.linger_on_close or self.peer_closed:
-            self.close()
-            return
+    def half_close(self):
+        """Our last answer is out: send FIN, drop what is buffered, keep reading (to discard)."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass                                        # the client is gone: the recv below says so
-        self.set_state(LINGERING)
+            pass                                        # the client is gone: the recv that follows says so
         self.parser.inbuf.clear()                       # unanswered input: never to be parsed
-        self.worker.timers.arm(self, timers.LINGER, self.worker.now)
-        self.discard_input()
 
     def discard_input(self):
         """A lingering connection is readable: drop what came; close at the client's FIN or an error."""
@@ -466,20 +405,20 @@ class Conn:
 
     def close(self):
         """Take the socket out of epoll, close it, and drop everything the connection owns."""
-        if self.closed:
+        if self.phase == CLOSED:
             return
-        self.closed = True
         worker = self.worker
-        sock = self.sock
         if self.stream_owner is not None:
             self.release_stream()
-        try:
-            worker.epoll.unregister(self.fd)            # explicitly: a fork()ed child may hold a copy of the fd
-        except OSError:
-            pass
-        sock.close()
+        transition(self, CLOSE)                         # off its timer list
+        if self.interest:
+            try:
+                worker.epoll.unregister(self.fd)        # explicitly: a fork()ed child may hold a copy of the fd
+            except OSError:
+                pass
+            self.interest = 0
+        self.sock.close()
         worker.closed_count += 1
-        worker.timers.unlink(self)
         self.out.clear()
         self.out_size = 0
         del worker.connections[self.fd]

@@ -88,6 +88,12 @@ class Core:
         opened = self.listener.opened if self.listener is not None else 0
         return opened - sum(worker.closed_count for worker in self.workers)
 
+    def debug_counters(self):
+        """Counts that must be zero once the server has stopped (tests/conftest.py checks them, as
+        it checks the compiled Core's): events the state machine refused in their phase
+        (protocol.py). Readable after release()."""
+        return {"illegal_transitions": sum(worker.illegal_transitions for worker in self.workers)}
+
     def stats(self):
         """Server-wide counters plus the per-worker ones (each written only by its worker) summed."""
         listener = self.listener

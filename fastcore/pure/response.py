@@ -22,6 +22,7 @@ import time
 from http import HTTPStatus
 
 from .._core import FileWrapper, Response
+from .protocol import CLOSE_AFTER_RESPONSE, close_after
 
 error_log = logging.getLogger("fastcore.error")
 
@@ -169,7 +170,7 @@ def close_iterable(iterable):
 
 def connection_field(conn):
     """Connection: close when we will close; keep-alive spelled out only for HTTP/1.0 clients."""
-    if conn.close_after_write or not conn.keep_alive:
+    if not conn.keep_alive:
         return CONNECTION_CLOSE
     message = conn.parser.message
     if message is None or message.version_minor == 0:
@@ -267,8 +268,7 @@ def append_handler_response(conn, result, head_only):
                 continue                            # framing is ours to decide
             if lowered == b"connection":
                 if b"close" in value.lower():
-                    conn.keep_alive = False
-                    conn.close_after_write = True
+                    close_after(conn, CLOSE_AFTER_RESPONSE)
                 continue
             parts.append(name + b": " + value + b"\r\n")
 
@@ -303,8 +303,7 @@ def append_handler_response(conn, result, head_only):
             parts.append(b"Transfer-Encoding: chunked\r\n")
             chunked = True
         else:
-            conn.keep_alive = False                 # HTTP/1.0: the close delimits the body
-            conn.close_after_write = True
+            close_after(conn, CLOSE_AFTER_RESPONSE)     # HTTP/1.0: the close delimits the body
     parts.append(connection_field(conn))
     parts.append(b"\r\n")
     worker.count_response(status)               # from here on nothing can fail: the response goes out
@@ -351,8 +350,7 @@ def pull_stream(conn):
                 elif conn.stream_remaining > 0:
                     error_log.error("a streamed body ended %d bytes short of its Content-Length; "
                                     "closing the connection", conn.stream_remaining)
-                    conn.keep_alive = False
-                    conn.close_after_write = True
+                    close_after(conn, CLOSE_AFTER_RESPONSE)
                 conn.release_stream()
                 return
             part = as_body_bytes(item)
@@ -382,6 +380,5 @@ def pull_stream(conn):
             error_log.exception("streamed response body failed; closing the connection")
         except BaseException:
             pass
-        conn.keep_alive = False
-        conn.close_after_write = True
+        close_after(conn, CLOSE_AFTER_RESPONSE)
         conn.release_stream()

@@ -3,16 +3,17 @@
 Theory of operation (as pyext/worker.pxi). Each worker owns a select.epoll set holding its wake-up
 descriptor and its connections, and a dict fd -> Conn. One loop turn: epoll.poll(); refresh the Date
 line; for the wake-up, take the connections the listener queued for us (adopting one reads it at
-once: the client usually sent its request right after connecting); for each connection, read /
-serve / write, or discard what a lingering one still receives (connection.py). Requests for the
-handler are collected over the whole turn and answered at its end by run_python_batch(), at most
-`python_batch` calls; what the cap leaves waits for the next turn, which then does not block in
-epoll. The compiled core takes the GIL once for that batch; here the batch keeps the same order and
-fairness (pipelined requests answered by one send, one busy connection cannot monopolize the
-worker).
+once: the client usually sent its request right after connecting); for each connection, what its
+phase waits for (protocol.py): read / serve / write, or discard what a lingering one still receives
+(connection.py). Requests for the handler are collected over the whole turn and answered at its end
+by run_python_batch(), at most `python_batch` calls; what the cap leaves waits for the next turn,
+which then does not block in epoll. The compiled core takes the GIL once for that batch; here the
+batch keeps the same order and fairness (pipelined requests answered by one send, one busy
+connection cannot monopolize the worker).
 
 Timeouts: timers.py keeps one list per kind; epoll sleeps until the earliest deadline and
-expire_timers() runs at the end of every turn.
+expire_timers() hands each connection whose deadline passed to protocol.on_timeout() at the end of
+every turn.
 
 Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
 response says Connection: close, connections idle between requests or lingering after their last
@@ -24,8 +25,9 @@ import queue
 import select
 import time
 
-from . import timers
-from .connection import LINGERING, SERVE_DONE, SERVE_NEEDS_PYTHON, WRITING, Conn
+from . import protocol, timers
+from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON, Conn
+from .protocol import ACCEPTED, ANSWERED, CLOSED, LINGERING, PYTHON_PHASES, SENDING, TO_HANDLER, transition
 from .response import DateCache, pull_stream
 from .wakeup import Wakeup
 
@@ -59,6 +61,7 @@ class Worker:
         self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
         self.bytes_received = 0
         self.bytes_sent = 0
+        self.illegal_transitions = 0            # events the state machine refused (protocol.py): must stay 0
         self.wakeup = Wakeup()
         try:
             self.epoll = select.epoll()
@@ -103,11 +106,14 @@ class Worker:
                     self.take_queued_connections()
                     continue
                 conn = connections.get(fd)
-                if conn is None or conn.awaiting_python:
-                    continue                        # closed this turn / its batch runs at the end of the turn
-                if conn.state == LINGERING:
+                if conn is None:
+                    continue                        # closed this turn
+                phase = conn.phase
+                if phase in PYTHON_PHASES:
+                    continue                        # Python has it: its batch runs at the end of the turn
+                if phase == LINGERING:
                     conn.discard_input()
-                elif conn.state == WRITING:
+                elif phase == SENDING:
                     conn.flush()
                 else:
                     conn.on_readable()
@@ -138,14 +144,11 @@ class Worker:
     def adopt(self, sock, peer):
         """Take a freshly accepted socket into this worker's epoll set and try reading at once."""
         conn = Conn(self, sock, peer)
-        try:
-            self.epoll.register(conn.fd, select.EPOLLIN)
-        except OSError:
+        if transition(conn, ACCEPTED) != protocol.LEGAL:    # into the epoll set; the first request is due
             sock.close()
             self.closed_count += 1
             return
         self.connections[conn.fd] = conn
-        self.timers.arm(conn, timers.HEADER, self.now)      # the first request is due
         conn.on_readable()
 
     def count_response(self, status):
@@ -176,7 +179,7 @@ class Worker:
         python_queue = self.python_queue
         while python_queue and budget > 0:
             conn = python_queue[0]
-            if conn.closed:
+            if conn.phase == CLOSED:
                 python_queue.popleft()
                 continue
             while True:
@@ -184,39 +187,36 @@ class Worker:
                     pull_stream(conn)
                 else:
                     conn.answer_with_handler()
+                transition(conn, ANSWERED)
                 budget -= 1
                 result = conn.serve()
-                if result != SERVE_NEEDS_PYTHON or budget == 0:
+                if result != SERVE_NEEDS_PYTHON:
+                    break
+                transition(conn, TO_HANDLER)        # the next pipelined request
+                if budget == 0:
                     break
             if result == SERVE_NEEDS_PYTHON:
                 break                               # budget spent; this one goes first next turn
             python_queue.popleft()
-            conn.awaiting_python = False
             answered.append(conn)
         for conn in answered:
             conn.finish_turn(SERVE_DONE)
 
     def expire_timers(self):
-        """A request that stalls mid-way gets a 408 and a close; an idle or never-used connection,
-        one that stopped reading, or one done lingering, is closed."""
-        for kind, conn in self.timers.expire(self.now):
-            if kind == timers.BODY or (kind == timers.HEADER and conn.parser.inbuf):
-                conn.fail(408)
-                conn.flush()
-            else:
-                conn.close()
+        """Hand every connection whose deadline has passed to the state machine (protocol.on_timeout)."""
+        for _, conn in self.timers.expire(self.now):
+            protocol.on_timeout(conn)
 
     # -- stopping ------------------------------------------------------------------------------------
 
     def close_idle_connections(self):
         for conn in list(self.connections.values()):
-            if conn.is_idle():
+            if protocol.is_idle(conn):
                 conn.close()
 
     def close_all_connections(self):
         self.python_queue.clear()
         for conn in list(self.connections.values()):
-            conn.awaiting_python = False
             conn.close()
 
     def close(self):
