@@ -193,7 +193,8 @@ cdef class Request:
 
 class RequestBodyError(FastcoreError, OSError):
     """Reading a streamed request body failed; `status` is the HTTP answer the server gives
-    (400 malformed or cut short, 408 too slow, 413 too large) if the handler lets it propagate."""
+    (400 malformed or cut short, 408 too slow, 413 too large, 431 trailers too large) if the
+    handler lets it propagate."""
 
     def __init__(self, status, message):
         super().__init__(message)
