@@ -20,7 +20,7 @@
 #   STREAMING  IN (1)    none                      Python, for the next part of a streamed body
 #   FLUSHING   kept (2)  kept (2)                  nothing: an answer is in the output, going out now
 #   SENDING    OUT       WRITE, re-armed on progress  the client to take more of the output
-#   LINGERING  IN        LINGER                    the client's FIN after our last answer; what it
+#   LINGERING  IN        LINGER, re-armed          the client's FIN after our last answer; what it
 #                                                  still sends is discarded
 #   CLOSED     -         -                         nothing: fd closed, struct about to be freed
 #
