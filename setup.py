@@ -1,19 +1,34 @@
 """Build the compiled core: pyext/_core.pyx (and the .pxi fragments it includes) -> fastcore._core.
 
 FASTCORE_DEBUG=1 builds without -O2 and with C asserts, for development.
+FASTCORE_SANITIZE=1 builds that debug build under AddressSanitizer and UndefinedBehaviorSanitizer
+(-O1, as the sanitizers recommend, so a run stays fast enough for CI). CPython itself is not built
+with ASan, so the runtime must be preloaded: run Python through .ci/sanitized (README.md,
+"Memory-safety checks").
 """
 import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-debug = os.environ.get("FASTCORE_DEBUG") == "1"
-extra_compile_args = ["-O0", "-g"] if debug else ["-O2", "-DNDEBUG"]
+sanitize = os.environ.get("FASTCORE_SANITIZE") == "1"
+debug = os.environ.get("FASTCORE_DEBUG") == "1" or sanitize
+# -fno-sanitize-recover: an undefined-behaviour report aborts, as an ASan report does, whatever
+# UBSAN_OPTIONS says, so no report can scroll by in a passing run.
+SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+if sanitize:
+    extra_compile_args, extra_link_args = ["-O1", "-g"] + SANITIZER_FLAGS, SANITIZER_FLAGS
+elif debug:
+    extra_compile_args, extra_link_args = ["-O0", "-g"], []
+else:
+    extra_compile_args, extra_link_args = ["-O2", "-DNDEBUG"], []
 
 extension = Extension(
     "fastcore._core",
     sources=["pyext/_core.pyx"],
     extra_compile_args=extra_compile_args + ["-Wno-unused-function"],
+    extra_link_args=extra_link_args,
     # The debug build counts live allocations (fastcore._core.debug_counters) and keeps C asserts.
     define_macros=[("FASTCORE_DEBUG", "1")] if debug else [],
 )

@@ -218,3 +218,119 @@ cdef class ProtocolHarness:
         """The connection's fd (an eventfd): /proc/self/fdinfo/<epoll_fd> shows what the kernel
         has registered for it."""
         return self.conn.fd
+
+
+# -- the parser over input that ends at an unreadable page (tests/test_parser_guard_page.py) -------
+#
+# picohttpparser's way of proving "never reads past the input": the input is copied so that its
+# last byte is the last byte of a readable page and the next page is PROT_NONE, so a read of even
+# one byte too many is a SIGSEGV. (parse_request's bytearray always has a NUL after its data, so an
+# over-read of one byte goes unseen there.) Test-only, so the mmap interface is declared here.
+
+cdef extern from "<sys/mman.h>" nogil:
+    enum:
+        PROT_NONE
+        PROT_READ
+        PROT_WRITE
+        MAP_PRIVATE
+        MAP_ANONYMOUS
+    void* MAP_FAILED
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
+    int mprotect(void* addr, size_t length, int prot)
+    int munmap(void* addr, size_t length)
+
+cdef extern from "<unistd.h>" nogil:
+    enum:
+        _SC_PAGESIZE
+    long sysconf(int name)
+
+
+def parse_request_at_guard_page(bytes data, *, size_t step=0, bint at_page_start=False,
+                                Py_ssize_t max_request_line=8190, Py_ssize_t max_head_size=32768,
+                                Py_ssize_t max_header_count=100, long long max_body_size=1 << 40):
+    """Run head_scan, parse_head and chunked_decode as parse_request does, over a copy of `data`
+    that ends exactly where a PROT_NONE page begins: reading one byte past the input crashes.
+
+    step=0: all bytes at once. step=n: the bytes arrive n at a time, as from a socket, and the
+    scanner and the chunked decoder resume from their saved state, as the workers do; before every
+    call the bytes received so far are moved to end at the guard page again (legal: the parser
+    keeps offsets, never pointers). at_page_start=True puts the input right after a PROT_NONE page
+    instead (catches reads before the input; the end then has readable slack).
+
+    Returns ("need-more", None), ("error", status), or ("ok", {"head_length", "request_length",
+    "body"}), the same verdict and values as parse_request for the same bytes and limits."""
+    cdef Limits limits
+    cdef HeadScan scan
+    cdef ParsedRequest request
+    cdef ChunkedBody chunked
+    cdef Py_ssize_t result
+    cdef size_t total = len(data), received = 0, previous, page = <size_t>sysconf(_SC_PAGESIZE)
+    cdef size_t data_pages = (total + page - 1) // page
+    cdef size_t mapped = (data_pages + 2) * page          # guard, data pages, guard
+    cdef bint head_complete = False
+    cdef char* region
+    cdef char* data_start
+    cdef char* guard_after
+    cdef char* base
+    memset(&limits, 0, sizeof(limits))
+    limits.max_request_line = max_request_line
+    limits.max_head_size = max_head_size
+    limits.max_header_count = max_header_count
+    limits.max_body_size = max_body_size
+    memset(&scan, 0, sizeof(scan))
+    region = <char*>mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if <void*>region == MAP_FAILED:
+        raise MemoryError("mmap failed")
+    try:
+        data_start = region + page
+        guard_after = data_start + data_pages * page
+        if mprotect(region, page, PROT_NONE) != 0 or mprotect(guard_after, page, PROT_NONE) != 0:
+            raise OSError(errno, "mprotect failed")
+        while True:
+            previous = received
+            received = total if step == 0 or total - received <= step else received + step
+            if at_page_start:
+                base = data_start
+            else:
+                base = guard_after - received
+                memmove(base, guard_after - previous, previous)   # keeps what the decoder rewrote
+            memcpy(base + previous, <const char*>data + previous, received - previous)
+            if not head_complete:
+                result = head_scan(base, received, &scan, &limits)
+                if result < 0:
+                    return ("error", -result)
+                if result > 0:
+                    result = parse_head(base, <size_t>result, &request, &limits)
+                    if result < 0:
+                        return ("error", -result)
+                    if request.expect_unknown:
+                        return ("error", 417)
+                    if request.content_length > max_body_size:
+                        return ("error", 413)
+                    if request.chunked:
+                        memset(&chunked, 0, sizeof(chunked))
+                        chunked.body_start = chunked.read_offset = chunked.decoded_end = request.head_length
+                    else:
+                        request.body_length = request.content_length if request.content_length > 0 else 0
+                        request.request_length = request.head_length + request.body_length
+                    head_complete = True
+            if head_complete:
+                if request.chunked:
+                    result = chunked_decode(base, received, &chunked, &limits)
+                    if result < 0:
+                        return ("error", -result)
+                    if result > 0:
+                        request.request_length = <size_t>result
+                        request.body_length = chunked.decoded_end - request.head_length
+                        break
+                elif received >= request.request_length:
+                    break
+            if received == total:
+                return ("need-more", None)
+        return ("ok", {
+            "head_length": request.head_length,
+            "request_length": request.request_length,
+            "body": base[request.head_length:request.head_length + request.body_length],
+        })
+    finally:
+        munmap(region, mapped)

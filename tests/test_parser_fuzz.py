@@ -5,7 +5,7 @@ CI runs a bounded, derandomized number of examples (< 20 s for the file). A long
     FASTCORE_FUZZ_EXAMPLES=200000 python -m pytest -q tests/test_parser_fuzz.py
 
 (FASTCORE_FUZZ_SEED=<int> replays one random run). tests/fuzz/README.md also describes the atheris
-script tests/fuzz/fuzz_parser.py and an AddressSanitizer build for over-reads.
+script tests/fuzz/fuzz_parser.py, and how over-reads are caught (tests/test_parser_guard_page.py).
 """
 import os
 import sys

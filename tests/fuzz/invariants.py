@@ -12,10 +12,9 @@ atheris script tests/fuzz/fuzz_parser.py:
   * "never reads past the input", as far as Python can observe it: the verdict depends only on
     the bytes the parser was given and needed. An accepted request is unchanged when bytes are
     appended and when only data[:request_length] is given; an error stays an error when bytes are
-    appended; a proper prefix of an accepted request needs more bytes. (A guard page cannot be
-    placed from Python; parse_request copies the input into a bytearray, which always has a
-    trailing NUL, so an over-read of one byte is invisible here. tests/fuzz/README.md describes
-    an AddressSanitizer build for that.)
+    appended; a proper prefix of an accepted request needs more bytes. (parse_request copies the
+    input into a bytearray, which always has a trailing NUL, so an over-read of one byte is
+    invisible here: tests/test_parser_guard_page.py parses at a guard page for that.)
 Not a test module: pytest does not collect it.
 """
 import re
