@@ -1,6 +1,7 @@
 """Build the compiled core: pyext/_core.pyx (and the .pxi fragments it includes) -> fastcore._core.
 
-FASTCORE_DEBUG=1 builds without -O2 and with C asserts, for development.
+FASTCORE_DEBUG=1 builds at -O0 -g without -DNDEBUG, with the per-server debug counters that the test
+fixtures check (docs/ARCHITECTURE.md, "Counters, stats and the debug build"), for development.
 FASTCORE_SANITIZE=1 builds that debug build under AddressSanitizer and UndefinedBehaviorSanitizer
 (-O1, as the sanitizers recommend, so a run stays fast enough for CI). CPython itself is not built
 with ASan, so the runtime must be preloaded: run Python through .ci/sanitized (README.md,
@@ -29,7 +30,8 @@ extension = Extension(
     sources=["pyext/_core.pyx"],
     extra_compile_args=extra_compile_args + ["-Wno-unused-function"],
     extra_link_args=extra_link_args,
-    # The debug build counts live allocations (fastcore._core.debug_counters) and keeps C asserts.
+    # The debug build counts, per server, live allocations, descriptors, epoll registrations and
+    # illegal state machine events (Core.debug_counters, fastcore._core.debug_counters).
     define_macros=[("FASTCORE_DEBUG", "1")] if debug else [],
 )
 
