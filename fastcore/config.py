@@ -44,7 +44,8 @@ class ServerConfig:
     body_buffer_size: int = _option(262144, "bodies up to this size are read whole before the handler runs; "
                                     "larger ones are streamed to it through request.stream", 1)
     max_connections: int = _option(10000, "open connections at most; beyond: 503 and close (0: no cap)", 0)
-    header_timeout: float = _option(30.0, "seconds for a request head to arrive, from its first byte (408)", 0)
+    header_timeout: float = _option(30.0, "seconds for a request head to arrive, from its first byte (408); "
+                                    "a new connection's first head is due this long after accept", 0)
     body_timeout: float = _option(60.0, "seconds between two reads of a request body (408)", 0)
     keepalive_timeout: float = _option(5.0, "seconds an idle keep-alive connection stays open", 0)
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)

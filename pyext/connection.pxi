@@ -22,8 +22,9 @@ cdef void conn_half_close(Worker* worker, Conn* conn) noexcept nogil:
     buffer_release(&conn.output)
 
 
-cdef void conn_discard_input(Worker* worker, Conn* conn) noexcept nogil:
-    """A lingering connection is readable: drop what came; close at the client's FIN."""
+cdef bint conn_discard_input(Worker* worker, Conn* conn) noexcept nogil:
+    """A lingering connection is readable: drop what came; close at the client's FIN. True when
+    the connection was closed (and freed)."""
     cdef char discard[16384]
     cdef ssize_t n
     while True:
@@ -34,10 +35,10 @@ cdef void conn_discard_input(Worker* worker, Conn* conn) noexcept nogil:
         if n < 0 and errno == EINTR:
             continue
         if n < 0 and errno == EAGAIN:
-            return
+            return False
         conn.peer_closed = True                         # FIN (0) or an error: done lingering
         conn_close(worker, conn)
-        return
+        return True
 
 
 cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
@@ -136,11 +137,12 @@ cdef void conn_flush(Worker* worker, Conn* conn) noexcept nogil:
             return
         if conn.phase == PHASE_SENDING:
             conn_transition(worker, conn, EVENT_OUTPUT_DRAINED)
-        if not (body_pending and buffer_length(&conn.input) and conn_serves_more_requests(conn)
-                and not conn_streams_body(conn)):
+        if not ((body_pending or conn.serving_paused) and buffer_length(&conn.input)
+                and conn_serves_more_requests(conn) and not conn_streams_body(conn)):
             break
-        # Requests pipelined behind a large body or a file waited for it: answer them now (in
-        # this loop, not by recursion: a long pipeline of large responses must not grow the stack).
+        # Requests pipelined behind a large body or a file, or behind a full output, waited for it:
+        # answer them now (in this loop, not by recursion: a long pipeline of large responses must
+        # not grow the stack).
         result = serve_buffered_requests(worker, conn)
         if result == SERVE_NEEDS_PYTHON:
             conn_queue_for_python(worker, conn, EVENT_TO_HANDLER)

@@ -47,8 +47,9 @@
 #   OUTPUT_BLOCKED  IDLE, HEAD, BODY, FLUSHING, SENDING     SENDING     the socket took less than all (from
 #                                                                       a read phase: a 100 Continue)
 #   OUTPUT_DRAINED  SENDING                                 FLUSHING    the socket took the rest
-#   LINGER          FLUSHING                                LINGERING   last answer out, the client may still
-#                                                                       be sending: half-closed
+#   LINGER          IDLE, HEAD, FLUSHING                    LINGERING   last answer out, the client may still
+#                                                                       be sending: half-closed (from IDLE,
+#                                                                       HEAD: a stop, its next request unread)
 #   CLOSE           every phase but CLOSED                  CLOSED      last answer out, client gone, timer,
 #                                                                       stop, error
 #
@@ -90,7 +91,7 @@ TRANSITIONS = (
     ("STREAM_MORE", ("FLUSHING",), "STREAMING"),
     ("OUTPUT_BLOCKED", ("IDLE", "HEAD", "BODY", "FLUSHING", "SENDING"), "SENDING"),
     ("OUTPUT_DRAINED", ("SENDING",), "FLUSHING"),
-    ("LINGER", ("FLUSHING",), "LINGERING"),
+    ("LINGER", ("IDLE", "HEAD", "FLUSHING"), "LINGERING"),
     ("CLOSE", ("NEW", "IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "SENDING",
                "LINGERING"), "CLOSED"),
 )
@@ -173,6 +174,23 @@ cdef inline void conn_close_after(Conn* conn, ClosePolicy policy) noexcept nogil
 
 cdef inline bint conn_serves_more_requests(const Conn* conn) noexcept nogil:
     return conn.close_policy == CLOSE_NEVER
+
+
+cdef enum:
+    OUTPUT_HIGH_WATER = 65536         # unsent response bytes beyond which pipelined requests wait
+
+
+cdef inline bint conn_pauses_serving(Conn* conn) noexcept nogil:
+    """Output backpressure for pipelining: with OUTPUT_HIGH_WATER bytes of responses unsent, the
+    next pipelined request is not parsed (serve.pxi asks before each head). The output is sent
+    first; if the client does not take it, the connection waits in SENDING, where its input is not
+    read either, so a client that pipelines without reading holds at most about this much of our
+    memory (plus one response) instead of a response per request it sent. conn_flush() resumes
+    serving once the output is out."""
+    if buffer_length(&conn.output) < OUTPUT_HIGH_WATER:
+        return False
+    conn.serving_paused = True
+    return True
 
 
 cdef void conn_start_request(Worker* worker, Conn* conn) noexcept nogil:
@@ -263,6 +281,25 @@ cdef void conn_on_timeout(Worker* worker, Conn* conn) noexcept nogil:
         conn_flush(worker, conn)
     else:
         conn_close(worker, conn)
+
+
+cdef void conn_close_idle_for_stop(Worker* worker, Conn* conn) noexcept nogil:
+    """A stopping server closes its idle connections, but one whose client has just sent its next
+    request (still unread in the kernel) would be closed with RST, which can destroy what the
+    client has not read yet. So an idle connection with bytes waiting is half-closed and drained
+    first (the client sees FIN: its request was not started, and it may send it again elsewhere),
+    as the lingering close does; it closes at the client's FIN or at the next turn of the stopping
+    loop, drained once more. One with nothing waiting is closed at once."""
+    cdef char probe
+    if conn.phase == PHASE_LINGERING:
+        if not conn_discard_input(worker, conn):        # it closes at the client's FIN
+            conn_close(worker, conn)
+        return
+    if recv(conn.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) > 0:
+        conn_close_after(conn, CLOSE_LINGERING)
+        conn_finish(worker, conn)
+        return
+    conn_close(worker, conn)
 
 
 cdef inline bint conn_is_idle(const Conn* conn) noexcept nogil:

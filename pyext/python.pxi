@@ -289,6 +289,8 @@ cdef class BodyReader:
             elif self.chunked:
                 decoded = chunked_decode(conn.input.data + conn.input.start, buffer_length(&conn.input),
                                          &conn.chunked_body, &self.worker.server.limits)
+                if decoded == 0:
+                    conn_drop_chunk_framing(conn)
                 if decoded < 0:
                     self.failure = RequestBodyError(<int>-decoded, "malformed or oversized chunked body")
                 elif decoded > 0:

@@ -20,6 +20,7 @@ cdef enum ServeResult:
 
 cdef enum:
     MAX_EMPTY_LINES_BEFORE_REQUEST = 8
+    CHUNK_FRAMING_SLACK = 4096        # decoded chunk framing left in the buffer before it is dropped
 
 
 cdef inline bint request_method_is(const Conn* conn, const char* method, size_t length) noexcept nogil:
@@ -51,12 +52,15 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
     cdef size_t available
     cdef const StaticRoute* route
     cdef bint head_only
+    conn.serving_paused = False
     while True:
         if not conn_serves_more_requests(conn) and not conn.head_complete:
             return SERVE_CLOSE
         if conn_streams_body(conn) or conn.sendfile_fd >= 0 or conn.body_remaining:
             return SERVE_DONE                           # the response being sent comes first
         available = buffer_length(&conn.input)
+        if not conn.head_complete and available and conn_pauses_serving(conn):
+            return SERVE_DONE                           # the output goes out first (protocol.pxi)
         if not conn.head_complete:
             # RFC 9112 section 2.2: ignore empty lines received before a request line. They count as
             # the start of a head (its timer is not re-armed by them), and only a few are allowed.
@@ -87,6 +91,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
         if conn.request.chunked:
             result = chunked_decode(conn.input.data + conn.input.start, available, &conn.chunked_body, &server.limits)
             if result == PARSE_NEED_MORE:
+                conn_drop_chunk_framing(conn)
                 if (<int64_t>(conn.chunked_body.decoded_end - conn.chunked_body.body_start) > server.limits.body_buffer_size
                         and request_goes_to_python(worker, conn)):
                     conn.body_streamed = True           # too big to hold: the handler reads it as it comes
@@ -118,6 +123,24 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             append_error_response(worker, conn, 404)
         conn_transition(worker, conn, EVENT_ANSWERED)
         finish_request(conn, conn.request.request_length)
+
+
+cdef void conn_drop_chunk_framing(Conn* conn) noexcept nogil:
+    """Drop the chunk-size lines, extensions and CRLFs the decoder has finished with. They lie dead
+    between the decoded body and the bytes still to decode until the request ends, and a client
+    sending 1-byte chunks with 4 KiB extensions would make a connection hold about 4,000 bytes per
+    body byte: once they pass CHUNK_FRAMING_SLACK, the undecoded tail is moved down onto them, so
+    a connection holds what its body decodes to (bounded by body_buffer_size or max_body_size)
+    plus at most one chunk line and the slack, whatever the framing. The request's length (the
+    decoder's read_offset at its end) then counts only the bytes still in the buffer."""
+    cdef ChunkedBody* body = &conn.chunked_body
+    cdef size_t dead = body.read_offset - body.decoded_end
+    cdef char* request = conn.input.data + conn.input.start
+    if dead < CHUNK_FRAMING_SLACK:
+        return
+    memmove(request + body.decoded_end, request + body.read_offset, buffer_length(&conn.input) - body.read_offset)
+    conn.input.end -= dead
+    body.read_offset = body.decoded_end
 
 
 cdef const StaticRoute* conn_static_route(Worker* worker, Conn* conn) noexcept nogil:

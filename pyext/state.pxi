@@ -139,6 +139,7 @@ cdef struct Conn:
     bint peer_closed                  # recv returned 0: no more input will come
     bint body_streamed                # the handler reads this request's body as it arrives
     int empty_lines_before_request    # CRLFs skipped before the current request line
+    bint serving_paused               # complete requests wait: the output was over its high-water mark
     bint continue_deferred            # 100 Continue is owed when (if) the handler reads the body
     size_t output_sent_early          # output bytes a body reader flushed while the handler ran
     Conn* next_awaiting_python

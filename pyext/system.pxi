@@ -76,6 +76,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_CLOEXEC
         MSG_NOSIGNAL
         MSG_DONTWAIT
+        MSG_PEEK
         SOL_SOCKET
         SHUT_WR
     cdef struct iovec:

@@ -41,7 +41,7 @@ cdef void worker_close_idle_connections(Worker* worker) noexcept nogil:
     while conn != NULL:
         following = conn.next
         if conn_is_idle(conn):
-            conn_close(worker, conn)
+            conn_close_idle_for_stop(worker, conn)
         conn = following
 
 

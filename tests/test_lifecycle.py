@@ -181,3 +181,62 @@ def test_stop_with_many_open_connections_is_prompt():
         srv.stop()
         for sock in sockets:
             sock.close()
+
+
+class StopObserver:
+    """Stands in for a server's core and tells when stop() has asked its workers to stop."""
+
+    def __init__(self, core):
+        self._core = core
+        self.workers_asked = threading.Event()
+
+    def stop_workers(self, timeout):
+        self._core.stop_workers(timeout)
+        self.workers_asked.set()
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+
+def test_stop_half_closes_an_idle_connection_whose_next_request_is_unread(server):
+    """A stopping server closes idle keep-alive connections. One whose client has just sent its next
+    request, not yet read by the server, must see a clean FIN, not RST (which can destroy data the
+    client has not read, and reads as a reset instead of a closed keep-alive connection).
+
+    To have such a connection at the moment the idle ones are closed, on one worker: the stop is
+    seen in the same loop turn that reads B's request, whose handler then holds the worker while
+    A sends its second request; when B's handler returns, A is idle with that request unread."""
+    entered = {name: threading.Event() for name in ("one", "two")}
+    release = {name: threading.Event() for name in ("one", "two")}
+
+    def handler(request):
+        name = request.path.strip("/")
+        if name in entered:
+            entered[name].set()
+            assert release[name].wait(10)
+        return b"done"
+
+    srv = server(handler, threads=1, shutdown_timeout=10)
+    srv._core = observer = StopObserver(srv._core)
+    with connect(srv.port) as a, connect(srv.port) as b, connect(srv.port) as c:
+        a_reader = ResponseReader(a)
+        a.sendall(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert a_reader.read_response().status == 200           # A: kept alive, idle
+        c.sendall(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered["one"].wait(5)                            # the worker is in C's handler
+        b.sendall(b"GET /two HTTP/1.1\r\nHost: t\r\n\r\n")      # B's request waits in the kernel
+        stopping = threading.Thread(target=srv.stop)
+        stopping.start()
+        assert observer.workers_asked.wait(5)                    # the stop is asked for
+        release["one"].set()                                     # next turn: B read, stop seen
+        assert entered["two"].wait(5)                            # the worker is in B's handler
+        a.sendall(b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")   # unread until B's handler returns
+        release["two"].set()
+        a.settimeout(5)
+        try:
+            rest = a.recv(65536)
+        except ConnectionResetError:
+            rest = "reset"
+        stopping.join(10)
+        assert not stopping.is_alive()
+    assert rest == b"", f"A got {rest!r} instead of a clean end of the connection"

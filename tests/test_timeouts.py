@@ -43,6 +43,33 @@ def test_slowloris_is_cut_off_at_the_header_deadline_not_kept_alive_by_each_byte
     assert get(srv.port)[0] == 200              # everyone else is still served
 
 
+def test_a_new_connection_that_sends_nothing_is_closed_after_header_timeout(server):
+    """A connection's first head is due header_timeout after accept: one that never sends a byte
+    is closed then, without an answer (there is no request to answer)."""
+    srv = server(hello, header_timeout=0.5, keepalive_timeout=10)
+    started = time.monotonic()
+    with connect(srv.port, timeout=5) as sock:
+        assert read_until_closed(sock) == b""
+    assert 0.4 <= time.monotonic() - started < 3.0
+
+
+def test_a_later_heads_timer_starts_at_its_first_byte_not_at_the_previous_response(server):
+    """On a kept-alive connection the idle time before the next request is keepalive_timeout's;
+    header_timeout runs from the next head's first byte."""
+    srv = server(hello, header_timeout=0.6, keepalive_timeout=10)
+    with connect(srv.port, timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.read_response().status == 200
+        time.sleep(0.9)                          # idle longer than header_timeout: still open
+        sock.sendall(b"GET / HTTP/1.1\r\nHo")
+        first_byte = time.monotonic()
+        response = reader.read_response()
+        elapsed = time.monotonic() - first_byte
+    assert response.status == 408
+    assert 0.5 <= elapsed < 3.0
+
+
 def test_idle_keepalive_connection_is_closed_after_keepalive_timeout(server):
     srv = server(hello, keepalive_timeout=0.3)
     with connect(srv.port) as sock:

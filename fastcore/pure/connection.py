@@ -50,7 +50,7 @@ _DISCARD = bytearray(READ_SIZE)
 class Conn:
     __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "phase", "close_policy",
                  "interest", "head_complete", "keep_alive", "peer_closed", "body_streamed",
-                 "continue_deferred", "timer_kind",
+                 "continue_deferred", "serving_paused", "timer_kind",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining")
 
@@ -66,6 +66,7 @@ class Conn:
         self.close_policy = CLOSE_NEVER     # written only by protocol.close_after
         self.interest = 0                   # the epoll events registered for fd (0: not registered)
         self.head_complete = False
+        self.serving_paused = False         # complete requests wait: the output was over its high-water mark
         self.keep_alive = False             # the current response keeps the connection (no Connection: close)
         self.peer_closed = False            # recv returned 0 / failed: no more input will come
         self.body_streamed = False          # the handler reads this request's body as it arrives
@@ -89,11 +90,14 @@ class Conn:
         """Answer every complete request in the input, in order (serve_buffered_requests)."""
         parser = self.parser
         worker = self.worker
+        self.serving_paused = False
         while True:
             if self.close_policy != CLOSE_NEVER and not self.head_complete:
                 return SERVE_CLOSE
             if self.stream is not None or self.sendfile_fd >= 0:
                 return SERVE_DONE                       # the response being streamed comes first
+            if not self.head_complete and parser.inbuf and protocol.pauses_serving(self):
+                return SERVE_DONE                       # the output goes out first (protocol.py)
             try:
                 if not self.head_complete:
                     message = parser.parse_head()
@@ -338,11 +342,11 @@ class Conn:
                 return
             if self.phase == SENDING:
                 transition(self, OUTPUT_DRAINED)
-            if not (file_pending and self.parser.inbuf and self.close_policy == CLOSE_NEVER
-                    and self.stream is None):
+            if not ((file_pending or self.serving_paused) and self.parser.inbuf
+                    and self.close_policy == CLOSE_NEVER and self.stream is None):
                 break
-            # Requests pipelined behind the file waited for it: answer them now (in this loop, not
-            # by recursion: a long pipeline of files must not grow the stack).
+            # Requests pipelined behind a file, or behind a full output, waited for it: answer them
+            # now (in this loop, not by recursion: a long pipeline of files must not grow the stack).
             if self.serve() == SERVE_NEEDS_PYTHON:
                 protocol.queue_for_python(self, TO_HANDLER)
                 return
@@ -389,19 +393,21 @@ class Conn:
         self.parser.inbuf.clear()                       # unanswered input: never to be parsed
 
     def discard_input(self):
-        """A lingering connection is readable: drop what came; close at the client's FIN or an error."""
+        """A lingering connection is readable: drop what came; close at the client's FIN or an error.
+        True when the connection was closed."""
         for _ in range(LINGER_READS_PER_EVENT):
             try:
                 received = self.sock.recv_into(_DISCARD)
             except BlockingIOError:
-                return
+                return False
             except OSError:
                 received = 0
             if not received:
                 self.peer_closed = True                 # FIN (0) or an error: done lingering
                 self.close()
-                return
+                return True
             self.worker.bytes_received += received
+        return False
 
     def close(self):
         """Take the socket out of epoll, close it, and drop everything the connection owns."""

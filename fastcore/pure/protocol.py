@@ -52,8 +52,9 @@ fixtures require to be zero when a server stops).
   OUTPUT_BLOCKED  IDLE, HEAD, BODY, FLUSHING, SENDING     SENDING     the socket took less than all (from
                                                                       a read phase: a 100 Continue)
   OUTPUT_DRAINED  SENDING                                 FLUSHING    the socket took the rest
-  LINGER          FLUSHING                                LINGERING   last answer out, the client may still
-                                                                      be sending: half-closed
+  LINGER          IDLE, HEAD, FLUSHING                    LINGERING   last answer out, the client may still
+                                                                      be sending: half-closed (from IDLE,
+                                                                      HEAD: a stop, its next request unread)
   CLOSE           every phase but CLOSED                  CLOSED      last answer out, client gone, timer,
                                                                       stop, error
 
@@ -68,6 +69,7 @@ Timers fire through on_timeout(): a request caught mid-head or mid-body gets 408
 close; anything else (idle, never used, not reading our output, lingering) is closed.
 """
 import select
+import socket
 
 from . import timers
 
@@ -93,7 +95,7 @@ TRANSITIONS = (
     ("STREAM_MORE", ("FLUSHING",), "STREAMING"),
     ("OUTPUT_BLOCKED", ("IDLE", "HEAD", "BODY", "FLUSHING", "SENDING"), "SENDING"),
     ("OUTPUT_DRAINED", ("SENDING",), "FLUSHING"),
-    ("LINGER", ("FLUSHING",), "LINGERING"),
+    ("LINGER", ("IDLE", "HEAD", "FLUSHING"), "LINGERING"),
     ("CLOSE", ("NEW", "IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "SENDING",
                "LINGERING"), "CLOSED"),
 )
@@ -193,6 +195,20 @@ def serves_more_requests(conn):
     return conn.close_policy == CLOSE_NEVER
 
 
+OUTPUT_HIGH_WATER = 65536   # unsent response bytes beyond which pipelined requests wait
+
+
+def pauses_serving(conn):
+    """Output backpressure for pipelining (conn_pauses_serving): with OUTPUT_HIGH_WATER bytes of
+    responses unsent, the next pipelined request is not parsed; the output goes out first, and a
+    client that does not take it leaves the connection in SENDING, where its input is not read
+    either. Connection.flush() resumes serving once the output is out."""
+    if conn.out_size < OUTPUT_HIGH_WATER:
+        return False
+    conn.serving_paused = True
+    return True
+
+
 def start_request(conn):
     """A head was parsed (conn.parser.message): does its response keep the connection? (RFC 9112
     9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.)
@@ -271,6 +287,26 @@ def on_timeout(conn):
         conn.flush()
     else:
         conn.close()
+
+
+def close_idle_for_stop(conn):
+    """A stopping server closes an idle connection (conn_close_idle_for_stop): one whose client has
+    just sent its next request (unread in the kernel) is half-closed and drained first, so the
+    client sees FIN, not RST; it closes at the client's FIN or at the next turn of the stopping
+    loop, drained once more. One with nothing waiting is closed at once."""
+    if conn.phase == LINGERING:
+        if not conn.discard_input():                # it closes at the client's FIN
+            conn.close()
+        return
+    try:
+        waiting = conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        waiting = b""
+    if waiting:
+        close_after(conn, CLOSE_LINGERING)
+        finish(conn)
+        return
+    conn.close()
 
 
 def is_idle(conn):

@@ -212,7 +212,7 @@ class Worker:
     def close_idle_connections(self):
         for conn in list(self.connections.values()):
             if protocol.is_idle(conn):
-                conn.close()
+                protocol.close_idle_for_stop(conn)
 
     def close_all_connections(self):
         self.python_queue.clear()
