@@ -4,8 +4,10 @@
 # woken worker takes up to as many fds as its eventfd counted (stop_workers() also writes to the
 # eventfd, with no fd behind it). Every push adds one wake-up somewhere, and a worker takes from
 # the shared ring whichever fds are first, so it may take one that woke another worker: that one
-# then finds fewer, but no fd is ever left without a wake-up still owed to it. A full queue means
-# the workers are not keeping up: the listener refuses the connection instead of growing.
+# then finds fewer, but no fd is ever left without a wake-up still owed to it. A wake-up may be owed
+# by a worker stuck in a long handler, though: so a worker about to sleep also takes what is left
+# (worker.pxi). A full queue means the workers are not keeping up: the listener refuses the
+# connection instead of growing.
 
 cdef int queue_init(ConnQueue* queue, size_t capacity) noexcept nogil:
     queue.fds = <AcceptedConn*>malloc(capacity * sizeof(AcceptedConn))
@@ -40,6 +42,11 @@ cdef int queue_push(ConnQueue* queue, const AcceptedConn* accepted) noexcept nog
         result = 0
     pthread_mutex_unlock(&queue.lock)
     return result
+
+
+cdef inline bint queue_maybe_nonempty(ConnQueue* queue) noexcept nogil:
+    """Without the lock: whether a take is worth trying (a push may be under way; the take decides)."""
+    return fc_relaxed_load_size(&queue.count) != 0
 
 
 cdef size_t queue_take(ConnQueue* queue, AcceptedConn* out, size_t wanted) noexcept nogil:

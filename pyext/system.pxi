@@ -148,6 +148,8 @@ cdef extern from *:
     static inline long long fc_atomic_load64(const long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void fc_atomic_store64(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+    /* A hint read outside the lock that guards the value (the queue's length): no torn read. */
+    static inline size_t fc_relaxed_load_size(const size_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
     /* A counter with one writer (its worker) and readers elsewhere (stats): relaxed load and
        store, so no locked instruction on the hot path and no torn read. */
     static inline void fc_counter_add(long long *p, long long v) {
@@ -190,6 +192,7 @@ cdef extern from *:
     long long fc_atomic_load64(const long long* p) nogil
     void fc_atomic_store64(long long* p, long long v) nogil
     void fc_atomic_add64(long long* p, long long v) nogil
+    size_t fc_relaxed_load_size(const size_t* p) nogil
     void fc_counter_add(long long* p, long long v) nogil
     long long fc_now_ms() nogil
     enum:

@@ -21,10 +21,15 @@
 
 cdef void worker_take_queued_connections(Worker* worker) noexcept nogil:
     cdef uint64_t wakeups = 0
-    cdef AcceptedConn accepted[64]
-    cdef size_t wanted, taken, i
     if read(worker.wake_fd, &wakeups, sizeof(wakeups)) != sizeof(wakeups):
         return
+    worker_adopt_from_queue(worker, wakeups)
+
+
+cdef void worker_adopt_from_queue(Worker* worker, uint64_t wakeups) noexcept nogil:
+    """Take up to `wakeups` connections from the queue (fewer when it holds fewer) and adopt them."""
+    cdef AcceptedConn accepted[64]
+    cdef size_t wanted, taken, i
     while wakeups > 0:
         wanted = wakeups if wakeups < 64 else 64
         taken = queue_take(&worker.server.queue, accepted, wanted)
@@ -107,6 +112,13 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
                 break
         if worker.python_first == NULL:
             fc_atomic_store(&worker.idle, 1)
+            # A connection accepted while every worker was busy was credited to one of them, maybe
+            # one stuck in a long handler: a worker about to sleep takes whatever still waits in the
+            # queue (after marking itself idle, so the listener credits it from now on), so no
+            # connection waits for another worker's handler. The busy worker's credit then finds
+            # the queue shorter, which is harmless: a take is "up to".
+            if queue_maybe_nonempty(&worker.server.queue):
+                worker_adopt_from_queue(worker, worker.server.queue.capacity)
         ready = epoll_wait(worker.epoll_fd, worker.events, EPOLL_BATCH, worker_wait_ms(worker))
         fc_atomic_store(&worker.idle, 0)
         if ready < 0:

@@ -221,3 +221,44 @@ def test_interleaved_split_and_pipelined_uploads_each_get_their_own_body_back(se
         thread.join(90)
     assert not any(thread.is_alive() for thread in threads), errors[:5]
     assert errors == [], errors[:5]
+
+
+def test_no_connection_is_stranded_behind_a_worker_busy_in_a_handler(server):
+    """With every worker in a handler, new connections are credited to busy workers. Once one
+    worker is free again it must serve every queued connection, including those credited to a
+    worker still stuck in its handler, and every later one: none waits for the stuck handler."""
+    entered = {name: threading.Event() for name in ("stuck", "brief")}
+    release = {name: threading.Event() for name in ("stuck", "brief")}
+
+    def handler(request):
+        name = request.path.strip("/")
+        if name in entered:
+            entered[name].set()
+            assert release[name].wait(15)
+        return b"served " + name.encode()
+
+    srv = server(handler, threads=2)
+    stuck, brief = connect(srv.port, 10), connect(srv.port, 10)
+    waiting = []
+    try:
+        stuck.sendall(b"GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered["stuck"].wait(5)
+        brief.sendall(b"GET /brief HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered["brief"].wait(5)               # both workers are in a handler now
+        for index in range(4):                         # credited to busy workers, in turn
+            sock = connect(srv.port, 3)
+            sock.sendall(b"GET /early%d HTTP/1.1\r\nHost: t\r\n\r\n" % index)
+            waiting.append(sock)
+        release["brief"].set()                         # one worker is free; the other stays stuck
+        assert ResponseReader(brief).read_response().body == b"served brief"
+        for index in range(4):                         # arriving while one worker is free
+            sock = connect(srv.port, 3)
+            sock.sendall(b"GET /later%d HTTP/1.1\r\nHost: t\r\n\r\n" % index)
+            waiting.append(sock)
+        for sock in waiting:                           # each within 3 s, while /stuck still runs
+            response = ResponseReader(sock).read_response()
+            assert response.status == 200 and response.body.startswith(b"served ")
+    finally:
+        release["stuck"].set()
+        for sock in [stuck, brief] + waiting:
+            sock.close()

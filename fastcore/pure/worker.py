@@ -95,6 +95,10 @@ class Worker:
                     break
             if not self.python_queue:
                 self.idle = True
+                # As worker.pxi: a worker about to sleep takes what still waits in the queue, so no
+                # connection credited to a worker stuck in a handler waits for it.
+                if not self.queue.empty():
+                    self.adopt_from_queue(self.queue.maxsize)
             events = epoll.poll(self.wait_seconds(), EPOLL_BATCH)
             self.idle = False
             self.now = time.monotonic()
@@ -134,7 +138,11 @@ class Worker:
         return timeout
 
     def take_queued_connections(self):
-        for _ in range(self.wakeup.take()):
+        self.adopt_from_queue(self.wakeup.take())
+
+    def adopt_from_queue(self, wanted):
+        """Take up to `wanted` connections from the queue (fewer when it holds fewer) and adopt them."""
+        for _ in range(wanted):
             try:
                 sock, peer = self.queue.get_nowait()
             except queue.Empty:
