@@ -186,6 +186,10 @@ class Server:
                 while thread.is_alive() and time.monotonic() < self._join_deadline:
                     thread.join(0.05)
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
+            cut = core.stats().get("requests_cut_at_stop", 0)
+            if cut:
+                log.warning("fastcore: the stop's %g s deadline cut %d request(s): answered 503, or closed "
+                            "before their response was complete", timeout, cut)
             if stuck:
                 log.warning("fastcore: %s did not stop (a handler that never returns?); "
                             "its memory is left allocated", ", ".join(stuck))

@@ -32,7 +32,9 @@ cdef void batch_run(Core core, Worker* worker) noexcept:
     while worker.python_first != NULL and budget > 0:
         conn = worker.python_first
         while True:
-            if conn_streams_body(conn):
+            if stop_deadline_passed(worker):
+                batch_cut_at_deadline(worker, conn)     # no handler starts after the deadline
+            elif conn_streams_body(conn):
                 core.serializer.pull_stream(worker, conn)
             else:
                 batch_answer(core, worker, conn)
@@ -52,6 +54,23 @@ cdef void batch_run(Core core, Worker* worker) noexcept:
         conn.next_awaiting_python = NULL
         worker.flush_after_python[worker.flush_after_python_count] = conn
         worker.flush_after_python_count += 1
+
+
+cdef inline bint stop_deadline_passed(Worker* worker) noexcept nogil:
+    return fc_atomic_load(&worker.stop_requested) and fc_now_ms() >= fc_atomic_load64(&worker.stop_deadline_ms)
+
+
+cdef void batch_cut_at_deadline(Worker* worker, Conn* conn) noexcept:
+    """A stop's deadline has passed: a request still waiting for the handler is answered 503 and
+    the connection closes; a streamed response body is cut off (closed without its end). Counted,
+    so stop() can say how many requests its deadline cut."""
+    fc_atomic_add64(&worker.server.requests_cut_at_stop, 1)
+    conn_close_after(conn, CLOSE_LINGERING)
+    if conn_streams_body(conn):
+        held_body_release(worker.server.debug_counters, &conn.held)
+        return
+    append_error_response(worker, conn, 503)
+    finish_request(conn, buffer_length(&conn.input))
 
 
 cdef void batch_answer(Core core, Worker* worker, Conn* conn) noexcept:

@@ -220,6 +220,7 @@ cdef class Core:
             "rejected_queue_full": fc_atomic_load64(&self.state.rejected_queue_full),
             "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
             "sendfile_bytes": fc_atomic_load64(&self.state.sendfile_bytes),
+            "requests_cut_at_stop": fc_atomic_load64(&self.state.requests_cut_at_stop),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
         }
 

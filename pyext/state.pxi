@@ -178,6 +178,7 @@ cdef struct ServerState:
     long long rejected_queue_full
     long long rejected_connection_limit
     long long sendfile_bytes          # body bytes sent with sendfile(2)
+    long long requests_cut_at_stop    # refused (503) or closed mid-way by a stop's deadline
     long long debug_counters[FC_DEBUG_COUNTERS]     # debug builds: this server's live counts (system.pxi)
 
 cdef struct Worker:

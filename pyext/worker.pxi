@@ -51,9 +51,13 @@ cdef void worker_close_idle_connections(Worker* worker) noexcept nogil:
 
 
 cdef void worker_close_all_connections(Worker* worker) noexcept nogil:
+    """The stop's deadline: close everything; a connection in the middle of a request is counted as
+    cut (Server.stop logs how many)."""
     worker.python_first = NULL
     worker.python_last = NULL
     while worker.connections != NULL:
+        if not conn_is_idle(worker.connections) and worker.connections.close_policy != CLOSE_LINGERING:
+            fc_atomic_add64(&worker.server.requests_cut_at_stop, 1)     # (lingering: answered already)
         conn_close(worker, worker.connections)
 
 

@@ -240,3 +240,37 @@ def test_stop_half_closes_an_idle_connection_whose_next_request_is_unread(server
         stopping.join(10)
         assert not stopping.is_alive()
     assert rest == b"", f"A got {rest!r} instead of a clean end of the connection"
+
+
+def test_the_stop_deadline_is_a_deadline_no_handler_starts_after_it(server, caplog):
+    """Ten requests for a 0.4 s handler wait for one worker (an inline batch is 4 s of handlers).
+    stop(timeout=1) must return within the deadline plus the one handler call running at it (and a
+    small grace), start no handler after the deadline, and say how many requests it cut."""
+    started = []
+    first_entered = threading.Event()
+
+    def slow(request):
+        started.append(time.monotonic())
+        first_entered.set()
+        time.sleep(0.4)
+        return b"slow"
+
+    srv = server(slow, threads=1)
+    clients = [connect(srv.port, 10) for _ in range(10)]
+    try:
+        for sock in clients:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert first_entered.wait(5)
+        caplog.set_level("WARNING", logger="fastcore.error")
+        stop_called = time.monotonic()
+        srv.stop(timeout=1)
+        stop_took = time.monotonic() - stop_called
+    finally:
+        for sock in clients:
+            sock.close()
+    deadline = stop_called + 1
+    assert stop_took < 2.0, f"stop(timeout=1) took {stop_took:.2f} s"
+    assert [round(at - deadline, 2) for at in started if at > deadline + 0.05] == []
+    assert len(started) < 10
+    cut = [record for record in caplog.records if "cut" in record.getMessage()]
+    assert cut and f"{10 - len(started)} request" in cut[0].getMessage(), [r.getMessage() for r in caplog.records]

@@ -109,5 +109,6 @@ class Core:
             "rejected_queue_full": listener.rejected_queue_full,
             "rejected_connection_limit": listener.rejected_connection_limit,
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
+            "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers),
             "open_connections": self.open_connections(),
         }

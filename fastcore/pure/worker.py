@@ -25,9 +25,10 @@ import queue
 import select
 import time
 
-from . import protocol, timers
+from . import protocol, response, timers
 from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON, Conn
-from .protocol import ACCEPTED, ANSWERED, CLOSED, LINGERING, PYTHON_PHASES, SENDING, TO_HANDLER, transition
+from .protocol import (ACCEPTED, ANSWERED, CLOSE_LINGERING, CLOSED, LINGERING, PYTHON_PHASES, SENDING, TO_HANDLER,
+                       close_after, transition)
 from .response import DateCache, pull_stream
 from .wakeup import Wakeup
 
@@ -57,6 +58,7 @@ class Worker:
         self.stopping = False                   # this thread's own copy of stop_requested, once seen
         self.closed_count = 0                   # connections closed here (for stats: open = opened - closed)
         self.sendfile_bytes = 0
+        self.requests_cut_at_stop = 0           # refused (503) or closed mid-way by the stop's deadline
         self.requests = 0                       # heads parsed
         self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
         self.bytes_received = 0
@@ -191,7 +193,9 @@ class Worker:
                 python_queue.popleft()
                 continue
             while True:
-                if conn.stream is not None:
+                if self.stop_deadline_passed():
+                    self.cut_at_deadline(conn)          # no handler starts after the deadline
+                elif conn.stream is not None:
                     pull_stream(conn)
                 else:
                     conn.answer_with_handler()
@@ -210,6 +214,21 @@ class Worker:
         for conn in answered:
             conn.finish_turn(SERVE_DONE)
 
+    def stop_deadline_passed(self):
+        return self.stop_requested and time.monotonic() >= self.stop_deadline
+
+    def cut_at_deadline(self, conn):
+        """As batch.pxi's batch_cut_at_deadline: a request still waiting for the handler is answered
+        503 and the connection closes; a streamed response body is cut off. Counted."""
+        self.requests_cut_at_stop += 1
+        close_after(conn, CLOSE_LINGERING)
+        if conn.stream is not None:
+            conn.release_stream()
+            return
+        response.append_error_response(conn, 503, conn.parser.message.is_head if conn.parser.message else False)
+        conn.parser.inbuf.clear()
+        conn.finish_request()
+
     def expire_timers(self):
         """Hand every connection whose deadline has passed to the state machine (protocol.on_timeout)."""
         for _, conn in self.timers.expire(self.now):
@@ -223,8 +242,12 @@ class Worker:
                 protocol.close_idle_for_stop(conn)
 
     def close_all_connections(self):
+        """The stop's deadline: close everything; a connection in the middle of a request is counted
+        as cut (lingering ones were answered already)."""
         self.python_queue.clear()
         for conn in list(self.connections.values()):
+            if not protocol.is_idle(conn) and conn.close_policy != CLOSE_LINGERING:
+                self.requests_cut_at_stop += 1
             conn.close()
 
     def close(self):
