@@ -57,6 +57,8 @@ class ServerConfig:
                                        "all restart at once", 0)
     metrics_path: str = _option("", "serve server.stats() in Prometheus text format on GET of this path "
                                 "(e.g. /metrics; empty: off)")
+    handler_threads: int = _option(0, "Python threads that run handlers beside the I/O workers, which then never "
+                                   "take the GIL (0: each I/O worker runs its own handler batches inline)", 0)
     python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
     server_name: str = _option("fastcore", "value of the Server response field")
     # Used by the WSGI adapter and the command line, not by the compiled core:

@@ -39,6 +39,49 @@ log = logging.getLogger("fastcore.error")
 # Servers still running at interpreter exit are stopped, so their threads leave C cleanly.
 _running_servers = weakref.WeakSet()
 
+# How long stop() waits, after its deadline, for handler threads still inside a handler.
+HANDLER_THREADS_GRACE = 1.0
+
+
+class _HandlerThreads:
+    """The handler threads of one start (handler_threads > 0). stop() waits for them a short grace
+    past its deadline; a thread still inside a handler then is left running, and the last of them to
+    return releases the core (freeing it under a running thread would crash), so stop() returns in
+    time and nothing leaks once the handler returns."""
+
+    def __init__(self, core, count, port):
+        self.core = core
+        self.lock = threading.Lock()
+        self.running = count
+        self.abandoned = False
+        self.threads = [threading.Thread(target=self.run, args=(index,),
+                                         name=f"fastcore-handler-{index}:{port}", daemon=True)
+                        for index in range(count)]
+
+    def run(self, index):
+        try:
+            self.core.run_handler(index)
+        finally:
+            with self.lock:
+                self.running -= 1
+                release = self.abandoned and self.running == 0
+            if release:
+                self.core.release()
+
+    def join(self, until):
+        for thread in self.threads:
+            while thread.is_alive() and time.monotonic() < until:
+                thread.join(0.05)
+        return [thread.name for thread in self.threads if thread.is_alive()]
+
+    def abandon(self):
+        """stop() gives up waiting: the last thread to return releases the core."""
+        with self.lock:
+            self.abandoned = True
+            release = self.running == 0
+        if release:
+            self.core.release()
+
 
 class Server:
     """An HTTP/1.1 server: `handler(request) -> Response` for Python routes, static routes in C.
@@ -63,6 +106,7 @@ class Server:
         self._socket = None
         self._listener_thread = None
         self._worker_threads = []
+        self._handlers = None
         self._lifecycle_lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._join_deadline = float("inf")
@@ -155,7 +199,9 @@ class Server:
                                  name=f"fastcore-worker-{index}:{self.port}", daemon=True)
                 for index in range(self.config.threads)
             ]
-            for thread in self._worker_threads:
+            self._handlers = _HandlerThreads(
+                core, self.config.handler_threads if self.handler is not None else 0, self.port)
+            for thread in self._handlers.threads + self._worker_threads:
                 thread.start()
             self._listener_thread.start()
             _running_servers.add(self)
@@ -164,9 +210,9 @@ class Server:
     def stop(self, timeout=None):
         """Stop accepting, finish in-flight requests within `timeout` seconds (default: the
         config's shutdown_timeout), join every thread.
-        Idempotent, callable from any thread. Called from a handler (a worker thread, which cannot
-        join itself), it starts the stop on another thread and returns at once."""
-        if threading.current_thread() in self._worker_threads:
+        Idempotent, callable from any thread. Called from a handler (a worker or handler thread,
+        which cannot join itself), it starts the stop on another thread and returns at once."""
+        if threading.current_thread() in self._worker_threads + (self._handlers.threads if self._handlers else []):
             threading.Thread(target=self.stop, args=(timeout,), name="fastcore-stop").start()
             return
         if timeout is None:
@@ -179,12 +225,18 @@ class Server:
             self._listener_thread.join()
             sockets.close_listening_socket(self._socket)     # new clients are refused from here
             core.stop_workers(float(timeout))
+            deadline = time.monotonic() + timeout
             # Workers close everything by the deadline, but one inside a handler returns only when
             # the handler does: wait a little past the deadline (less once a stop is forced).
             self._join_deadline = time.monotonic() + timeout + 5.0
             for thread in self._worker_threads:
                 while thread.is_alive() and time.monotonic() < self._join_deadline:
                     thread.join(0.05)
+            # Handler threads serve what is left on the bridge (after its deadline, with 503s), then
+            # return; one still inside a handler gets a short grace, then is left to release the
+            # core itself when it returns (_HandlerThreads).
+            core.stop_handlers()
+            handlers_left = self._handlers.join(min(self._join_deadline, deadline + HANDLER_THREADS_GRACE))
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
             cut = core.stats().get("requests_cut_at_stop", 0)
             if cut:
@@ -194,11 +246,16 @@ class Server:
                 log.warning("fastcore: %s did not stop (a handler that never returns?); "
                             "its memory is left allocated", ", ".join(stuck))
                 self._abandoned_core = core
+            elif handlers_left:
+                log.warning("fastcore: %s still in a handler after the stop's deadline; the server's "
+                            "memory is released when the last of them returns", ", ".join(handlers_left))
+                self._handlers.abandon()
             else:
                 core.release()
             self._core = None
             self._socket = None
             self._worker_threads = []
+            self._handlers = None
             self._listener_thread = None
             _running_servers.discard(self)
             self._stop_requested.set()

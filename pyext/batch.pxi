@@ -1,6 +1,13 @@
-# batch.pxi: the Python batch: where a worker thread takes the GIL and calls the handler.
+# batch.pxi: the Python batch: where a thread takes the GIL and calls the handler.
 #
-# Theory of operation. worker_run_python_batch() is the only place a worker thread takes the GIL
+# Two modes. Inline (handler_threads = 0): each I/O worker runs its own batch at the end of its loop
+# turn, as below. Handler threads (handler_threads = N): the I/O workers never take the GIL; N
+# Python threads run handler_thread_run(), taking connections from the bridge (bridge.pxi) in
+# batches of up to python_batch under one GIL acquisition each, and handing each connection back
+# to its worker as soon as its handler returns, so a slow handler holds one handler thread, not an
+# I/O worker and the connections it serves.
+#
+# Inline mode. worker_run_python_batch() is the only place a worker thread takes the GIL
 # (a `with gil` trampoline into batch_run). It runs once per loop turn, when connections wait in
 # the worker's FIFO (protocol.pxi: conn_queue_for_python) or held bodies wait to be released
 # (serializer.pxi). It first releases the parked bodies, then takes the connections in order, and
@@ -54,6 +61,40 @@ cdef void batch_run(Core core, Worker* worker) noexcept:
         conn.next_awaiting_python = NULL
         worker.flush_after_python[worker.flush_after_python_count] = conn
         worker.flush_after_python_count += 1
+
+
+cdef void handler_thread_run(Core core, Worker* context) noexcept:
+    """A handler thread (handler_threads > 0; bridge.pxi): take connections from the bridge (the
+    GIL released while waiting), call Python for each under one GIL acquisition, and hand each
+    back to its worker as soon as its handler returns. `context` is this thread's own Worker: its
+    Date line, counters, bins and parked bodies; the connection's own worker is conn.home."""
+    cdef Conn** taken = context.flush_after_python
+    cdef int count, i
+    cdef Conn* conn
+    cdef Worker* home
+    while True:
+        with nogil:
+            count = bridge_take(context, taken, context.server.python_batch)
+        release_parked_bodies(context)
+        if count < 0:
+            return                                  # stopped
+        context.now_ms = fc_now_ms()
+        date_refresh(&context.date)
+        for i in range(count):
+            conn = taken[i]
+            home = conn.home
+            conn.input.bin = &context.input_bin     # its buffers are this thread's while it is here
+            conn.output.bin = &context.output_bin
+            if stop_deadline_passed(home):
+                batch_cut_at_deadline(context, conn)    # no handler starts after the deadline
+            elif conn_streams_body(conn):
+                core.serializer.pull_stream(context, conn)
+            else:
+                batch_answer(core, context, conn)
+            conn_transition(context, conn, EVENT_ANSWERED)  # phase only: FLUSHING keeps epoll and timer
+            conn.input.bin = &home.input_bin
+            conn.output.bin = &home.output_bin
+            inbox_push(conn)                        # the response leaves now, not after the batch
 
 
 cdef inline bint stop_deadline_passed(Worker* worker) noexcept nogil:

@@ -278,6 +278,7 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
         return
     fc_debug_count(worker.server.debug_counters, FC_LIVE_CONNECTIONS, 1)
     conn.fd = fd
+    conn.home = worker
     conn.peer = accepted.peer
     conn.sendfile_fd = -1
     conn.input.bin = &worker.input_bin            # released blocks stay with the worker for reuse

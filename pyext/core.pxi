@@ -12,6 +12,7 @@
 cdef class Core:
     cdef ServerState state
     cdef Worker* workers
+    cdef Worker* handler_contexts     # handler-thread mode: one per handler thread (bridge.pxi)
     cdef object handler
     cdef WSGIAdapter wsgi             # Dispatch.wsgi: the adapter whose requests wsgi.pxi answers, else None
     cdef bytes wsgi_bypass_path       # Dispatch.wrapper_path: a path the handler's wrapper answers itself
@@ -38,6 +39,7 @@ cdef class Core:
         cdef double body_timeout = config.body_timeout
         cdef double keepalive_timeout = config.keepalive_timeout
         cdef double write_timeout = config.write_timeout
+        cdef int handler_threads = config.handler_threads
         cdef str server_name = config.server_name
         cdef epoll_event event
         cdef Worker* worker
@@ -85,6 +87,9 @@ cdef class Core:
         event.data.fd = self.state.listener_wake_fd
         epoll_ctl(self.state.listener_epoll_fd, EPOLL_CTL_ADD, self.state.listener_wake_fd, &event)
 
+        if bridge_init(&self.state.bridge) != 0:
+            raise MemoryError()
+        self.state.handler_threads = handler_threads
         self.workers = <Worker*>calloc(threads, sizeof(Worker))
         if self.workers == NULL:
             raise MemoryError()
@@ -92,24 +97,44 @@ cdef class Core:
         self.state.worker_count = threads
         for i in range(threads):
             worker = &self.workers[i]
-            worker.index = i
-            worker.server = &self.state
             worker.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
             worker.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
-            worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))
-            if worker.epoll_fd < 0 or worker.wake_fd < 0 or worker.flush_after_python == NULL:
+            if (worker.epoll_fd < 0 or worker.wake_fd < 0
+                    or self._init_worker(worker, i, python_batch, header_timeout, body_timeout,
+                                         keepalive_timeout, write_timeout) != 0):
                 raise OSError(errno, "cannot create a worker's epoll set")
-            worker.timers[<int>TIMER_HEADER].duration_ms = <long long>(header_timeout * 1000)
-            worker.timers[<int>TIMER_BODY].duration_ms = <long long>(body_timeout * 1000)
-            worker.timers[<int>TIMER_IDLE].duration_ms = <long long>(keepalive_timeout * 1000)
-            worker.timers[<int>TIMER_WRITE].duration_ms = <long long>(write_timeout * 1000)
-            worker.timers[<int>TIMER_LINGER].duration_ms = LINGER_TIMEOUT_MS
-            worker.input_bin.block_size = READ_CHUNK
-            worker.output_bin.block_size = BUFFER_MIN_ALLOCATION
-            worker.input_bin.debug_counters = worker.output_bin.debug_counters = self.state.debug_counters
+            pthread_mutex_init(&worker.inbox_lock, NULL)
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
+        # A handler thread's context: a Worker without epoll set or eventfd, for the Date line,
+        # counters, bins and parked bodies that the thread keeps to itself (bridge.pxi).
+        self.handler_contexts = <Worker*>calloc(max(1, handler_threads), sizeof(Worker))
+        if self.handler_contexts == NULL:
+            raise MemoryError()
+        for i in range(handler_threads):
+            self.handler_contexts[i].epoll_fd = -1
+            self.handler_contexts[i].wake_fd = -1
+            if self._init_worker(&self.handler_contexts[i], i, python_batch, header_timeout, body_timeout,
+                                 keepalive_timeout, write_timeout) != 0:
+                raise MemoryError()
+
+    cdef int _init_worker(self, Worker* worker, int index, int python_batch, double header_timeout,
+                          double body_timeout, double keepalive_timeout, double write_timeout) except -2:
+        worker.index = index
+        worker.server = &self.state
+        worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))
+        if worker.flush_after_python == NULL:
+            return -1
+        worker.timers[<int>TIMER_HEADER].duration_ms = <long long>(header_timeout * 1000)
+        worker.timers[<int>TIMER_BODY].duration_ms = <long long>(body_timeout * 1000)
+        worker.timers[<int>TIMER_IDLE].duration_ms = <long long>(keepalive_timeout * 1000)
+        worker.timers[<int>TIMER_WRITE].duration_ms = <long long>(write_timeout * 1000)
+        worker.timers[<int>TIMER_LINGER].duration_ms = LINGER_TIMEOUT_MS
+        worker.input_bin.block_size = READ_CHUNK
+        worker.output_bin.block_size = BUFFER_MIN_ALLOCATION
+        worker.input_bin.debug_counters = worker.output_bin.debug_counters = self.state.debug_counters
+        return 0
 
     cdef _set_static_routes(self, list static_routes):
         cdef StaticRoute* route
@@ -147,6 +172,17 @@ cdef class Core:
         with nogil:
             worker_loop(&self.workers[index])
 
+    def run_handler(self, int index):
+        """A handler thread's loop (handler_threads > 0): returns after stop_handlers()."""
+        if not 0 <= index < self.state.handler_threads:
+            raise IndexError(index)
+        self._threads_started = True
+        handler_thread_run(self, &self.handler_contexts[index])
+
+    def stop_handlers(self):
+        """Let the handler threads return once the bridge is empty: after the workers have returned."""
+        bridge_stop(&self.state.bridge)
+
     def stop_listener(self):
         cdef uint64_t one = 1
         fc_atomic_store(&self.state.listener_stop, 1)
@@ -157,6 +193,9 @@ cdef class Core:
         cdef uint64_t one = 1
         cdef long long deadline = fc_now_ms() + <long long>(timeout * 1000)
         cdef int i
+        for i in range(self.state.handler_threads):
+            fc_atomic_store64(&self.handler_contexts[i].stop_deadline_ms, deadline)
+            fc_atomic_store(&self.handler_contexts[i].stop_requested, 1)
         for i in range(self.state.worker_count):
             fc_atomic_store64(&self.workers[i].stop_deadline_ms, deadline)
             fc_atomic_store(&self.workers[i].stop_requested, 1)
@@ -175,8 +214,9 @@ cdef class Core:
             close(self.state.listener_wake_fd)
         if self.workers != NULL:
             for i in range(self.state.worker_count):
-                worker_close_all_connections(&self.workers[i])
+                worker_close_all_connections(&self.workers[i], True)
                 release_parked_bodies(&self.workers[i])
+                pthread_mutex_destroy(&self.workers[i].inbox_lock)
                 buffer_bin_empty(&self.workers[i].input_bin)
                 buffer_bin_empty(&self.workers[i].output_bin)
                 free(self.workers[i].parked_bodies)
@@ -187,6 +227,18 @@ cdef class Core:
                 free(self.workers[i].flush_after_python)
             free(self.workers)
             self.workers = NULL
+        if self.handler_contexts != NULL:
+            for i in range(self.state.handler_threads):
+                release_parked_bodies(&self.handler_contexts[i])
+                buffer_bin_empty(&self.handler_contexts[i].input_bin)
+                buffer_bin_empty(&self.handler_contexts[i].output_bin)
+                free(self.handler_contexts[i].parked_bodies)
+                free(self.handler_contexts[i].flush_after_python)
+            free(self.handler_contexts)
+            self.handler_contexts = NULL
+        for i in range(self.state.bridge.parked_count):
+            held_body_release(self.state.debug_counters, &self.state.bridge.parked[i])
+        bridge_destroy(&self.state.bridge)
         free(self.state.routes)
         self.state.routes = NULL
 
@@ -208,14 +260,31 @@ cdef class Core:
                                   fc_atomic_load64(&counters.responses[status_class])
                                   for status_class in range(6)},
                 })
+        # Handler threads count the responses they write and the bytes they move (request.stream,
+        # streamed bodies) in their own contexts: added to the totals, not listed per worker.
+        handlers = []
+        if self.handler_contexts != NULL:
+            for i in range(self.state.handler_threads):
+                counters = &self.handler_contexts[i].counters
+                handlers.append({
+                    "bytes_received": fc_atomic_load64(&counters.bytes_received),
+                    "bytes_sent": fc_atomic_load64(&counters.bytes_sent),
+                    "responses": [fc_atomic_load64(&counters.responses[status_class]) for status_class in range(6)],
+                })
         responses = {key: sum(worker["responses"][key] for worker in per_worker)
                      for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")}
+        for handler in handlers:
+            for status_class in range(6):
+                responses["%dxx" % status_class if status_class else "other"] += handler["responses"][status_class]
         return {
             "requests": sum(worker["requests"] for worker in per_worker),
             "responses": responses,
-            "bytes_received": sum(worker["bytes_received"] for worker in per_worker),
-            "bytes_sent": sum(worker["bytes_sent"] for worker in per_worker),
+            "bytes_received": sum(worker["bytes_received"] for worker in per_worker + handlers),
+            "bytes_sent": sum(worker["bytes_sent"] for worker in per_worker + handlers),
             "workers": per_worker,
+            "handler_threads": len(handlers),
+            "worker_gil_batches": sum(fc_atomic_load64(&self.workers[i].gil_batches)
+                                      for i in range(self.state.worker_count)) if self.workers != NULL else 0,
             "accepted": fc_atomic_load64(&self.state.accepted),
             "rejected_queue_full": fc_atomic_load64(&self.state.rejected_queue_full),
             "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
@@ -223,6 +292,11 @@ cdef class Core:
             "requests_cut_at_stop": fc_atomic_load64(&self.state.requests_cut_at_stop),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
         }
+
+    @property
+    def released(self):
+        """release() has run: the C state is freed."""
+        return self._released
 
     def debug_counters(self):
         """What a debug build counted for this server (testing.pxi: debug_counts); None in a

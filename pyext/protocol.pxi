@@ -24,8 +24,10 @@
 #                                                  still sends is discarded
 #   CLOSED     -         -                         nothing: fd closed, struct about to be freed
 #
-#   (1) events are ignored while Python has the connection; the interest stays IN so the common
-#       keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes no epoll_ctl call.
+#   (1) inline mode (handler_threads = 0): events are ignored while Python has the connection; the
+#       interest stays IN so the common keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes
+#       no epoll_ctl call. Handler-thread mode: the connection leaves the epoll set (interest none)
+#       while a handler thread has it (bridge.pxi), and comes back in the phase after FLUSHING.
 #   (2) a phase that lasts only within one loop turn: changing epoll or a timer for it would be
 #       undone before epoll_wait could see it.
 #
@@ -146,7 +148,13 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
         return -1
     conn.phase = target
     interest = PHASE_INTEREST[<int>target]
-    if interest != INTEREST_KEPT and interest != conn.interest:
+    if (target == PHASE_HANDLER or target == PHASE_STREAMING) and worker.server.handler_threads:
+        interest = 0                            # a handler thread has it: out of the epoll set (2)
+    if interest == 0 and conn.interest:
+        epoll_ctl(worker.epoll_fd, EPOLL_CTL_DEL, conn.fd, NULL)
+        fc_debug_count(worker.server.debug_counters, FC_EPOLL_REGISTRATIONS, -1)
+        conn.interest = 0
+    elif interest != INTEREST_KEPT and interest != 0 and interest != conn.interest:
         change.events = interest
         change.data.ptr = conn
         if epoll_ctl(worker.epoll_fd, EPOLL_CTL_MOD if conn.interest else EPOLL_CTL_ADD, conn.fd, &change) != 0:
@@ -256,9 +264,13 @@ cdef void conn_finish(Worker* worker, Conn* conn) noexcept nogil:
 
 
 cdef void conn_queue_for_python(Worker* worker, Conn* conn, ConnEvent event) noexcept nogil:
-    """Hand the connection to the worker's Python batch (TO_HANDLER, or STREAM_MORE for the next
-    part of a streamed body); it runs at the end of this loop turn."""
+    """Hand the connection to Python (TO_HANDLER, or STREAM_MORE for the next part of a streamed
+    body): to the handler threads through the bridge, or inline to the worker's own batch at the
+    end of this loop turn."""
     conn_transition(worker, conn, event)
+    if worker.server.handler_threads:
+        bridge_push(worker, conn)
+        return
     conn.next_awaiting_python = NULL
     if worker.python_last != NULL:
         worker.python_last.next_awaiting_python = conn
@@ -268,8 +280,9 @@ cdef void conn_queue_for_python(Worker* worker, Conn* conn, ConnEvent event) noe
 
 
 cdef inline bint conn_with_python(const Conn* conn) noexcept nogil:
-    """Queued in (or being served by) the worker's Python batch: its events wait for the batch."""
-    return conn.phase == PHASE_HANDLER or conn.phase == PHASE_STREAMING
+    """Queued in (or being served by) the worker's Python batch, or with a handler thread: its
+    events wait. (with_handler_thread first: the phase of such a connection is not ours to read.)"""
+    return conn.with_handler_thread or conn.phase == PHASE_HANDLER or conn.phase == PHASE_STREAMING
 
 
 cdef void conn_on_timeout(Worker* worker, Conn* conn) noexcept nogil:
@@ -304,6 +317,8 @@ cdef void conn_close_idle_for_stop(Worker* worker, Conn* conn) noexcept nogil:
 
 cdef inline bint conn_is_idle(const Conn* conn) noexcept nogil:
     """Between requests (nothing read, nothing owed) or lingering: safe to close when stopping."""
+    if conn.with_handler_thread:
+        return False
     if conn.phase == PHASE_LINGERING:
         return True
     return ((conn.phase == PHASE_IDLE or conn.phase == PHASE_HEAD)

@@ -140,6 +140,7 @@ cdef struct Conn:
     bint body_streamed                # the handler reads this request's body as it arrives
     int empty_lines_before_request    # CRLFs skipped before the current request line
     bint serving_paused               # complete requests wait: the output was over its high-water mark
+    bint with_handler_thread          # handed to the bridge: its worker reads nothing else of it (bridge.pxi)
     bint continue_deferred            # 100 Continue is owed when (if) the handler reads the body
     size_t output_sent_early          # output bytes a body reader flushed while the handler ran
     Conn* next_awaiting_python
@@ -150,11 +151,26 @@ cdef struct Conn:
     Conn* timer_previous
     Conn* timer_next
     HeldBody held                     # the Python body being sent, if any (serializer.pxi owns it)
+    Worker* home                      # the I/O worker it lives in (handler threads hand it back there)
     bint stream_chunked               # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
     int64_t stream_remaining          # bytes still owed under a handler-declared Content-Length, or -1
 
+ctypedef struct Bridge:               # handler-thread mode: connections handed to Python (bridge.pxi)
+    pthread_mutex_t lock
+    pthread_cond_t ready              # signalled when work arrives, broadcast at stop
+    Conn* first                       # FIFO of connections whose request or stream pull waits for Python
+    Conn* last
+    size_t waiting                    # connections in the FIFO
+    int idle_threads                  # handler threads waiting on `ready`
+    HeldBody* parked                  # held bodies the I/O workers are done with: released by a
+    int parked_count                  #   handler thread, under the GIL
+    int parked_capacity
+    int stop                          # handler threads return once set and the FIFO is empty
+
 cdef struct ServerState:
     ConnQueue queue
+    Bridge bridge
+    int handler_threads               # 0: inline (each I/O worker runs its own Python batch)
     Limits limits
     StaticRoute* routes
     size_t route_count
@@ -205,4 +221,8 @@ cdef struct Worker:
     BufferBin input_bin               # READ_CHUNK blocks for connections' input
     BufferBin output_bin              # BUFFER_MIN_ALLOCATION blocks for their output
     int flush_after_python_count
+    pthread_mutex_t inbox_lock        # handler-thread mode: connections handed back after Python
+    Conn* inbox_first                 #   (bridge.pxi), drained when wake_fd fires
+    Conn* inbox_last
+    long long gil_batches             # atomic: times this thread took the GIL for a batch
     epoll_event events[EPOLL_BATCH]

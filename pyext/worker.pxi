@@ -50,21 +50,32 @@ cdef void worker_close_idle_connections(Worker* worker) noexcept nogil:
         conn = following
 
 
-cdef void worker_close_all_connections(Worker* worker) noexcept nogil:
-    """The stop's deadline: close everything; a connection in the middle of a request is counted as
-    cut (Server.stop logs how many)."""
+cdef void worker_close_all_connections(Worker* worker, bint threads_gone) noexcept nogil:
+    """The stop's deadline: close everything but what a handler thread still holds (freeing it
+    under that thread would crash; it is closed by Core.release() once the thread has returned);
+    with `threads_gone` (Core.release), everything. A connection in the middle of a request is
+    counted as cut (Server.stop logs it)."""
+    cdef Conn* conn = worker.connections
+    cdef Conn* following
     worker.python_first = NULL
     worker.python_last = NULL
-    while worker.connections != NULL:
-        if not conn_is_idle(worker.connections) and worker.connections.close_policy != CLOSE_LINGERING:
+    while conn != NULL:
+        following = conn.next
+        if conn.with_handler_thread and not threads_gone:
+            conn = following
+            continue
+        if not conn_is_idle(conn) and conn.close_policy != CLOSE_LINGERING:
             fc_atomic_add64(&worker.server.requests_cut_at_stop, 1)     # (lingering: answered already)
-        conn_close(worker, worker.connections)
+        conn_close(worker, conn)
+        conn = following
 
 
 cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil:
     cdef Conn* conn = <Conn*>event.data.ptr
     if conn == NULL:
         worker_take_queued_connections(worker)
+        if worker.server.handler_threads:
+            worker_drain_inbox(worker)
     elif conn_with_python(conn):
         pass                                            # its Python batch runs at the end of this turn
     elif conn.phase == PHASE_LINGERING:
@@ -112,7 +123,9 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
             if worker.connection_count == 0:
                 break
             if worker.now_ms >= fc_atomic_load64(&worker.stop_deadline_ms):
-                worker_close_all_connections(worker)
+                # What a handler thread still holds stays in our list, for Core.release() to close
+                # once that thread has given it back and returned (Server.stop).
+                worker_close_all_connections(worker, False)
                 break
         if worker.python_first == NULL:
             fc_atomic_store(&worker.idle, 1)
@@ -133,7 +146,11 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
             worker.stopping = True
         for i in range(ready):
             worker_handle_event(worker, &worker.events[i])
-        if worker.python_first != NULL or worker.parked_count:
+        if worker.server.handler_threads:
+            if worker.parked_count:
+                bridge_park_bodies(worker)          # a handler thread releases them
+        elif worker.python_first != NULL or worker.parked_count:
+            fc_atomic_add64(&worker.gil_batches, 1)
             worker_run_python_batch(worker)
             for i in range(worker.flush_after_python_count):
                 conn_finish_turn(worker, worker.flush_after_python[i], SERVE_DONE)

@@ -35,6 +35,10 @@ if os.environ.get("FASTCORE_TEST_INSTALLED"):
 
 HANG_TIMEOUT_DEFAULT = 60.0
 
+# FASTCORE_TEST_HANDLER_THREADS=N runs every fixture server with N handler threads (the default
+# 0 runs handlers inline in the I/O workers): .ci/run runs the suite once each way.
+DEFAULT_HANDLER_THREADS = int(os.environ.get("FASTCORE_TEST_HANDLER_THREADS", "0"))
+
 # A duplicate of the real stderr taken in pytest_configure (capture is suspended then), so the
 # faulthandler dump of a hung test reaches the terminal / CI log even under fd capture.
 _hang_dump_fd = None
@@ -100,7 +104,7 @@ def start_servers(server_class, started):
     ({"body": ..., "content_type": ..., "status": ...})."""
 
     def start(handler=None, threads=2, static=None, **options):
-        options = {"host": "127.0.0.1", "port": 0, **options}
+        options = {"host": "127.0.0.1", "port": 0, "handler_threads": DEFAULT_HANDLER_THREADS, **options}
         srv = server_class(handler, threads=threads, **options)
         for path, spec in (static or {}).items():
             if isinstance(spec, dict):

@@ -68,7 +68,9 @@ def test_queue_overflow_answers_503_or_closes_and_recovers(server):
         return b"ok " + request.path.encode()
 
     queue_size = 1
-    srv = server(handler, threads=1, queue_size=queue_size)
+    # Inline handlers: the one worker is blocked in /block, so accepted connections pile up in the
+    # queue (with handler threads the worker keeps adopting them: test_handler_threads.py).
+    srv = server(handler, threads=1, queue_size=queue_size, handler_threads=0)
     blocker_result = {}
 
     def blocked_client():

@@ -741,7 +741,8 @@ def test_close_called_when_the_client_disconnects_mid_stream(wsgi_server):
     assert status == 200
 
 
-def test_close_called_when_the_server_stops_mid_stream(wsgi_server):
+def test_close_called_when_the_server_stops_mid_stream(wsgi_server, wsgi_problems):
+    """An endless body is cut at the stop's deadline: closed, and the stop says it cut it."""
     bodies = []
 
     def app(environ, start_response):
@@ -755,6 +756,7 @@ def test_close_called_when_the_server_stops_mid_stream(wsgi_server):
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         srv.stop(timeout=0.5)
     assert bodies[0].closed.is_set()
+    assert wsgi_problems.take("fastcore.error", "deadline cut 1 request")
 
 
 # -- HEAD ----------------------------------------------------------------------------------------

@@ -57,6 +57,17 @@ class Core:
     def run_worker(self, index):
         self.workers[index].run()
 
+    @property
+    def released(self):
+        return self._released
+
+    def run_handler(self, index):
+        """Handler-thread mode is not built in this engine yet: its workers run handlers inline
+        whatever handler_threads says, and these threads return at once."""
+
+    def stop_handlers(self):
+        pass
+
     def stop_listener(self):
         self.listener.request_stop()
 

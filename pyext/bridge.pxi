@@ -1,0 +1,178 @@
+# bridge.pxi: handler-thread mode: I/O workers hand connections to Python threads and take them back.
+#
+# Theory of operation. With handler_threads = N > 0, the I/O workers never take the GIL: Python
+# runs on N handler threads beside them. A connection whose request needs Python (TO_HANDLER) or
+# whose streamed body wants its next part (STREAM_MORE) is appended by its worker to the bridge: a
+# FIFO of connections under one mutex, with a condition variable the handler threads sleep on. From
+# then until it comes back, the connection belongs to the handler thread that takes it:
+#
+#   * its worker has taken it out of its epoll set (in this mode the HANDLER and STREAMING phases
+#     have no epoll interest: protocol.pxi), no timer runs for it, and the worker marks it
+#     `with_handler_thread` and reads nothing else of it until it comes back;
+#   * the handler thread works on it with a Worker of its own (a "handler context": its own Date
+#     line, counters, buffer bins and parked bodies), so nothing it touches is shared with an I/O
+#     worker; the connection's buffers use that context's bins while it is there.
+#
+# A handler thread takes up to python_batch connections at a time, calls Python for each under one
+# GIL acquisition (batch.pxi: handler_thread_run), and hands each back to its home worker's inbox
+# as soon as its handler returns (not at the end of the batch): one mutex, and a write to the
+# worker's wake eventfd when the inbox was empty. The worker drains its inbox when woken and goes on
+# as after an inline batch: serve what is pipelined behind (which may hand it over again), send.
+#
+# Python objects: an I/O worker parks the held bodies it is done with (serializer.pxi) as in
+# inline mode, but cannot release them: at the end of its loop turn it moves them onto the
+# bridge, and the next handler thread to wake releases them under the GIL.
+#
+# Stop: handler threads run until Core.stop_handlers() (after the I/O workers have returned: they
+# wait for every connection a handler thread holds). No handler starts after the stop's deadline
+# (batch.pxi); a handler that never returns keeps its connection, its worker and the stop waiting,
+# as in inline mode.
+
+
+cdef int bridge_init(Bridge* bridge) noexcept nogil:
+    memset(bridge, 0, sizeof(Bridge))
+    if pthread_mutex_init(&bridge.lock, NULL) != 0:
+        return -1
+    if pthread_cond_init(&bridge.ready, NULL) != 0:
+        pthread_mutex_destroy(&bridge.lock)
+        return -1
+    return 0
+
+
+cdef void bridge_destroy(Bridge* bridge) noexcept nogil:
+    pthread_cond_destroy(&bridge.ready)
+    pthread_mutex_destroy(&bridge.lock)
+    free(bridge.parked)
+    bridge.parked = NULL
+
+
+cdef void bridge_push(Worker* worker, Conn* conn) noexcept nogil:
+    """Hand `conn` (already in HANDLER or STREAMING, out of the epoll set) to the handler threads."""
+    cdef Bridge* bridge = &worker.server.bridge
+    conn.with_handler_thread = True
+    conn.next_awaiting_python = NULL
+    pthread_mutex_lock(&bridge.lock)
+    if bridge.last != NULL:
+        bridge.last.next_awaiting_python = conn
+    else:
+        bridge.first = conn
+    bridge.last = conn
+    bridge.waiting += 1
+    pthread_cond_signal(&bridge.ready)          # no system call when no handler thread waits
+    pthread_mutex_unlock(&bridge.lock)
+
+
+cdef void bridge_park_bodies(Worker* worker) noexcept nogil:
+    """Move the worker's parked bodies onto the bridge, for a handler thread to release. Out of
+    memory: they stay parked on the worker and are tried again next turn (or freed at release)."""
+    cdef Bridge* bridge = &worker.server.bridge
+    cdef HeldBody* grown
+    cdef int capacity
+    pthread_mutex_lock(&bridge.lock)
+    if bridge.parked_count + worker.parked_count > bridge.parked_capacity:
+        capacity = bridge.parked_capacity * 2 if bridge.parked_capacity else 16
+        while capacity < bridge.parked_count + worker.parked_count:
+            capacity *= 2
+        grown = <HeldBody*>realloc(bridge.parked, capacity * sizeof(HeldBody))
+        if grown == NULL:
+            pthread_mutex_unlock(&bridge.lock)
+            return
+        bridge.parked = grown
+        bridge.parked_capacity = capacity
+    memcpy(bridge.parked + bridge.parked_count, worker.parked_bodies, worker.parked_count * sizeof(HeldBody))
+    bridge.parked_count += worker.parked_count
+    worker.parked_count = 0
+    pthread_cond_signal(&bridge.ready)
+    pthread_mutex_unlock(&bridge.lock)
+
+
+cdef int bridge_take(Worker* context, Conn** taken, int most) noexcept nogil:
+    """For a handler thread: wait until connections wait (or bodies to release, or the stop), then
+    take up to `most` connections and every parked body (into context's parked list). Returns how
+    many connections were taken; -1 once stopped with nothing left."""
+    cdef Bridge* bridge = &context.server.bridge
+    cdef Conn* conn
+    cdef HeldBody* grown
+    cdef int count = 0, capacity, share
+    pthread_mutex_lock(&bridge.lock)
+    while bridge.first == NULL and bridge.parked_count == 0 and not bridge.stop:
+        bridge.idle_threads += 1
+        pthread_cond_wait(&bridge.ready, &bridge.lock)
+        bridge.idle_threads -= 1
+    # Take a fair share, not a whole batch, while other handler threads are idle: a request taken
+    # here waits for the ones before it in this thread's batch, so two requests and two idle
+    # threads mean one each (a fast request is not held behind a slow one).
+    share = <int>((bridge.waiting + bridge.idle_threads) // (bridge.idle_threads + 1))
+    if share < most:
+        most = share if share > 0 else 1
+    while count < most and bridge.first != NULL:
+        conn = bridge.first
+        bridge.first = conn.next_awaiting_python
+        if bridge.first == NULL:
+            bridge.last = NULL
+        conn.next_awaiting_python = NULL
+        bridge.waiting -= 1
+        taken[count] = conn
+        count += 1
+    if bridge.parked_count and context.parked_count + bridge.parked_count > context.parked_capacity:
+        capacity = context.parked_capacity * 2 if context.parked_capacity else 16
+        while capacity < context.parked_count + bridge.parked_count:
+            capacity *= 2
+        grown = <HeldBody*>realloc(context.parked_bodies, capacity * sizeof(HeldBody))
+        if grown != NULL:                       # else they wait on the bridge for another try
+            context.parked_bodies = grown
+            context.parked_capacity = capacity
+    if bridge.parked_count and context.parked_count + bridge.parked_count <= context.parked_capacity:
+        memcpy(context.parked_bodies + context.parked_count, bridge.parked, bridge.parked_count * sizeof(HeldBody))
+        context.parked_count += bridge.parked_count
+        bridge.parked_count = 0
+    if bridge.first != NULL or bridge.parked_count:
+        pthread_cond_signal(&bridge.ready)      # more for another handler thread
+    if count == 0 and bridge.stop and bridge.first == NULL and context.parked_count == 0:
+        count = -1
+    pthread_mutex_unlock(&bridge.lock)
+    return count
+
+
+cdef void bridge_stop(Bridge* bridge) noexcept nogil:
+    pthread_mutex_lock(&bridge.lock)
+    bridge.stop = 1
+    pthread_cond_broadcast(&bridge.ready)
+    pthread_mutex_unlock(&bridge.lock)
+
+
+cdef void inbox_push(Conn* conn) noexcept nogil:
+    """For a handler thread: give `conn` back to its home worker, waking it if its inbox was empty.
+    After this the handler thread does not touch the connection."""
+    cdef Worker* home = conn.home
+    cdef uint64_t one = 1
+    cdef bint was_empty
+    conn.next_awaiting_python = NULL
+    pthread_mutex_lock(&home.inbox_lock)
+    was_empty = home.inbox_first == NULL
+    if home.inbox_last != NULL:
+        home.inbox_last.next_awaiting_python = conn
+    else:
+        home.inbox_first = conn
+    home.inbox_last = conn
+    pthread_mutex_unlock(&home.inbox_lock)
+    if was_empty:
+        write(home.wake_fd, &one, sizeof(one))
+
+
+cdef void worker_drain_inbox(Worker* worker) noexcept nogil:
+    """Carry on with the connections handler threads gave back: as after an inline batch, serve
+    what is pipelined behind the answer (which may hand the connection over again), then send."""
+    cdef Conn* conn
+    cdef Conn* following
+    pthread_mutex_lock(&worker.inbox_lock)
+    conn = worker.inbox_first
+    worker.inbox_first = NULL
+    worker.inbox_last = NULL
+    pthread_mutex_unlock(&worker.inbox_lock)
+    while conn != NULL:
+        following = conn.next_awaiting_python
+        conn.next_awaiting_python = NULL
+        conn.with_handler_thread = False
+        conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
+        conn = following
