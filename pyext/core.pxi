@@ -221,6 +221,9 @@ cdef class Core:
             "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
             "sendfile_bytes": fc_atomic_load64(&self.state.sendfile_bytes),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
+            "accept_pauses": fc_atomic_load64(&self.state.accept_pauses),
+            "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),
+            "accept_exhaustion_errno": fc_atomic_load(&self.state.accept_exhaustion_errno),
         }
 
     def debug_counters(self):

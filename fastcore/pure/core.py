@@ -110,4 +110,7 @@ class Core:
             "rejected_connection_limit": listener.rejected_connection_limit,
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
             "open_connections": self.open_connections(),
+            "accept_pauses": listener.accept_pauses,
+            "accept_exhaustions": listener.accept_exhaustions,
+            "accept_exhaustion_errno": listener.accept_exhaustion_errno,
         }
