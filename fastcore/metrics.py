@@ -14,6 +14,9 @@ it takes the GIL like any Python route.
     fastcore_accepted_total                          connections accepted
     fastcore_rejected_total{reason="queue_full"}     connections refused with 503 (queue full / cap)
     fastcore_rejected_total{reason="connection_limit"}
+    fastcore_accept_pauses_total                     100 ms pauses of accepting: out of descriptors
+                                                     (or memory)
+    fastcore_accept_exhaustions_total                episodes of such pauses (each logged once)
     fastcore_worker_requests_total{worker="0"}       requests per worker thread
 
 The numbers are this process's: with processes > 1 every child serves its own counters, and the
@@ -55,6 +58,12 @@ def render(stats):
     family("fastcore_rejected_total", "counter", "Connections refused with a 503, by reason.",
            [((("reason", "queue_full"),), stats.get("rejected_queue_full", 0)),
             ((("reason", "connection_limit"),), stats.get("rejected_connection_limit", 0))])
+    family("fastcore_accept_pauses_total", "counter",
+           "Times accepting paused for 100 ms: out of file descriptors (or memory).",
+           [((), stats.get("accept_pauses", 0))])
+    family("fastcore_accept_exhaustions_total", "counter",
+           "Episodes of descriptor (or memory) exhaustion while accepting.",
+           [((), stats.get("accept_exhaustions", 0))])
     family("fastcore_worker_requests_total", "counter", "Requests handled, by worker thread.",
            [((("worker", str(index)),), worker.get("requests", 0))
             for index, worker in enumerate(stats.get("workers", []))])

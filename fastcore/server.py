@@ -22,6 +22,7 @@ metrics route and the WSGI adapter (fastcore.wsgi_adapter); fastcore.supervisor 
 processes > 1. Nothing it imports imports it: fastcore.wsgi, fastcore.pure and the command line
 build on it (tests/test_imports.py).
 """
+import errno
 import logging
 import signal
 import socket
@@ -35,6 +36,10 @@ from .errors import ConfigError, ServerStateError
 from .wsgi_adapter import WSGIHandler
 
 log = logging.getLogger("fastcore.error")
+
+# At most one "out of descriptors" line per server this often; the episodes in between are
+# counted into the next line (and always in stats()).
+ACCEPT_EXHAUSTION_LOG_INTERVAL = 60.0
 
 # Servers still running at interpreter exit are stopped, so their threads leave C cleanly.
 _running_servers = weakref.WeakSet()
@@ -110,6 +115,9 @@ class Server:
         self._lifecycle_lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._join_deadline = float("inf")
+        self._exhaustion_report_lock = threading.Lock()
+        self._exhaustions_reported = 0            # episodes of descriptor exhaustion already logged
+        self._exhaustion_logged_at = float("-inf")
 
     @classmethod
     def wsgi(cls, app, config=None, **options):
@@ -192,6 +200,7 @@ class Server:
             self._socket = listening
             self._core = core
             self._stop_requested.clear()
+            self._exhaustions_reported = 0        # a new core counts from 0
             self._listener_thread = threading.Thread(
                 target=core.run_listener, name=f"fastcore-listener:{self.port}", daemon=True)
             self._worker_threads = [
@@ -262,7 +271,8 @@ class Server:
 
     def serve_forever(self, on_ready=None):
         """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
-        the main thread; elsewhere no signal handler is installed). `on_ready(server)` runs once
+        the main thread; elsewhere no signal handler is installed). There, SIGHUP is ignored with a
+        log line when nothing else handles or ignores it (_ignore_hangup). `on_ready(server)` runs once
         the server accepts and the signal handlers are in place (e.g. to print the URL), so a
         signal sent by someone who saw it always stops the server cleanly.
         With config.processes > 1 this process becomes a supervisor (fastcore.supervisor) that
@@ -279,13 +289,15 @@ class Server:
                 self._stop_requested.set()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous_handlers[signum] = signal.signal(signum, request_stop)
+            if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+                previous_handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, _ignore_hangup)
         try:
             if self._core is None:
                 self.start()
             if on_ready is not None:
                 on_ready(self)
             while not self._stop_requested.wait(1.0):
-                pass
+                self._watch()
             self.stop()                                 # graceful, within shutdown_timeout
         finally:
             self.stop()                                 # (no-op after a graceful stop)
@@ -301,11 +313,46 @@ class Server:
             self._join_deadline = min(self._join_deadline, time.monotonic() + 1.0)
             core.stop_workers(0.0)
 
+    def _watch(self):
+        """Once a second in serve_forever: what the engine's threads count but cannot log."""
+        core = self._core
+        if core is not None:
+            self._report_accept_exhaustion(core.stats())
+
+    def _report_accept_exhaustion(self, stats):
+        """Log a new episode of descriptor (or memory) exhaustion the listener counted: it runs
+        without the GIL and logs nothing itself. One line per episode, at most one per
+        ACCEPT_EXHAUSTION_LOG_INTERVAL; episodes in between are counted into the next line. Called
+        from serve_forever's wait and from stats()."""
+        episodes = stats.get("accept_exhaustions", 0)
+        if episodes <= self._exhaustions_reported or not self._exhaustion_report_lock.acquire(blocking=False):
+            return
+        try:
+            now = time.monotonic()
+            if episodes <= self._exhaustions_reported or now - self._exhaustion_logged_at < ACCEPT_EXHAUSTION_LOG_INTERVAL:
+                return
+            new_episodes = episodes - self._exhaustions_reported
+            self._exhaustions_reported = episodes
+            self._exhaustion_logged_at = now
+            error = stats.get("accept_exhaustion_errno", 0)
+            what = "memory" if error in (errno.ENOBUFS, errno.ENOMEM) else "file descriptors"
+            log.error("fastcore: out of %s accepting connections (%s)%s: new clients wait in the listen "
+                      "backlog while accepting pauses 100 ms at a time; raise the descriptor limit "
+                      "(ulimit -n) or lower max_connections", what, errno.errorcode.get(error, error),
+                      f", {new_episodes} episodes since the last report" if new_episodes > 1 else "")
+        finally:
+            self._exhaustion_report_lock.release()
+
     def stats(self):
         """The engine's counters (requests, responses by status class, bytes, accepted, rejected_*,
-        open_connections, sendfile_bytes, and per worker); {} when the server is not running."""
+        open_connections, sendfile_bytes, accept_pauses, accept_exhaustions and the errno of the
+        latest, and per worker); {} when the server is not running."""
         core = self._core
-        return core.stats() if core is not None else {}
+        if core is None:
+            return {}
+        stats = core.stats()
+        self._report_accept_exhaustion(stats)
+        return stats
 
     def __enter__(self):
         if self._core is None:
@@ -339,6 +386,16 @@ class WSGIServer(Server):
 
     def __repr__(self):
         return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
+
+
+def _ignore_hangup(signum, frame):
+    """SIGHUP with processes=1 (serve_forever installs this only over the default action, which
+    would kill the process without a drain). A reload asked of a single process cannot be honoured
+    without dropping the socket, and stopping on it would take down a service whose manager meant
+    to reload it (systemd ExecReload), so it is ignored, and said so. With processes > 1 the
+    supervisor restarts its children one at a time instead."""
+    log.warning("fastcore: SIGHUP ignored: with processes=1 there is nothing to reload into; "
+                "restart the process, or run with processes > 1 for rolling restarts on SIGHUP")
 
 
 def _stop_running_servers():

@@ -27,8 +27,8 @@ Framing. The core frames the body; an app-declared Content-Length is honoured by
     goes out with Content-Length: len(body). With one, that is the length sent: a longer body is
     cut to it, and a shorter one is an application error, answered 500 (nothing has been sent);
     HEAD carries the declared length with no body, so an app that declares the GET's length and
-    gives no body for HEAD (werkzeug does) is answered right; a bodyless status (1xx, 204, 304)
-    gets neither body nor Content-Length.
+    gives no body for HEAD (werkzeug does) is answered right; a bodyless status (204, 304)
+    gets neither body nor Content-Length. A 1xx status is refused by start_response (a 500).
   * a fastcore.FileWrapper (wsgi.file_wrapper) over a regular file, with no write() data and no
     declared length beyond what the file holds from its position: handed over as is, and the
     worker sends the rest of the file, or exactly the declared length, with sendfile(2) without

@@ -291,6 +291,9 @@ cdef class Core:
             "sendfile_bytes": fc_atomic_load64(&self.state.sendfile_bytes),
             "requests_cut_at_stop": fc_atomic_load64(&self.state.requests_cut_at_stop),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
+            "accept_pauses": fc_atomic_load64(&self.state.accept_pauses),
+            "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),
+            "accept_exhaustion_errno": fc_atomic_load(&self.state.accept_exhaustion_errno),
         }
 
     @property

@@ -5,6 +5,12 @@
 # preferring one that is idle in epoll_wait, so a worker busy in a slow handler does not collect
 # new connections. A full queue, or `max_connections` already open, means a canned 503 and a
 # close. When the process is out of file descriptors the listening socket is taken out of the epoll set for 100 ms instead of spinning.
+#
+# Descriptor exhaustion is counted, never logged here: this thread holds no GIL and takes none. Each
+# pause adds to `accept_pauses`; the first pause after an accept that succeeded (or the first ever)
+# starts an episode and adds to `accept_exhaustions`, with the errno kept in
+# `accept_exhaustion_errno`. Python reads them through Core.stats(), and Server logs one line per
+# new episode, rate-limited (fastcore/server.py: report_accept_exhaustion).
 
 cdef enum:
     ACCEPT_PAUSE_MS = 100
@@ -39,6 +45,16 @@ cdef void set_nodelay(ServerState* server, int fd) noexcept nogil:
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
 
 
+cdef void count_accept_pause(ServerState* server, int error) noexcept nogil:
+    """Count a pause of accepting for lack of descriptors or memory; a pause with no successful
+    accept since the last one belongs to the same episode."""
+    fc_atomic_add64(&server.accept_pauses, 1)
+    fc_atomic_store(&server.accept_exhaustion_errno, error)
+    if not server.accept_exhausted:
+        server.accept_exhausted = True
+        fc_atomic_add64(&server.accept_exhaustions, 1)
+
+
 cdef int accept_ready_connections(ServerState* server) noexcept nogil:
     """Accept until EAGAIN. Returns 0, or -1 when out of descriptors or memory (pause accepting)."""
     cdef int fd
@@ -53,8 +69,10 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
             if errno == EINTR or errno == ECONNABORTED:
                 continue
             if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
+                count_accept_pause(server, errno)
                 return -1
             return 0                                    # EAGAIN, or the socket is being closed
+        server.accept_exhausted = False                 # an accept succeeded: the episode is over
         fc_atomic_add64(&server.accepted, 1)
         if server.max_connections and fc_atomic_load64(&server.open_connections) >= server.max_connections:
             fc_atomic_add64(&server.rejected_connection_limit, 1)

@@ -60,7 +60,9 @@ ctypedef struct ParsedRequest:
 cdef uint8_t TOKEN_BYTE[256]
 # Field value bytes (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. Not CR, LF, NUL, other controls, DEL.
 cdef uint8_t FIELD_VALUE_BYTE[256]
-# Request-target bytes: anything visible, obs-text tolerated; never a control byte or a space.
+# Request-target bytes (RFC 9112 3.2, RFC 3986): visible ASCII only. Not a control byte or a space,
+# not obs-text (bytes >= 0x80: clients percent-encode, and a raw byte's meaning depends on a charset
+# nobody declared) and not '#' (a fragment is never sent: RFC 9110 7.1). Any of those is a 400.
 cdef uint8_t TARGET_BYTE[256]
 # Host field value bytes (RFC 9112 3.2, RFC 3986 3.2.2): uri-host [":" port], so unreserved,
 # pct-encoded, sub-delims, ':' and the brackets of an IP literal. Not '/', '@', '?', '#', spaces.
@@ -73,7 +75,7 @@ cdef void _init_byte_classes() noexcept:
     for i in range(256):
         TOKEN_BYTE[i] = (48 <= i <= 57) or (65 <= i <= 90) or (97 <= i <= 122)
         FIELD_VALUE_BYTE[i] = i == 9 or (32 <= i <= 126) or i >= 128
-        TARGET_BYTE[i] = (33 <= i <= 126) or i >= 128
+        TARGET_BYTE[i] = 33 <= i <= 126 and i != 35          # '#'
     for i in specials:
         TOKEN_BYTE[i] = 1
     for i in range(256):

@@ -118,11 +118,59 @@ cdef long long _declared_length(bytes value) except -2:
     return int(value)
 
 
+cdef int _check_final_status(int status) except -1:
+    """A handler's response is the request's final response. A 1xx is interim (RFC 9110 15.2): sent
+    as the answer it would leave the client waiting for the real one and taking the next response
+    as this request's. The server's own 100 Continue does not come through here, and fastcore never
+    switches protocols, so 101 has no place either: every 1xx is refused like an invalid status."""
+    if not 100 <= status <= 999:
+        raise ValueError(f"invalid HTTP status {status}")
+    if status < 200:
+        raise ValueError(f"a handler cannot answer with the interim status {status} (1xx): "
+                         f"a response needs a final status, 200 or above")
+    return 0
+
+
+# Bounds on a handler's response head. No real application comes near them: Python's http.client
+# (requests, urllib) refuses a response with more than 100 fields, Envoy's defaults stop at 100
+# fields and 60 KiB, nginx proxies 4-8 KiB heads by default (proxy_buffer_size) and HAProxy 16 KiB.
+# Beyond them the head is an application bug (a header built in a loop, a value that grows), and a
+# 500 with a log line says so, instead of shipping megabytes of head that clients and proxies refuse.
+cdef enum:
+    MAX_RESPONSE_HEAD_SIZE = 65536    # bytes, status line to the blank line, as serialized
+    MAX_RESPONSE_FIELDS = 256         # fields the handler gives (dict items, list or tuple entries)
+
+
+cdef int check_response_field_count(object headers) except -1:
+    """Refuse more than MAX_RESPONSE_FIELDS fields before any is serialized: one len() (an
+    iterable without one is bounded by check_response_head_size alone)."""
+    cdef Py_ssize_t count
+    if type(headers) is dict or type(headers) is list or type(headers) is tuple:
+        count = len(headers)
+    else:
+        try:
+            count = len(headers)
+        except TypeError:
+            return 0
+    if count > MAX_RESPONSE_FIELDS:
+        raise ValueError(f"the response has {count} header fields, more than the limit of "
+                         f"{MAX_RESPONSE_FIELDS} (MAX_RESPONSE_FIELDS)")
+    return 0
+
+
+cdef int check_response_head_size(size_t length) except -1:
+    """Refuse a serialized head over MAX_RESPONSE_HEAD_SIZE: a length check once the head is
+    written; the batch rolls the output back and answers 500."""
+    if length > MAX_RESPONSE_HEAD_SIZE:
+        raise ValueError(f"the response head is {length} bytes, more than the limit of "
+                         f"{MAX_RESPONSE_HEAD_SIZE} (MAX_RESPONSE_HEAD_SIZE)")
+    return 0
+
+
 cdef bytes _custom_status_line(int status, object reason):
     """A status line with the handler's own reason phrase (WSGI apps give one); not cached."""
     cdef bytes phrase = _as_latin1(reason)
-    if not 100 <= status <= 999:
-        raise ValueError(f"invalid HTTP status {status}")
+    _check_final_status(status)
     _check_field(b"Reason", phrase)
     return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
 
@@ -184,8 +232,7 @@ cdef class ResponseSerializer:
     cdef bytes status_line(self, int status):
         line = self._status_lines.get(status)
         if line is None:
-            if not 100 <= status <= 999:
-                raise ValueError(f"invalid HTTP status {status}")
+            _check_final_status(status)
             try:
                 reason = HTTPStatus(status).phrase
             except ValueError:
@@ -212,6 +259,7 @@ cdef class ResponseSerializer:
         is then honoured (the stream is capped at it, and a stream that falls short closes the
         connection). A declared Content-Length on HEAD is what a GET would carry."""
         cdef Buffer* out = &conn.output
+        cdef size_t head_start = buffer_length(out)    # earlier pipelined responses may precede
         cdef Response response
         cdef int status = 200
         cdef object body, headers = None, content_type = None, reason = None
@@ -254,6 +302,7 @@ cdef class ResponseSerializer:
         if content_type is not None:
             _append_bytes(out, self._content_type_line(content_type))
         if headers:
+            check_response_field_count(headers)
             declared_length = self._append_fields(out, conn, headers)
 
         bodyless = status < 200 or status == 204 or status == 304
@@ -291,6 +340,7 @@ cdef class ResponseSerializer:
                 conn_close_after(conn, CLOSE_AFTER_RESPONSE)    # HTTP/1.0: the close delimits the body
         if append_connection_field(out, conn) != 0 or buffer_append(out, b"\r\n", 2) != 0:
             raise MemoryError()
+        check_response_head_size(buffer_length(out) - head_start)
 
         if file_span is not None:
             if bodyless or head_only or file_span[2] == 0:

@@ -195,6 +195,10 @@ cdef struct ServerState:
     long long rejected_connection_limit
     long long sendfile_bytes          # body bytes sent with sendfile(2)
     long long requests_cut_at_stop    # refused (503) or closed mid-way by a stop's deadline
+    long long accept_pauses           # atomic: times accepting stopped for ACCEPT_PAUSE_MS (out of fds or memory)
+    long long accept_exhaustions      # atomic: episodes of those pauses (listener.pxi); Python logs each
+    int accept_exhaustion_errno       # atomic: the errno of the latest pause (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+    bint accept_exhausted             # listener thread only: in an episode (no accept has succeeded since)
     long long debug_counters[FC_DEBUG_COUNTERS]     # debug builds: this server's live counts (system.pxi)
 
 cdef struct Worker:

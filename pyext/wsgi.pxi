@@ -131,6 +131,9 @@ cdef tuple _check_wsgi_status(object status):
     if _WSGI_BAD_VALUE.search(status):
         raise ValueError(f"invalid character in status {status!r}")
     code = int(code_text)
+    if code < 200:          # interim: never the final response (_check_final_status, serializer.pxi)
+        raise ValueError(f"a WSGI application cannot answer with the interim status {status!r} (1xx): "
+                         f"start_response needs a final status, 200 or above")
     # The app's reason phrase goes to the core only when it differs from the standard one, so the
     # usual statuses keep the core's cached status lines. A bare code gets the standard phrase.
     reason = status[4:] or None

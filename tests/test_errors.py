@@ -165,6 +165,14 @@ MALFORMED = [
     ("non-numeric-content-length", {}, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", 400),
     ("negative-content-length", {}, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
     ("http-1.1-without-host", {}, b"GET / HTTP/1.1\r\n\r\n", 400),
+    # RFC 9112 3.2: the request-target is URI syntax, visible ASCII. Raw bytes >= 0x80 (clients
+    # percent-encode: /caf%C3%A9) and a fragment (never sent: RFC 9110 7.1) are refused.
+    ("raw-utf8-in-target", {}, b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("byte-0x80-in-query", {}, b"GET /p?q=\x80 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("byte-0xff-in-absolute-form", {}, b"GET http://h/\xff HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("fragment-in-target", {}, b"GET /f#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("fragment-after-query", {}, b"GET /f?a=1#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    ("fragment-on-static-route", {}, b"GET /health# HTTP/1.1\r\nHost: h\r\n\r\n", 400),
 ]
 
 

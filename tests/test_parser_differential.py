@@ -389,24 +389,34 @@ def target_form_not_served(data, ours, theirs):
 
 
 def target_bytes_outside_uri(data, ours, theirs):
-    """A request-target with obs-text (bytes >= 0x80) or, in absolute-form or CONNECT's
-    authority-form, an authority character outside RFC 3986. RFC 9112 3.2 defines request-target
-    from URI syntax, but fastcore takes any visible byte except space (TARGET_BYTE in parser.pxi:
-    "obs-text tolerated") and leaves interpreting the URI to the application, as most servers do
-    for raw UTF-8 paths; it does not validate CONNECT's authority (it does not tunnel). llhttp
-    rejects these."""
+    """A request-target in absolute-form or CONNECT's authority-form with an authority character
+    outside RFC 3986. fastcore checks the target's bytes (visible ASCII, no '#': TARGET_BYTE in
+    parser.pxi) and leaves interpreting the URI to the application; it does not validate the
+    authority (it does not tunnel, and Host is what it checks). llhttp rejects these. (Raw bytes
+    >= 0x80 were a difference here too until both parsers refused them.)"""
     if theirs.error_type != "HttpParserInvalidURLError" or ours[0] == "error":
         return False
     parts = _request_line(_strip_crlf_lines(data)).split(b" ")
     if len(parts) < 3:
         return ours[0] == "need-more"
     target = parts[1]
-    if any(byte >= 0x80 for byte in target):
-        return True
     if parts[0] == b"CONNECT" and not target.startswith(b"/"):
         return not URI_AUTHORITY.match(target)
     match = re.match(rb"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", target)
     return bool(match) and not URI_AUTHORITY.match(match.group(1))
+
+
+def fragment_in_target(data, ours, theirs):
+    """A request-target with a fragment (`/f#frag`). RFC 9110 7.1: a client sends the target
+    without its fragment, and RFC 9112 3.2's origin-form and absolute-form have none; fastcore
+    answers 400 (TARGET_BYTE in parser.pxi excludes '#'), llhttp parses the fragment as part of
+    the URL. With the fragment cut off, the parsers must agree."""
+    if ours != ("error", 400) or theirs.outcome == "error":
+        return False
+    pieces = _request_line(data).split(b" ")
+    if len(pieces) != 3 or b"#" not in pieces[1]:
+        return False
+    return _agrees_once_reduced(_replace_target(data, pieces[1].split(b"#", 1)[0] or b"/"), data)
 
 
 # Head fields.
@@ -645,6 +655,7 @@ EXPECTED_DIFFERENCES = [
     http_version_not_supported,
     target_form_not_served,
     target_bytes_outside_uri,
+    fragment_in_target,
     host_field_count,
     invalid_host_value,
     unsupported_expectation,
@@ -773,7 +784,8 @@ EXPECTED_DIFFERENCE_EXAMPLES = {
     "http09_request_line": b"GET /\r\n\r\n",
     "http_version_not_supported": b"GET / HTTP/2.0\r\n" + H + b"\r\n",
     "target_form_not_served": b"GET ftp://h/p HTTP/1.1\r\n" + H + b"\r\n",
-    "target_bytes_outside_uri": b"GET /caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n",
+    "target_bytes_outside_uri": b"GET http://a\"b/ HTTP/1.1\r\n" + H + b"\r\n",
+    "fragment_in_target": b"GET /f#frag HTTP/1.1\r\n" + H + b"\r\n",
     "host_field_count": b"GET / HTTP/1.1\r\n\r\n",
     "invalid_host_value": b'DELETE /%20 HTTP/1.1\r\nHost:"\r\n\r\n',     # found by the mutation test
     "unsupported_expectation": b"GET / HTTP/1.1\r\n" + H + b"Expect: foo\r\n\r\n",

@@ -122,4 +122,7 @@ class Core:
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
             "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers),
             "open_connections": self.open_connections(),
+            "accept_pauses": listener.accept_pauses,
+            "accept_exhaustions": listener.accept_exhaustions,
+            "accept_exhaustion_errno": listener.accept_exhaustion_errno,
         }

@@ -8,8 +8,11 @@ collect new connections. A full queue, or `max_connections` already open, means 
 effort, never blocking) and a close. When the process is out of file descriptors the listening socket
 is taken out of the epoll set for 100 ms instead of spinning.
 
-Counters: only this thread writes its own (accepted, rejected_*, opened); each worker counts the
-connections it closed, so open_connections = opened - closed needs no lock.
+Counters: only this thread writes its own (accepted, rejected_*, opened, accept_*); each worker
+counts the connections it closed, so open_connections = opened - closed needs no lock. Descriptor
+exhaustion is counted here and logged by the Server (one line per episode, as listener.pxi): each
+pause adds to accept_pauses, and the first pause since an accept succeeded starts an episode
+(accept_exhaustions, with its errno).
 """
 import errno
 import queue
@@ -39,6 +42,10 @@ class Listener:
         self.rejected_queue_full = 0
         self.rejected_connection_limit = 0
         self.opened = 0                         # connections handed to workers
+        self.accept_pauses = 0                  # pauses for lack of descriptors or memory
+        self.accept_exhaustions = 0             # episodes of them (a pause after a successful accept)
+        self.accept_exhaustion_errno = 0        # the errno of the latest pause
+        self.accept_exhausted = False           # in an episode
         self.wakeup = Wakeup()
         try:
             self.epoll = select.epoll()
@@ -79,7 +86,11 @@ class Listener:
             except ConnectionAbortedError:
                 continue
             except OSError as error:
-                return -1 if error.errno in _OUT_OF_RESOURCES else 0   # else: the socket is being closed
+                if error.errno in _OUT_OF_RESOURCES:
+                    self.count_accept_pause(error.errno)
+                    return -1
+                return 0                                # the socket is being closed
+            self.accept_exhausted = False               # an accept succeeded: the episode is over
             self.accepted += 1
             if self.max_connections and self.core.open_connections() >= self.max_connections:
                 self.rejected_connection_limit += 1
@@ -99,6 +110,13 @@ class Listener:
                 self.refuse(sock)
                 continue
             self.choose_worker().wakeup.wake()
+
+    def count_accept_pause(self, error):
+        self.accept_pauses += 1
+        self.accept_exhaustion_errno = error
+        if not self.accept_exhausted:
+            self.accept_exhausted = True
+            self.accept_exhaustions += 1
 
     def refuse(self, sock):
         """Best effort, never blocking: a short 503, then close."""

@@ -10,14 +10,14 @@ compiled parser (pyext/parser.pxi), and the limits are counted on the bytes them
      head_scan(): a bare LF is 400, a request line over max_request_line 414, a head over
      max_head_size 431, each checked while the head is still arriving too; at most 8 empty lines
      may precede it. The request line is checked here against the grammar of parse_request_line()
-     (token method, any visible target byte, origin / absolute / asterisk / authority form,
+     (token method, visible ASCII target bytes without '#', origin / absolute / asterisk / authority form,
      HTTP/1.0 or 1.1 else 505), and the fields the server acts on (Host, Content-Length,
      Transfer-Encoding, Expect, Connection) are read and judged with the rules of parse_head().
      Then the head goes to llhttp behind a neutral request line `GET / HTTP/1.x`: llhttp validates
      every field line (its errors come first, as field errors do in the compiled parser) and sets
      up the body framing. Method and target stay ours because llhttp knows a fixed method table,
-     tunnels CONNECT and rejects obs-text in targets, none of which the compiled parser does; and
-     llhttp sees Transfer-Encoding only in the canonical form `chunked` the checks left possible.
+     accepts a fragment in the target and tunnels CONNECT, none of which the compiled parser does;
+     and llhttp sees Transfer-Encoding only in the canonical form `chunked` the checks left possible.
   2. The body. feed_body() gives llhttp the Content-Length bytes up to the announced length. A
      chunked body can end only just after a CRLFCRLF (the last-chunk line or the trailer section
      followed by the blank line), and llhttp completes a message exactly on that final LF; so a
@@ -36,8 +36,9 @@ import httptools
 CRLF2 = b"\r\n\r\n"
 
 # RFC 9112 3: method SP request-target SP HTTP-version, with the byte classes of parser.pxi:
-# token bytes in the method, any visible byte or obs-text (no control byte, no space) in the target.
-REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/([0-9])\.([0-9])")
+# token bytes in the method; in the target visible ASCII except '#' (no control byte, no space, no
+# obs-text, no fragment: TARGET_BYTE in parser.pxi).
+REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21\x22\x24-\x7e]+) HTTP/([0-9])\.([0-9])")
 
 # The fields whose meaning the server acts on: "\r\n" name ":" OWS value. A line this misreads
 # (a bare CR, say) is rejected by llhttp, whose verdict is given first.

@@ -5,7 +5,8 @@ pyext/serializer.pxi, byte for byte: status line, Server, Date (a ready-made lin
 once a second per thread by DateCache), then the handler's Content-Type and fields, then exactly one
 framing field (Content-Length, or Transfer-Encoding: chunked for a streamed body on HTTP/1.1), then
 Connection when the connection will close (or `keep-alive` for an HTTP/1.0 client that asked).
-HEAD, 1xx, 204 and 304 carry no body. Status and Content-Type lines are cached per server.
+HEAD, 204 and 304 carry no body; a 1xx is refused (a handler gives the final status). Status and
+Content-Type lines are cached per server.
 
 A handler response is built in a local list and only appended to the connection's output once it is
 complete, so a failure half-way (a CR in a header value, say) leaves nothing behind and becomes a
@@ -32,6 +33,9 @@ SMALL_BODY = 16384                      # bodies up to this are copied behind th
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CONNECTION_CLOSE = b"Connection: close\r\n"
 CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+# Bounds on a handler's response head, as in serializer.pxi (which says why these numbers).
+MAX_RESPONSE_HEAD_SIZE = 65536          # bytes, status line to the blank line, as serialized
+MAX_RESPONSE_FIELDS = 256               # fields the handler gives
 _END_OF_STREAM = object()
 
 # Reason phrases of the statuses the server produces on its own (status_reason in response.pxi).
@@ -83,8 +87,7 @@ class Formats:
     def status_line(self, status):
         line = self._status_lines.get(status)
         if line is None:
-            if not 100 <= status <= 999:
-                raise ValueError(f"invalid HTTP status {status}")
+            check_final_status(status)
             try:
                 reason = HTTPStatus(status).phrase
             except ValueError:
@@ -203,11 +206,41 @@ def declared_length(value):
     return int(value)
 
 
+def check_final_status(status):
+    """A handler's response is the request's final response: a 1xx (interim, RFC 9110 15.2) would
+    leave the client waiting for the real one and taking the next response as this request's; the
+    server's own 100 Continue does not come through here, and fastcore never switches protocols
+    (so no 101 either). As _check_final_status in serializer.pxi."""
+    if not 100 <= status <= 999:
+        raise ValueError(f"invalid HTTP status {status}")
+    if status < 200:
+        raise ValueError(f"a handler cannot answer with the interim status {status} (1xx): "
+                         f"a response needs a final status, 200 or above")
+
+
+def check_response_field_count(headers):
+    """Refuse more than MAX_RESPONSE_FIELDS fields before any is serialized (one len(); an
+    iterable without one is bounded by check_response_head_size alone)."""
+    try:
+        count = len(headers)
+    except TypeError:
+        return
+    if count > MAX_RESPONSE_FIELDS:
+        raise ValueError(f"the response has {count} header fields, more than the limit of "
+                         f"{MAX_RESPONSE_FIELDS} (MAX_RESPONSE_FIELDS)")
+
+
+def check_response_head_size(length):
+    """Refuse a serialized head over MAX_RESPONSE_HEAD_SIZE (nothing is written yet: a 500 follows)."""
+    if length > MAX_RESPONSE_HEAD_SIZE:
+        raise ValueError(f"the response head is {length} bytes, more than the limit of "
+                         f"{MAX_RESPONSE_HEAD_SIZE} (MAX_RESPONSE_HEAD_SIZE)")
+
+
 def custom_status_line(status, reason):
     """A status line with the handler's own reason phrase (WSGI apps give one); not cached."""
     phrase = as_latin1(reason)
-    if not 100 <= status <= 999:
-        raise ValueError(f"invalid HTTP status {status}")
+    check_final_status(status)
     check_field(b"Reason", phrase)
     return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
 
@@ -256,6 +289,7 @@ def append_handler_response(conn, result, head_only):
         parts.append(formats.content_type_line(content_type))
     declared = -1
     if headers:
+        check_response_field_count(headers)
         for field_name, field_value in (headers.items() if isinstance(headers, dict) else headers):
             name = as_latin1(field_name)
             value = as_latin1(field_value)
@@ -306,17 +340,19 @@ def append_handler_response(conn, result, head_only):
             close_after(conn, CLOSE_AFTER_RESPONSE)     # HTTP/1.0: the close delimits the body
     parts.append(connection_field(conn))
     parts.append(b"\r\n")
+    head = b"".join(parts)
+    check_response_head_size(len(head))
     worker.count_response(status)               # from here on nothing can fail: the response goes out
 
     if file_span is not None:
-        conn.write(b"".join(parts))
+        conn.write(head)
         conn.stream_owner = body
         if bodyless or head_only or file_span[2] == 0:
             conn.release_stream()
         else:
             conn.sendfile_fd, conn.sendfile_offset, conn.sendfile_remaining = file_span
     elif stream is not None:
-        conn.write(b"".join(parts))
+        conn.write(head)
         conn.stream = stream
         conn.stream_owner = body
         conn.stream_chunked = chunked
@@ -326,12 +362,11 @@ def append_handler_response(conn, result, head_only):
         else:
             pull_stream(conn)
     elif bodyless or head_only or not body:
-        conn.write(b"".join(parts))
+        conn.write(head)
     elif len(body) <= SMALL_BODY:
-        parts.append(body)
-        conn.write(b"".join(parts))
+        conn.write(head + body)
     else:
-        conn.write(b"".join(parts))
+        conn.write(head)
         conn.write(body)                            # a second buffer of the same send: not copied
 
 
