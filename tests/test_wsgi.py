@@ -364,6 +364,32 @@ def test_custom_status_and_headers_pass_through(wsgi_server):
     assert body == b"4\r\nnope\r\n0\r\n\r\n"
 
 
+@pytest.mark.parametrize("body_kind", ["list", "generator"])
+def test_app_server_and_date_fields_replace_ours(wsgi_server, body_kind):
+    """An app that sets Server or Date (Flask's send_file sets Date) gets one of each, its own
+    (waitress and granian do the same); an app that sets neither gets ours."""
+    date = "Tue, 01 Dec 2026 00:00:00 GMT"
+
+    def app(environ, start_response):
+        own = [("Date", date), ("Server", "app-server")] if environ["PATH_INFO"] == "/own" else []
+        start_response("200 OK", [("Content-Type", "text/plain")] + own)
+        return [b"body"] if body_kind == "list" else (part for part in [b"bo", b"dy"])
+
+    srv = wsgi_server(app)
+    client = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+    try:
+        for _ in range(2):                          # the second time through the field caches
+            for path, server_values in (("/own", ["app-server"]), ("/theirs", ["fastcore"])):
+                client.request("GET", path)
+                response = client.getresponse()
+                assert response.status == 200 and response.read() == b"body"
+                assert response.msg.get_all("server") == server_values
+                assert len(response.msg.get_all("date")) == 1
+                assert (response.msg["date"] == date) == (path == "/own")
+    finally:
+        client.close()
+
+
 def test_keep_alive_and_pipelining_across_response_kinds(wsgi_server, tmp_path):
     data = os.urandom(30000)
     (tmp_path / "f.bin").write_bytes(data)
