@@ -66,8 +66,25 @@ def _env_name(name):
     return ENV_PREFIX + name.upper()
 
 
+def _octal(text):
+    """A permission mode as chmod users write it: 660, 0660 or 0o660 (never decimal)."""
+    digits = text.strip()
+    digits = digits[2:] if digits[:2].lower() == "0o" else digits
+    if not digits or any(c not in "01234567" for c in digits):
+        raise ValueError(f"invalid octal mode: {text!r} (write it as for chmod, e.g. 660)")
+    return int(digits, 8)
+
+
 def _converter(spec):
     kind = spec.type
+    if spec.metadata.get("octal"):
+        def convert_octal(text):
+            try:
+                return _octal(text)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        convert_octal.__name__ = "octal"
+        return convert_octal
 
     def convert(text):
         try:
@@ -103,13 +120,15 @@ def build_parser():
                              f"env {ENV_PREFIX}APP_DIR)")
     options = parser.add_argument_group("server options (fastcore.ServerConfig)")
     for spec in dataclasses.fields(ServerConfig):
-        text = f"{spec.metadata['help']} (default: {spec.default!r}; env {_env_name(spec.name)})"
+        default = f"{spec.default:o}" if spec.metadata.get("octal") else repr(spec.default)
+        text = f"{spec.metadata['help']} (default: {default}; env {_env_name(spec.name)})"
         if spec.type is bool:
             options.add_argument(_flag(spec.name), dest=spec.name, action=argparse.BooleanOptionalAction,
                                  default=None, help=text)
         else:
+            metavar = "MODE" if spec.metadata.get("octal") else _METAVARS.get(spec.type, "VALUE")
             options.add_argument(_flag(spec.name), dest=spec.name, type=_converter(spec), default=None,
-                                 metavar=_METAVARS.get(spec.type, "VALUE"), help=text)
+                                 metavar=metavar, help=text)
     return parser
 
 
@@ -126,9 +145,10 @@ def _from_environment(spec, environ):
             return False
         raise UsageError(f"{name}={text!r}: expected one of 1/true/yes/on or 0/false/no/off")
     try:
-        return spec.type(text)
+        return _octal(text) if spec.metadata.get("octal") else spec.type(text)
     except ValueError:
-        raise UsageError(f"{name}={text!r}: invalid {spec.type.__name__} value") from None
+        kind = "octal mode" if spec.metadata.get("octal") else f"{spec.type.__name__} value"
+        raise UsageError(f"{name}={text!r}: invalid {kind}") from None
 
 
 def resolve(argv=None, environ=None):

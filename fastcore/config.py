@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 
-def _option(default, help_text, minimum=None):
-    return field(default=default, metadata={"help": help_text, "minimum": minimum})
+def _option(default, help_text, minimum=None, octal=False):
+    """octal: a permission mode, which the command line reads and shows in octal as chmod does."""
+    return field(default=default, metadata={"help": help_text, "minimum": minimum, "octal": octal})
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class ServerConfig:
     host: str = _option("127.0.0.1", "address to bind")
     port: int = _option(8000, "TCP port to bind (0 picks a free one)", 0)
     uds: str = _option("", "listen on this unix domain socket path instead of host:port")
-    uds_mode: int = _option(0o660, "permissions of the unix socket file", 0)
+    uds_mode: int = _option(0o660, "permissions of the unix socket file, in octal as for chmod (nginx must "
+                            "read and write it: 660 with nginx's user in the server's group, or 666)", 0, octal=True)
     fd: int = _option(-1, "serve on this inherited listening socket fd instead of binding (-1: none)", -1)
     reuse_port: bool = _option(False, "set SO_REUSEPORT on the TCP socket")
     threads: int = _option(2, "worker threads, each with its own epoll set", 1)
@@ -73,6 +75,8 @@ class ServerConfig:
             minimum = spec.metadata.get("minimum")
             if minimum is not None and value < minimum:
                 raise ConfigError(f"{spec.name} must be at least {minimum}, not {value}")
+        if self.uds_mode > 0o7777:
+            raise ConfigError(f"uds_mode must be a permission mode, at most 0o7777, not {self.uds_mode:#o}")
         if self.port > 65535:
             raise ConfigError(f"port must be at most 65535, not {self.port}")
         if self.metrics_path and (not self.metrics_path.startswith("/")

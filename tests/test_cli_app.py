@@ -269,6 +269,42 @@ def test_help_lists_every_server_config_option():
     assert "--interface" in text and "--factory" in text
 
 
+@pytest.mark.parametrize("flag, env", [(["--uds-mode", "666"], {}), (["--uds-mode", "0o666"], {}),
+                                       (["--uds-mode", "0666"], {}), ([], {"FASTCORE_UDS_MODE": "666"})])
+def test_uds_mode_is_octal_as_chmod_takes_it(app_dir, flag, env):
+    """`--uds-mode 666` is rw-rw-rw- (it was read as decimal 666 = 0o1232); 0o666 and 0666 too."""
+    path = str(app_dir / "served.sock")
+    child = subprocess.Popen([sys.executable, "-m", "fastcore", "userapp:app", "--uds", path] + flag,
+                             cwd=app_dir, env=environment(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        banner = read_line(child.stdout, STARTUP_TIMEOUT)
+        assert f"unix:{path}" in banner, (banner, child.stderr.read1().decode(errors="replace"))
+        assert os.stat(path).st_mode & 0o7777 == 0o666
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(TIMEOUT)
+            client.connect(path)
+            client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := client.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and b'"PATH_INFO": "/x"' in reply
+        child.send_signal(signal.SIGINT)
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        child.stdout.close()
+        child.stderr.close()
+
+
+def test_help_shows_the_uds_mode_in_octal():
+    completed = subprocess.run([sys.executable, "-m", "fastcore", "--help"], env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    text = " ".join(completed.stdout.decode().split())
+    assert "--uds-mode MODE" in text and "(default: 660;" in text and "432" not in text
+
+
 # -- mistakes ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, env, status, message", [
@@ -291,6 +327,10 @@ def test_help_lists_every_server_config_option():
     (["userapp:app"], {"FASTCORE_ACCESS_LOG": "maybe"}, 2, "FASTCORE_ACCESS_LOG='maybe'"),
     (["userapp:app"], {"FASTCORE_INTERFACE": "cgi"}, 2, "FASTCORE_INTERFACE='cgi'"),
     (["userapp:app", "--root-path", "no-slash"], {}, 2, "root_path must start with '/'"),
+    (["userapp:app", "--uds-mode", "rw"], {}, 2, "argument --uds-mode: invalid octal mode: 'rw'"),
+    (["userapp:app", "--uds-mode", "689"], {}, 2, "invalid octal mode: '689'"),
+    (["userapp:app", "--uds-mode", "77777"], {}, 2, "uds_mode must be a permission mode, at most 0o7777"),
+    (["userapp:app"], {"FASTCORE_UDS_MODE": "9"}, 2, "FASTCORE_UDS_MODE='9': invalid octal mode"),
 ])
 def test_user_mistakes_end_with_one_line_and_a_status(app_dir, args, env, status, message):
     returncode, stdout, stderr = run_failing(args, app_dir, environment(**env))
