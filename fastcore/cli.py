@@ -25,6 +25,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import socket
 import sys
 import traceback
 
@@ -361,7 +362,13 @@ def run(argv=None):
         else:
             server.serve_forever(on_ready=announce)
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
+        # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
+        # error -2"): its strerror is the resolver's own message ("Name or service not known").
+        # Other errors: os.strerror, as create_server() wraps their strerror in more words.
+        if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+            reason = error.strerror or str(error)
+        else:
+            reason = os.strerror(error.errno)
         where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
                  else f"{config.host}:{config.port}")
         raise RuntimeFailure(f"cannot listen on {where}: {reason}") from None

@@ -29,7 +29,7 @@ def _option(default, help_text, minimum=None, octal=False):
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = _option("127.0.0.1", "address to bind")
+    host: str = _option("127.0.0.1", "address or name to bind (IPv6 bare or in brackets: ::1 or [::1])")
     port: int = _option(8000, "TCP port to bind (0 picks a free one)", 0)
     uds: str = _option("", "listen on this unix domain socket path instead of host:port")
     uds_mode: int = _option(0o660, "permissions of the unix socket file, in octal as for chmod (nginx must "
@@ -75,6 +75,10 @@ class ServerConfig:
             minimum = spec.metadata.get("minimum")
             if minimum is not None and value < minimum:
                 raise ConfigError(f"{spec.name} must be at least {minimum}, not {value}")
+        if self.host.startswith("[") and self.host.endswith("]"):
+            # "[::1]", as IPv6 addresses are written in URLs (and in gunicorn's --bind): the
+            # address is what is inside. Frozen, so set through object.
+            object.__setattr__(self, "host", self.host[1:-1])
         if self.uds_mode > 0o7777:
             raise ConfigError(f"uds_mode must be a permission mode, at most 0o7777, not {self.uds_mode:#o}")
         if self.port > 65535:

@@ -353,10 +353,42 @@ def test_port_in_use_is_a_runtime_error(app_dir):
 
 
 def test_unresolvable_host_is_a_runtime_error(app_dir):
+    """The resolver's own message, not os.strerror() of its negative EAI_* code ("Unknown error -2")."""
     returncode, _, stderr = run_failing(["userapp:app", "--host", "no-such-host.invalid", "--port", "0"], app_dir)
     assert returncode == 1
-    assert stderr.startswith("fastcore: error: cannot listen on no-such-host.invalid:0")
+    assert stderr.startswith("fastcore: error: cannot listen on no-such-host.invalid:0: ")
+    try:
+        socket.getaddrinfo("no-such-host.invalid", 0)
+    except socket.gaierror as error:
+        expected = error.strerror
+    assert stderr.strip().endswith(": " + expected) and "Unknown error" not in stderr, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_bracketed_ipv6_host(app_dir):
+    """--host '[::1]' is the IPv6 address ::1, as written in URLs and in gunicorn's --bind."""
+    child = subprocess.Popen([sys.executable, "-m", "fastcore", "userapp:app", "--host", "[::1]", "--port", "0"],
+                             cwd=app_dir, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        banner = read_line(child.stdout, STARTUP_TIMEOUT)
+        match = re.search(r"http://\[::1\]:(\d+)/", banner)
+        assert match, (banner, child.stderr.read1().decode(errors="replace"))
+        conn = http.client.HTTPConnection("::1", int(match.group(1)), timeout=TIMEOUT)
+        try:
+            conn.request("GET", "/v6")
+            response = conn.getresponse()
+            assert response.status == 200 and b'"PATH_INFO": "/v6"' in response.read()
+        finally:
+            conn.close()
+        child.send_signal(signal.SIGINT)
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        child.stdout.close()
+        child.stderr.close()
 
 
 def test_debug_log_level_shows_the_traceback_of_the_users_code(app_dir):
