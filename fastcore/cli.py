@@ -32,6 +32,7 @@ import traceback
 from .config import ServerConfig
 from .demo import demo_app
 from .errors import ConfigError, FastcoreError, SupervisorError
+from .wsgi_adapter import refuse_async_callable
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_PREFIX = "FASTCORE_"
@@ -269,8 +270,14 @@ def load_app(spec, factory=False, interface="wsgi"):
 
 
 def _check_arity(spec, target, interface):
-    """A factory passed as the app (module:create_app without '()') would fail on every request:
-    refuse it now with a hint."""
+    """An async callable (an ASGI app, an `async def` WSGI app) or a factory passed as the app
+    (module:create_app without '()') would fail on every request: refuse it now, saying which."""
+    expected = ("a WSGI application is a plain callable (environ, start_response)" if interface == "wsgi"
+                else "a native handler is a plain callable, request -> Response")
+    try:
+        refuse_async_callable(target, expected)
+    except TypeError as error:
+        raise UsageError(f"{spec!r}: {error}") from None
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):

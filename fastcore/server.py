@@ -32,7 +32,7 @@ import weakref
 from . import _core, access, metrics, sockets
 from .config import ServerConfig
 from .errors import ConfigError, ServerStateError
-from .wsgi_adapter import WSGIHandler
+from .wsgi_adapter import WSGIHandler, refuse_async_callable
 
 log = logging.getLogger("fastcore.error")
 
@@ -55,6 +55,8 @@ class Server:
     def __init__(self, handler=None, config=None, **options):
         if handler is not None and not callable(handler):
             raise TypeError("handler must be callable (request -> Response) or None")
+        if handler is not None:
+            refuse_async_callable(handler, "a native handler is a plain callable, request -> Response")
         base = config if config is not None else ServerConfig()
         self.config = base.replace(**options) if options else base
         self.handler = handler

@@ -63,6 +63,8 @@ a RequestBodyError the app lets through becomes the core's 400/408/413 and a clo
 only while the app call runs: a body read lazily from a streamed response's iterator after the
 app returned fails for streamed (large) bodies.
 """
+import functools
+import inspect
 import logging
 import time
 from urllib.parse import unquote_to_bytes
@@ -183,6 +185,29 @@ class _StreamedBody:
             self._handler._finish(exchange, sent)
 
 
+def refuse_async_callable(target, expected):
+    """Raise TypeError if calling `target` gives a coroutine (an `async def` function, an object
+    whose __call__ is one, a partial of either), which would fail every request, one by one, with
+    "coroutine object is not iterable". An ASGI application (FastAPI's, Starlette's) is named as
+    one: until fastcore runs ASGI, the plain answer is that it does not. `expected`: what a usable
+    callable is, for the message. Checked once, at construction (and by the command line)."""
+    inner = target
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if not (inspect.iscoroutinefunction(inner)
+            or inspect.iscoroutinefunction(getattr(type(inner), "__call__", None))):
+        return
+    try:
+        parameters = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    if len(parameters) == 3 or parameters[:1] == ["scope"]:
+        raise TypeError("this is an ASGI application (async, with scope, receive, send): fastcore runs "
+                        "WSGI applications and native handlers, not ASGI (yet); serve it with an ASGI "
+                        "server such as uvicorn")
+    raise TypeError(f"this is an async function (async def); {expected}, not a coroutine function")
+
+
 class WSGIHandler(WSGIAdapter):
     """A native handler that runs a WSGI application: `Server(WSGIHandler(app, config), config=config)`.
 
@@ -192,6 +217,8 @@ class WSGIHandler(WSGIAdapter):
     def __init__(self, app, config=None, server=None):
         if not callable(app):
             raise TypeError(f"a WSGI application is callable (environ, start_response), not {type(app).__name__}")
+        refuse_async_callable(app, "a WSGI application is a plain callable (environ, start_response) "
+                                   "returning an iterable of bytes")
         self.app = app
         self.config = config if config is not None else ServerConfig()
         root = self.config.root_path.rstrip("/")

@@ -46,11 +46,31 @@ not_callable = 42
 '''
 
 
+ASYNC_APPS = '''
+async def asgi(scope, receive, send):          # an ASGI app, as uvicorn takes it
+    pass
+
+class Framework:                                # FastAPI / Starlette: an instance with an async __call__
+    async def __call__(self, scope, receive, send):
+        pass
+
+framework = Framework()
+
+async def wsgi_shaped(environ, start_response):
+    start_response("200 OK", [])
+    return [b"never"]
+
+async def handle(request):
+    return b"never"
+'''
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     (tmp_path / "userapp.py").write_text(APP_MODULE)
     (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('the module itself is broken')\n")
     (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "asyncapps.py").write_text(ASYNC_APPS)
     return tmp_path
 
 
@@ -327,6 +347,13 @@ def test_help_shows_the_uds_mode_in_octal():
     (["userapp:app"], {"FASTCORE_ACCESS_LOG": "maybe"}, 2, "FASTCORE_ACCESS_LOG='maybe'"),
     (["userapp:app"], {"FASTCORE_INTERFACE": "cgi"}, 2, "FASTCORE_INTERFACE='cgi'"),
     (["userapp:app", "--root-path", "no-slash"], {}, 2, "root_path must start with '/'"),
+    (["asyncapps:asgi"], {}, 2, "'asyncapps:asgi': this is an ASGI application (async, with scope, receive, "
+                                "send): fastcore runs WSGI applications and native handlers, not ASGI (yet)"),
+    (["asyncapps:framework"], {}, 2, "'asyncapps:framework': this is an ASGI application"),
+    (["asyncapps:wsgi_shaped"], {}, 2, "this is an async function (async def); a WSGI application is a "
+                                       "plain callable (environ, start_response)"),
+    (["asyncapps:handle", "--interface", "native"], {}, 2,
+     "this is an async function (async def); a native handler is a plain callable"),
     (["userapp:app", "--uds-mode", "rw"], {}, 2, "argument --uds-mode: invalid octal mode: 'rw'"),
     (["userapp:app", "--uds-mode", "689"], {}, 2, "invalid octal mode: '689'"),
     (["userapp:app", "--uds-mode", "77777"], {}, 2, "uds_mode must be a permission mode, at most 0o7777"),

@@ -390,6 +390,31 @@ def test_app_server_and_date_fields_replace_ours(wsgi_server, body_kind):
         client.close()
 
 
+def test_async_applications_are_refused_at_start(wsgi_server, server):
+    """An `async def` WSGI-shaped app would answer every request 500 ("coroutine object is not
+    iterable"), an ASGI app likewise: both are refused when the server is built, on both engines,
+    as are async native handlers."""
+    import functools
+
+    async def wsgi_shaped(environ, start_response):
+        return [b"never"]
+
+    async def asgi(scope, receive, send):
+        pass
+
+    class Framework:
+        async def __call__(self, scope, receive, send):
+            pass
+
+    with pytest.raises(TypeError, match=r"async function \(async def\); a WSGI application is a plain"):
+        wsgi_server(wsgi_shaped, validate=False)
+    for app in (asgi, Framework(), functools.partial(asgi)):
+        with pytest.raises(TypeError, match="this is an ASGI application"):
+            wsgi_server(app, validate=False)
+    with pytest.raises(TypeError, match="a native handler is a plain callable"):
+        server(wsgi_shaped)
+
+
 def test_keep_alive_and_pipelining_across_response_kinds(wsgi_server, tmp_path):
     data = os.urandom(30000)
     (tmp_path / "f.bin").write_bytes(data)
