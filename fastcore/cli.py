@@ -294,13 +294,30 @@ def _check_arity(spec, target, interface):
 
 # -- logging -------------------------------------------------------------------------------------
 
+_stderr_handler = None          # the handler configure_logging put on the "fastcore" logger
+
+
 def configure_logging(config):
-    """Log lines to stderr at config.log_level; with access_log, the access lines go to stdout
-    through a queue and a listener thread, so workers never wait for the terminal.
-    Returns the QueueListener (to stop) or None."""
+    """fastcore's log lines (the "fastcore" logger and those below it) to stderr at
+    config.log_level; with access_log, the access lines go to stdout through a queue and a
+    listener thread, so workers never wait for the terminal. Returns the QueueListener (to stop)
+    or None.
+
+    Only fastcore's loggers are configured, never the root logger: an app that configures its own
+    (Django's LOGGING, say) would otherwise print each line twice, once through its handler and
+    once through ours on the root (gunicorn, too, leaves the root alone). The "fastcore" logger
+    does not propagate, so an app's root handler does not double ours either. Called again (in a
+    child process), it replaces its handler instead of adding a second."""
+    global _stderr_handler
     level = getattr(logging, config.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("fastcore").setLevel(level)
+    logger = logging.getLogger("fastcore")
+    if _stderr_handler is not None:
+        logger.removeHandler(_stderr_handler)
+    _stderr_handler = logging.StreamHandler(sys.stderr)
+    _stderr_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(_stderr_handler)
+    logger.setLevel(level)
+    logger.propagate = False
     access_logger = logging.getLogger("fastcore.access")
     if not config.access_log:
         return None

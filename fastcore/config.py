@@ -63,7 +63,8 @@ class ServerConfig:
     # Used by the WSGI adapter and the command line, not by the compiled core:
     root_path: str = _option("", "WSGI SCRIPT_NAME: the URL prefix the app is mounted under (stripped from PATH_INFO)")
     access_log: bool = _option(False, "log every response on the fastcore.access logger (gunicorn-like format)")
-    log_level: str = _option("info", "command line: level of the fastcore and root loggers "
+    log_level: str = _option("info", "command line: level of fastcore's loggers, printed to stderr; the "
+                             "app's own logging is left as the app configures it "
                              "(critical, error, warning, info, debug)")
 
     def __post_init__(self):

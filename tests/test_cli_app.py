@@ -65,12 +65,33 @@ async def handle(request):
 '''
 
 
+OWN_LOGGING_APP = '''
+import logging
+import sys
+
+# As Django's LOGGING does: a handler on the app's own logger, which still propagates to the root.
+log = logging.getLogger("myproject")
+log.setLevel(logging.INFO)
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(logging.Formatter("APP %(message)s"))
+log.addHandler(handler)
+
+def app(environ, start_response):
+    log.info("handled %s", environ["PATH_INFO"])
+    if environ["PATH_INFO"] == "/crash":
+        raise RuntimeError("view crashed")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"logged"]
+'''
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     (tmp_path / "userapp.py").write_text(APP_MODULE)
     (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('the module itself is broken')\n")
     (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
     (tmp_path / "asyncapps.py").write_text(ASYNC_APPS)
+    (tmp_path / "ownlogging.py").write_text(OWN_LOGGING_APP)
     return tmp_path
 
 
@@ -323,6 +344,19 @@ def test_help_shows_the_uds_mode_in_octal():
                                capture_output=True, timeout=STARTUP_TIMEOUT)
     text = " ".join(completed.stdout.decode().split())
     assert "--uds-mode MODE" in text and "(default: 660;" in text and "432" not in text
+
+
+def test_the_apps_log_lines_print_once_and_ours_too(serve):
+    """The command line configures fastcore's loggers, not the root: an app with its own handler
+    (Django's LOGGING) printed every line twice through the root handler basicConfig added."""
+    served = serve("ownlogging:app", "--port", "0")
+    assert served.get("/once") == (200, b"logged")
+    assert served.get("/crash")[0] == 500
+    returncode, _, stderr = served.stop()
+    assert returncode == 0
+    assert stderr.count("handled /once") == 1, stderr
+    assert stderr.count("RuntimeError: view crashed") == 1, stderr
+    assert re.search(r"ERROR fastcore\.error: ", stderr), stderr
 
 
 # -- mistakes ------------------------------------------------------------------------------------
