@@ -337,7 +337,12 @@ def configure_logging(config):
 def run(argv=None):
     args, config = resolve(argv)
     if args.engine == "pure":
-        from .pure.server import Server, WSGIServer
+        try:
+            from .pure.server import Server, WSGIServer
+        except ModuleNotFoundError as error:
+            if error.name != "httptools":
+                raise
+            raise UsageError(str(error)) from None
     else:
         from .server import Server, WSGIServer
     if args.app is None:

@@ -359,6 +359,20 @@ def test_the_apps_log_lines_print_once_and_ours_too(serve):
     assert re.search(r"ERROR fastcore\.error: ", stderr), stderr
 
 
+def test_engine_pure_without_httptools_says_what_to_install(app_dir):
+    """httptools is an extra (fastcore-server[pure]), not a dependency: without it, --engine pure is
+    one line and exit status 2, not a traceback. (sys.modules["httptools"] = None: as if not installed.)"""
+    code = ("import sys; sys.modules['httptools'] = None; from fastcore.cli import main; "
+            "sys.exit(main(['--engine', 'pure', '--port', '0']))")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=app_dir, env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    stderr = completed.stderr.decode(errors="replace")
+    assert completed.returncode == 2, stderr
+    assert stderr.strip() == ("fastcore: error: the pure engine (fastcore.pure, --engine pure) needs httptools, "
+                              "which fastcore-server does not install by default: "
+                              "pip install 'fastcore-server[pure]'"), stderr
+
+
 # -- mistakes ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, env, status, message", [
