@@ -388,8 +388,8 @@ def run(argv=None):
                 Supervisor(server, on_ready=announce, child_setup=child_setup).run()
             except SupervisorError as error:
                 raise RuntimeFailure(str(error)) from None
-        else:
-            server.serve_forever(on_ready=announce)
+        elif server.serve_forever(on_ready=announce) is False:
+            return 1                                    # requests were cut off (logged by stop())
     except OSError as error:
         # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
         # error -2"): its strerror is the resolver's own message ("Name or service not known").

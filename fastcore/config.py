@@ -51,7 +51,10 @@ class ServerConfig:
     keepalive_timeout: float = _option(5.0, "seconds an idle keep-alive connection stays open", 0)
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
     shutdown_timeout: float = _option(10.0, "seconds a graceful stop lets in-flight requests finish "
-                                      "before closing what remains (a second SIGINT/SIGTERM: at once)", 0)
+                                      "before closing what remains (a second SIGINT/SIGTERM: at once); "
+                                      "a handler still running then has 5 s more to return, so a stop "
+                                      "takes at most this + 5 s; the command line exits with status 1 "
+                                      "when requests were cut off", 0)
     processes: int = _option(1, "worker processes forked by a supervising parent (1: this process serves)", 1)
     max_requests: int = _option(0, "with processes > 1: recycle a child after this many requests (0: never)", 0)
     max_requests_jitter: int = _option(0, "a random 0..N added to max_requests per child, so they do not "

@@ -39,6 +39,11 @@ log = logging.getLogger("fastcore.error")
 # Servers still running at interpreter exit are stopped, so their threads leave C cleanly.
 _running_servers = weakref.WeakSet()
 
+# How long stop() waits, past the graceful deadline, for a worker that is inside a handler: the
+# worker closes its connections at the deadline but can leave only when the handler returns.
+# A stop therefore takes at most shutdown_timeout + HANDLER_RETURN_GRACE seconds (--help says so).
+HANDLER_RETURN_GRACE = 5.0
+
 
 class Server:
     """An HTTP/1.1 server: `handler(request) -> Response` for Python routes, static routes in C.
@@ -68,6 +73,7 @@ class Server:
         self._lifecycle_lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._join_deadline = float("inf")
+        self._requests_cut = False              # the last stop closed connections it had not finished
 
     @classmethod
     def wsgi(cls, app, config=None, **options):
@@ -165,28 +171,46 @@ class Server:
 
     def stop(self, timeout=None):
         """Stop accepting, finish in-flight requests within `timeout` seconds (default: the
-        config's shutdown_timeout), join every thread.
-        Idempotent, callable from any thread. Called from a handler (a worker thread, which cannot
-        join itself), it starts the stop on another thread and returns at once."""
+        config's shutdown_timeout), join every thread. Returns True when everything in flight
+        finished within the timeout, False when it did not: connections still open at the deadline
+        (or at a forced stop) were closed, cutting off their requests; a handler still running then
+        has HANDLER_RETURN_GRACE seconds to return (its own response may still go out, but the stop
+        overran its bound all the same).
+        Idempotent (a second call returns the first's answer), callable from any thread. Called
+        from a handler (a worker thread, which cannot join itself), it starts the stop on another
+        thread and returns None at once."""
         if threading.current_thread() in self._worker_threads:
             threading.Thread(target=self.stop, args=(timeout,), name="fastcore-stop").start()
-            return
+            return None
         if timeout is None:
             timeout = self.config.shutdown_timeout
         with self._lifecycle_lock:
             core = self._core
             if core is None:
-                return
+                return not self._requests_cut
             core.stop_listener()
             self._listener_thread.join()
             sockets.close_listening_socket(self._socket)     # new clients are refused from here
+            graceful_deadline = time.monotonic() + timeout
+            self._requests_cut = False
             core.stop_workers(float(timeout))
-            # Workers close everything by the deadline, but one inside a handler returns only when
-            # the handler does: wait a little past the deadline (less once a stop is forced).
-            self._join_deadline = time.monotonic() + timeout + 5.0
-            for thread in self._worker_threads:
-                while thread.is_alive() and time.monotonic() < self._join_deadline:
-                    thread.join(0.05)
+            # A worker leaves as soon as it has no connection left; one still running at the
+            # deadline is closing connections it had not finished. One inside a handler returns
+            # only when the handler does: wait a little past the deadline (less once forced).
+            self._join_deadline = graceful_deadline + HANDLER_RETURN_GRACE
+            # The first pass ends just before the graceful deadline (the workers keep theirs in
+            # whole milliseconds, so it may fall up to 1 ms before this one): a worker still
+            # running then has connections it will close unfinished at the deadline.
+            cut_check = graceful_deadline - min(0.02, timeout / 2)
+            for bound in (cut_check, None):
+                for thread in self._worker_threads:
+                    while thread.is_alive():
+                        remaining = min(bound or self._join_deadline, self._join_deadline) - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        thread.join(min(0.05, remaining))
+                if bound is not None and any(thread.is_alive() for thread in self._worker_threads):
+                    self._requests_cut = True
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
             if stuck:
                 log.warning("fastcore: %s did not stop (a handler that never returns?); "
@@ -200,18 +224,23 @@ class Server:
             self._listener_thread = None
             _running_servers.discard(self)
             self._stop_requested.set()
+        if self._requests_cut:
+            log.warning("fastcore: requests were still in flight %s s after the stop began; "
+                        "their connections were closed", f"{timeout:g}")
+        return not self._requests_cut
 
     def serve_forever(self, on_ready=None):
         """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
         the main thread; elsewhere no signal handler is installed). `on_ready(server)` runs once
         the server accepts and the signal handlers are in place (e.g. to print the URL), so a
-        signal sent by someone who saw it always stops the server cleanly.
+        signal sent by someone who saw it always stops the server cleanly. Returns what stop()
+        returned: False when requests in flight were cut off.
         With config.processes > 1 this process becomes a supervisor (fastcore.supervisor) that
         forks the processes which serve; on_ready then gets the supervisor (url, port, pids)."""
         if self.config.processes > 1 and self._core is None:
             from .supervisor import Supervisor
             Supervisor(self, on_ready=on_ready).run()
-            return
+            return True
         previous_handlers = {}
         if threading.current_thread() is threading.main_thread():
             def request_stop(signum, frame):
@@ -227,7 +256,7 @@ class Server:
                 on_ready(self)
             while not self._stop_requested.wait(1.0):
                 pass
-            self.stop()                                 # graceful, within shutdown_timeout
+            return self.stop()                          # graceful, within shutdown_timeout
         finally:
             self.stop()                                 # (no-op after a graceful stop)
             for signum, handler in previous_handlers.items():
@@ -239,6 +268,8 @@ class Server:
         core = self._core
         if core is not None:
             log.warning("fastcore: second stop signal, closing every connection now")
+            if any(thread.is_alive() for thread in self._worker_threads):
+                self._requests_cut = True
             self._join_deadline = min(self._join_deadline, time.monotonic() + 1.0)
             core.stop_workers(0.0)
 

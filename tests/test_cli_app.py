@@ -85,6 +85,18 @@ def app(environ, start_response):
 '''
 
 
+SLOW_APP = '''
+import os
+import time
+
+def app(environ, start_response):
+    open(os.path.join(os.path.dirname(__file__), "entered"), "w").close()
+    time.sleep(2)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"late"]
+'''
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     (tmp_path / "userapp.py").write_text(APP_MODULE)
@@ -92,6 +104,7 @@ def app_dir(tmp_path):
     (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
     (tmp_path / "asyncapps.py").write_text(ASYNC_APPS)
     (tmp_path / "ownlogging.py").write_text(OWN_LOGGING_APP)
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
     return tmp_path
 
 
@@ -371,6 +384,36 @@ def test_engine_pure_without_httptools_says_what_to_install(app_dir):
     assert stderr.strip() == ("fastcore: error: the pure engine (fastcore.pure, --engine pure) needs httptools, "
                               "which fastcore-server does not install by default: "
                               "pip install 'fastcore-server[pure]'"), stderr
+
+
+def test_a_stop_that_cuts_requests_off_exits_1(serve, app_dir):
+    """--shutdown-timeout 0.3 with a request in a 2 s handler: the stop overruns its bound, so the
+    exit status is 1 (it was 0), and --help states the bound (shutdown_timeout + 5 s)."""
+    import threading
+    served = serve("slowapp:app", "--port", "0", "--shutdown-timeout", "0.3")
+    client = threading.Thread(target=_quiet_get, args=(served,))
+    client.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not (app_dir / "entered").exists():
+        assert time.monotonic() < deadline, "the app was never called"
+        time.sleep(0.01)
+    started = time.monotonic()
+    returncode, _, stderr = served.stop()
+    client.join(10)
+    assert returncode == 1, stderr
+    assert "requests were still in flight 0.3 s after the stop began" in stderr
+    assert time.monotonic() - started < 0.3 + 5 + 2
+
+    completed = subprocess.run([sys.executable, "-m", "fastcore", "--help"], env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    assert "takes at most this + 5 s" in " ".join(completed.stdout.decode().split())
+
+
+def _quiet_get(served):
+    try:
+        served.get("/")
+    except (OSError, http.client.HTTPException):
+        pass
 
 
 # -- mistakes ------------------------------------------------------------------------------------
