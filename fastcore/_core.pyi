@@ -120,6 +120,7 @@ class WSGIAdapter:
     script_name: str
     access_log: bool
     compiled_fast_path: bool     # False: a subclass overrides a method the fast path stands in for
+    server_from_host: bool       # a unix socket: SERVER_NAME/SERVER_PORT per request from Host
 
 class WSGIExchange:
     """One WSGI call's start_response/write state on the compiled engine (twin of wsgi_adapter._Exchange)."""
@@ -151,6 +152,7 @@ class WSGIErrorStream:
 # The WSGI validation both adapters share (their caches live in the compiled module).
 def wsgi_environ_key(name: str) -> str | None: ...
 def wsgi_body_bytes(part: bytes | bytearray | memoryview) -> bytes: ...
+def wsgi_server_from_host(environ: dict[str, Any]) -> None: ...
 def check_wsgi_response_head(status: str, headers: list[tuple[str, str]]) -> tuple[int, str | None, int | None]: ...
 
 def parse_request(data: bytes, *, max_request_line: int = 8190, max_head_size: int = 32768,

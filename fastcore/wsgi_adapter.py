@@ -71,7 +71,7 @@ from urllib.parse import unquote_to_bytes
 
 from . import access
 from ._core import (FileWrapper, RequestBodyError, Response, WSGIAdapter, WSGIErrorStream, check_wsgi_response_head,
-                    wsgi_body_bytes, wsgi_environ_key)
+                    wsgi_body_bytes, wsgi_environ_key, wsgi_server_from_host)
 from .config import ServerConfig
 from .errors import ConfigError
 
@@ -240,6 +240,9 @@ class WSGIHandler(WSGIAdapter):
         base = self._base
         if base is None:
             port = self.server.port if self.server is not None else self.config.port
+            # A unix socket's address has no host or port: environ() takes them from Host.
+            url = self.server.url if self.server is not None else None
+            self.server_from_host = url.startswith("unix:") if url else bool(self.config.uds)
             # The keys environ() sets for every request come first, as placeholders: a copy of
             # this dict then has room for them and the usual headers without growing.
             base = dict.fromkeys(("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "RAW_URI",
@@ -297,6 +300,8 @@ class WSGIHandler(WSGIAdapter):
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
+        if self.server_from_host:
+            wsgi_server_from_host(environ)
         return environ
 
     # -- the native handler ----------------------------------------------------------------------
