@@ -232,6 +232,15 @@ def test_flask_under_a_root_path(wsgi_server, input_terminated_reads):
     described = json.loads(body)
     assert described["script_root"] == "/prefix" and described["url"] == "/prefix/user/bob"
 
+    # Behind a proxy that strips the prefix (nginx: location /prefix/ { proxy_pass http://app/; })
+    # the request arrives as /user/bob; the app's links must still carry /prefix, since that is
+    # where clients find it. This is why a path outside root_path is not refused (gunicorn
+    # refuses it) and not given SCRIPT_NAME "" either (the links would lose the prefix).
+    status, _, body = request(srv.port, path="/user/bob")
+    assert status == 200
+    described = json.loads(body)
+    assert described["script_root"] == "/prefix" and described["url"] == "/prefix/user/bob"
+
 
 # -- Django --------------------------------------------------------------------------------------
 
