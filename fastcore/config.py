@@ -85,6 +85,11 @@ class ServerConfig:
             object.__setattr__(self, "host", self.host[1:-1])
         if self.uds_mode > 0o7777:
             raise ConfigError(f"uds_mode must be a permission mode, at most 0o7777, not {self.uds_mode:#o}")
+        if self.max_requests and self.processes == 1:
+            # One process serves itself: there is no parent to start a fresh one, so recycling
+            # would only stop the server. Refused rather than silently ignored.
+            raise ConfigError("max_requests needs processes > 1 (a supervising parent replaces a recycled "
+                              "process; with one process nothing would)")
         if self.port > 65535:
             raise ConfigError(f"port must be at most 65535, not {self.port}")
         if self.metrics_path and (not self.metrics_path.startswith("/")

@@ -68,6 +68,7 @@ class Server:
         self._static_routes = {}
         self._core = None
         self._socket = None
+        self._last_port = None                  # the port of the last start (port after stop())
         self._listener_thread = None
         self._worker_threads = []
         self._lifecycle_lock = threading.Lock()
@@ -112,9 +113,10 @@ class Server:
 
     @property
     def port(self):
-        """The bound port (the real one when the config asked for port 0; 0 on a unix socket)."""
+        """The bound port (the real one when the config asked for port 0; 0 on a unix socket);
+        after stop(), the port it was last bound to (before start(), the config's)."""
         if self._socket is None:
-            return self.config.port
+            return self.config.port if self._last_port is None else self._last_port
         if self._socket.family == socket.AF_UNIX:
             return 0
         return self._socket.getsockname()[1]
@@ -154,6 +156,7 @@ class Server:
                 sockets.close_listening_socket(listening)
                 raise
             self._socket = listening
+            self._last_port = self.port
             self._core = core
             self._stop_requested.clear()
             self._listener_thread = threading.Thread(
@@ -213,7 +216,7 @@ class Server:
                     self._requests_cut = True
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
             if stuck:
-                log.warning("fastcore: %s did not stop (a handler that never returns?); "
+                log.warning("%s did not stop (a handler that never returns?); "
                             "its memory is left allocated", ", ".join(stuck))
                 self._abandoned_core = core
             else:
@@ -225,7 +228,7 @@ class Server:
             _running_servers.discard(self)
             self._stop_requested.set()
         if self._requests_cut:
-            log.warning("fastcore: requests were still in flight %s s after the stop began; "
+            log.warning("requests were still in flight %s s after the stop began; "
                         "their connections were closed", f"{timeout:g}")
         return not self._requests_cut
 
@@ -267,7 +270,7 @@ class Server:
         cut off); the stop in progress then joins the threads at once."""
         core = self._core
         if core is not None:
-            log.warning("fastcore: second stop signal, closing every connection now")
+            log.warning("second stop signal, closing every connection now")
             if any(thread.is_alive() for thread in self._worker_threads):
                 self._requests_cut = True
             self._join_deadline = min(self._join_deadline, time.monotonic() + 1.0)

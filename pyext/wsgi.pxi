@@ -170,7 +170,8 @@ cdef tuple _check_wsgi_status(object status):
 @cython.final
 cdef class WSGIErrorStream:
     """wsgi.errors: text written here goes to the "fastcore.wsgi" logger at ERROR level, one
-    record per newline-terminated write (a partial line waits for the rest or for flush())."""
+    record per line, however the writes split them (a partial line waits for the rest or for
+    flush(); empty lines are dropped)."""
     cdef str _pending
 
     def __cinit__(self):
@@ -179,15 +180,16 @@ cdef class WSGIErrorStream:
     def write(self, text):
         if type(text) is not str:
             raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
+        cdef Py_ssize_t written = len(text)
         if self._pending:
             text = self._pending + text
             self._pending = ""
-        if text.endswith("\n"):
-            if text != "\n":
-                _wsgi_log.error("%s", text[:len(text) - 1])
-        elif text:
-            self._pending = text
-        return len(text)
+        lines = text.split("\n")
+        self._pending = lines.pop()                     # after the last newline: a partial line, or ""
+        for line in lines:
+            if line:
+                _wsgi_log.error("%s", line)
+        return written
 
     def writelines(self, lines):
         for line in lines:

@@ -51,10 +51,15 @@ def test_python_m_fastcore_serves_demo_and_exits_cleanly_on_sigint():
         payload = b"echo me \x00\xff please"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
-            conn.request("POST", "/echo", body=payload, headers={"Content-Type": "application/x-test"})
+            for method in ("POST", "PUT", "PATCH"):         # README's curl -d is a POST; PUT was refused
+                conn.request(method, "/echo", body=payload, headers={"Content-Type": "application/x-test"})
+                response = conn.getresponse()
+                assert response.status == 200, method
+                assert response.read() == payload
+            conn.request("GET", "/echo")
             response = conn.getresponse()
-            assert response.status == 200
-            assert response.read() == payload
+            assert response.status == 405 and response.getheader("Allow") == "POST, PUT, PATCH"
+            response.read()
         finally:
             conn.close()
 

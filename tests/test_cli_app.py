@@ -402,6 +402,7 @@ def test_a_stop_that_cuts_requests_off_exits_1(serve, app_dir):
     client.join(10)
     assert returncode == 1, stderr
     assert "requests were still in flight 0.3 s after the stop began" in stderr
+    assert "WARNING fastcore.error: requests were" in stderr          # the name once, not "...: fastcore: ..."
     assert time.monotonic() - started < 0.3 + 5 + 2
 
     completed = subprocess.run([sys.executable, "-m", "fastcore", "--help"], env=environment(),
@@ -445,6 +446,7 @@ def _quiet_get(served):
                                        "plain callable (environ, start_response)"),
     (["asyncapps:handle", "--interface", "native"], {}, 2,
      "this is an async function (async def); a native handler is a plain callable"),
+    (["userapp:app", "--max-requests", "100"], {}, 2, "max_requests needs processes > 1"),
     (["userapp:app", "--uds-mode", "rw"], {}, 2, "argument --uds-mode: invalid octal mode: 'rw'"),
     (["userapp:app", "--uds-mode", "689"], {}, 2, "invalid octal mode: '689'"),
     (["userapp:app", "--uds-mode", "77777"], {}, 2, "uds_mode must be a permission mode, at most 0o7777"),

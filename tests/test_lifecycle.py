@@ -240,3 +240,21 @@ def _get_or_error(port, path):
         return get(port, path)[0]
     except (OSError, http.client.HTTPException) as error:
         return error
+
+
+def test_port_after_stop_is_the_port_it_was_bound_to(server):
+    """port=0 asks for any free port; after stop() the server still says which one it had (it
+    said 0, the config's)."""
+    srv = server(lambda request: b"x", port=0)
+    bound = srv.port
+    assert bound > 0
+    srv.stop()
+    assert srv.port == bound and not srv.running
+    assert fastcore.Server(lambda request: b"x", port=0).port == 0       # never started: the config's
+
+
+def test_max_requests_with_one_process_is_refused():
+    """With one process nothing would replace a recycled one: refused, not silently ignored."""
+    with pytest.raises(fastcore.ConfigError, match="max_requests needs processes > 1"):
+        fastcore.ServerConfig(max_requests=100)
+    assert fastcore.ServerConfig(max_requests=100, processes=2).max_requests == 100
