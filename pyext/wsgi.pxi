@@ -170,8 +170,8 @@ cdef tuple _check_wsgi_status(object status):
 @cython.final
 cdef class WSGIErrorStream:
     """wsgi.errors: text written here goes to the "fastcore.wsgi" logger at ERROR level, one
-    record per line, however the writes split them (a partial line waits for the rest or for
-    flush(); empty lines are dropped)."""
+    record per write of whole lines, so that a traceback written at once (as logging's handlers
+    write one) stays one record; a partial line waits for the rest or for flush()."""
     cdef str _pending
 
     def __cinit__(self):
@@ -184,11 +184,12 @@ cdef class WSGIErrorStream:
         if self._pending:
             text = self._pending + text
             self._pending = ""
-        lines = text.split("\n")
-        self._pending = lines.pop()                     # after the last newline: a partial line, or ""
-        for line in lines:
-            if line:
-                _wsgi_log.error("%s", line)
+        if text.endswith("\n"):
+            text = text.strip("\n")
+            if text:
+                _wsgi_log.error("%s", text)
+        elif text:
+            self._pending = text
         return written
 
     def writelines(self, lines):
