@@ -18,13 +18,49 @@ Timeouts (0 disables one):
 """
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, TypedDict, Unpack
 
 from .errors import ConfigError
 
 
-def _option(default, help_text, minimum=None, octal=False):
+def _option(default: Any, help_text: str, minimum: float | None = None, octal: bool = False) -> Any:
     """octal: a permission mode, which the command line reads and shows in octal as chmod does."""
     return field(default=default, metadata={"help": help_text, "minimum": minimum, "octal": octal})
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword arguments Server(...), Server.wsgi(...), serve_wsgi(...) and ServerConfig.replace()
+    take: ServerConfig's fields, so that a type checker catches a misspelt option (`prot=8000`).
+    tests/test_typing.py checks it lists exactly ServerConfig's fields with their types."""
+    host: str
+    port: int
+    uds: str
+    uds_mode: int
+    fd: int
+    reuse_port: bool
+    threads: int
+    queue_size: int
+    backlog: int
+    max_request_line: int
+    max_head_size: int
+    max_header_count: int
+    max_body_size: int
+    body_buffer_size: int
+    max_connections: int
+    header_timeout: float
+    body_timeout: float
+    keepalive_timeout: float
+    write_timeout: float
+    shutdown_timeout: float
+    processes: int
+    max_requests: int
+    max_requests_jitter: int
+    metrics_path: str
+    python_batch: int
+    server_name: str
+    root_path: str
+    access_log: bool
+    log_level: str
 
 
 @dataclass(frozen=True)
@@ -70,7 +106,7 @@ class ServerConfig:
                              "app's own logging is left as the app configures it "
                              "(critical, error, warning, info, debug)")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             expected = (int, float) if spec.type is float else spec.type
@@ -98,7 +134,7 @@ class ServerConfig:
         if any(c in self.server_name for c in "\r\n\0") or len(self.server_name) > 200:
             raise ConfigError("server_name must be at most 200 characters, without CR, LF or NUL")
 
-    def replace(self, **changes) -> "ServerConfig":
+    def replace(self, **changes: Unpack[ServerOptions]) -> "ServerConfig":
         unknown = set(changes) - {spec.name for spec in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")

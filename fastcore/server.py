@@ -22,17 +22,27 @@ metrics route and the WSGI adapter (fastcore.wsgi_adapter); fastcore.supervisor 
 processes > 1. Nothing it imports imports it: fastcore.wsgi, fastcore.pure and the command line
 build on it (tests/test_imports.py).
 """
+from __future__ import annotations
+
 import logging
 import signal
 import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from . import _core, access, metrics, sockets
-from .config import ServerConfig
+from .config import ServerConfig, ServerOptions
 from .errors import ConfigError, ServerStateError
 from .wsgi_adapter import WSGIHandler, refuse_async_callable
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    # What a native handler is: request -> Response, or bytes / str for a 200.
+    Handler = Callable[[_core.Request], _core.Response | bytes | str]
 
 log = logging.getLogger("fastcore.error")
 
@@ -57,7 +67,8 @@ class Server:
     Server.wsgi(app, **options) is the WSGI constructor next to this native one: a WSGIServer.
     """
 
-    def __init__(self, handler=None, config=None, **options):
+    def __init__(self, handler: Handler | None = None, config: ServerConfig | None = None,
+                 **options: Unpack[ServerOptions]) -> None:
         if handler is not None and not callable(handler):
             raise TypeError("handler must be callable (request -> Response) or None")
         if handler is not None:
@@ -77,14 +88,15 @@ class Server:
         self._requests_cut = False              # the last stop closed connections it had not finished
 
     @classmethod
-    def wsgi(cls, app, config=None, **options):
+    def wsgi(cls, app: WSGIApplication, config: ServerConfig | None = None,
+             **options: Unpack[ServerOptions]) -> WSGIServer:
         """Server.wsgi(app, **options) -> a WSGIServer for the WSGI application `app`.
         (fastcore.pure.Server.wsgi gives the pure engine's WSGIServer.)"""
         return WSGIServer(app, config, **options)
 
     # -- configuration ---------------------------------------------------------------------------
 
-    def add_static(self, path, body, content_type="text/plain", status=200):
+    def add_static(self, path: str, body: bytes | str, content_type: str = "text/plain", status: int = 200) -> None:
         """Answer GET and HEAD on exactly `path` (query ignored) with a fixed response, in C."""
         if self._core is not None:
             raise ServerStateError("add_static must be called before start()")
@@ -104,15 +116,15 @@ class Server:
         return _core.Core(self.config, listening.fileno(), self._dispatch(), list(self._static_routes.values()))
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self._core is not None
 
     @property
-    def host(self):
+    def host(self) -> str:
         return self.config.host
 
     @property
-    def port(self):
+    def port(self) -> int:
         """The bound port (the real one when the config asked for port 0; 0 on a unix socket);
         after stop(), the port it was last bound to (before start(), the config's)."""
         if self._socket is None:
@@ -122,7 +134,7 @@ class Server:
         return self._socket.getsockname()[1]
 
     @property
-    def url(self):
+    def url(self) -> str | None:
         """Where the server listens: 'http://127.0.0.1:8000/' or 'unix:/path' (None when stopped)."""
         return sockets.describe(self._socket) if self._socket is not None else None
 
@@ -145,7 +157,7 @@ class Server:
             wsgi = None
         return _core.Dispatch(handler, wsgi, wrapper_path)
 
-    def start(self):
+    def start(self) -> Self:
         with self._lifecycle_lock:
             if self._core is not None:
                 raise ServerStateError("server already started")
@@ -172,7 +184,7 @@ class Server:
             _running_servers.add(self)
         return self
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: float | None = None) -> bool | None:
         """Stop accepting, finish in-flight requests within `timeout` seconds (default: the
         config's shutdown_timeout), join every thread. Returns True when everything in flight
         finished within the timeout, False when it did not: connections still open at the deadline
@@ -232,7 +244,7 @@ class Server:
                         "their connections were closed", f"{timeout:g}")
         return not self._requests_cut
 
-    def serve_forever(self, on_ready=None):
+    def serve_forever(self, on_ready: Callable[[Any], object] | None = None) -> bool:
         """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
         the main thread; elsewhere no signal handler is installed). `on_ready(server)` runs once
         the server accepts and the signal handlers are in place (e.g. to print the URL), so a
@@ -276,21 +288,21 @@ class Server:
             self._join_deadline = min(self._join_deadline, time.monotonic() + 1.0)
             core.stop_workers(0.0)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """The engine's counters (requests, responses by status class, bytes, accepted, rejected_*,
         open_connections, sendfile_bytes, and per worker); {} when the server is not running."""
         core = self._core
         return core.stats() if core is not None else {}
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         if self._core is None:
             self.start()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.Server {state}, {self.config.threads} threads>"
 
@@ -303,16 +315,17 @@ class WSGIServer(Server):
 
     Options are ServerConfig fields; root_path and access_log are the WSGI ones."""
 
-    def __init__(self, app, config=None, **options):
+    def __init__(self, app: WSGIApplication, config: ServerConfig | None = None,
+                 **options: Unpack[ServerOptions]) -> None:
         super().__init__(None, config, **options)
         self.app = app
         self.handler = WSGIHandler(app, self.config, server=self)
 
-    def start(self):
+    def start(self) -> Self:
         self.handler.reset()
         return super().start()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
 
 

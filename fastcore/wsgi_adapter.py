@@ -63,10 +63,13 @@ a RequestBodyError the app lets through becomes the core's 400/408/413 and a clo
 only while the app call runs: a body read lazily from a streamed response's iterator after the
 app returned fails for streamed (large) bodies.
 """
+from __future__ import annotations
+
 import functools
 import inspect
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from . import access
@@ -76,6 +79,9 @@ from .config import ServerConfig
 from .errors import ConfigError
 
 __all__ = ["WSGIHandler"]
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 _error_log = logging.getLogger("fastcore.error")
 
@@ -185,7 +191,7 @@ class _StreamedBody:
             self._handler._finish(exchange, sent)
 
 
-def refuse_async_callable(target, expected):
+def refuse_async_callable(target: object, expected: str) -> None:
     """Raise TypeError if calling `target` gives a coroutine (an `async def` function, an object
     whose __call__ is one, a partial of either), which would fail every request, one by one, with
     "coroutine object is not iterable". An ASGI application (FastAPI's, Starlette's) is named as
@@ -214,7 +220,7 @@ class WSGIHandler(WSGIAdapter):
     `config` (a ServerConfig) gives SERVER_NAME (host), SCRIPT_NAME (root_path) and access_log;
     SERVER_PORT is the bound port of `server` when set (WSGIServer sets it), else config.port."""
 
-    def __init__(self, app, config=None, server=None):
+    def __init__(self, app: WSGIApplication, config: ServerConfig | None = None, server: Any = None) -> None:
         if not callable(app):
             raise TypeError(f"a WSGI application is callable (environ, start_response), not {type(app).__name__}")
         refuse_async_callable(app, "a WSGI application is a plain callable (environ, start_response) "
@@ -264,15 +270,15 @@ class WSGIHandler(WSGIAdapter):
         return base
 
     @property
-    def logs_access(self):
+    def logs_access(self) -> bool:
         """True when this handler writes the access log itself, so Server must not add it again."""
         return self.access_log
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the cached server address (the server is starting again, maybe on another port)."""
         self._base = None
 
-    def environ(self, request, errors=None):
+    def environ(self, request: Any, errors: Any = None) -> dict[str, Any]:
         """The PEP 3333 environ for a fastcore Request."""
         environ = (self._base or self._base_environ()).copy()
         path = request.path
@@ -306,7 +312,7 @@ class WSGIHandler(WSGIAdapter):
 
     # -- the native handler ----------------------------------------------------------------------
 
-    def __call__(self, request):
+    def __call__(self, request: Any) -> Response:
         # The pure engine calls this. The compiled one calls pyext/wsgi.pxi's wsgi_answer(), this
         # method's compiled twin (which calls _respond and _failed below for all but list bodies),
         # when the server's Dispatch names this adapter; else (a subclass overriding what the twin
