@@ -221,7 +221,7 @@ def runs_table(records):
     return "\n".join(lines)
 
 
-# -- targets (issues 2, 4 and 5) ----------------------------------------------------------------------
+# -- targets: what fastcore aims for, each against the server that sets the bar ----------------------------------------------------------------------
 
 def _ratio_target(agg, label, source, ours, theirs, scenario, factor):
     a, b = agg.get((ours, scenario)), agg.get((theirs, scenario))
@@ -239,14 +239,14 @@ def _ratio_target(agg, label, source, ours, theirs, scenario, factor):
 
 def targets_table(agg):
     rows = [
-        _ratio_target(agg, "static route, keep-alive", "issue 2", "fastcore-static", "nginx", "keepalive", 1),
-        _ratio_target(agg, "static route, pipelined", "issue 2", "fastcore-static", "nginx", "pipelined", 4),
-        _ratio_target(agg, "native handler, keep-alive", "issue 2", "fastcore-native", "nginx", "keepalive", 0.9),
-        _ratio_target(agg, "WSGI, keep-alive", "issue 4", "fastcore-wsgi", "bjoern", "keepalive", 1),
-        _ratio_target(agg, "WSGI, pipelined", "issue 4", "fastcore-wsgi", "granian", "pipelined", 4),
-        _ratio_target(agg, "native: compiled vs pure, keep-alive", "issue 5", "fastcore-native", "pure-native",
+        _ratio_target(agg, "static route, keep-alive", "C answers as fast as nginx", "fastcore-static", "nginx", "keepalive", 1),
+        _ratio_target(agg, "static route, pipelined", "C answers, pipelined", "fastcore-static", "nginx", "pipelined", 4),
+        _ratio_target(agg, "native handler, keep-alive", "a Python handler near nginx", "fastcore-native", "nginx", "keepalive", 0.9),
+        _ratio_target(agg, "WSGI, keep-alive", "WSGI as fast as bjoern (C)", "fastcore-wsgi", "bjoern", "keepalive", 1),
+        _ratio_target(agg, "WSGI, pipelined", "WSGI pipelined vs granian (Rust)", "fastcore-wsgi", "granian", "pipelined", 4),
+        _ratio_target(agg, "native: compiled vs pure, keep-alive", "what compiling the core buys", "fastcore-native", "pure-native",
                       "keepalive", 5),
-        _ratio_target(agg, "WSGI: compiled vs pure, keep-alive", "issue 5", "fastcore-wsgi", "pure-wsgi",
+        _ratio_target(agg, "WSGI: compiled vs pure, keep-alive", "what compiling the core buys", "fastcore-wsgi", "pure-wsgi",
                       "keepalive", 5),
     ]
     for server in ("fastcore-native", "fastcore-wsgi"):
@@ -254,20 +254,20 @@ def targets_table(agg):
         x, y = a and a["rps"] and a["p99"], b and b["rps"] and b["p99"]
         label = f"p99 at 1000 connections ({server.split('-')[1]})"
         if x is None or y is None:
-            rows.append([label, "issue 5", fmt_lat(x) if x else "-", fmt_lat(y) if y else "-", "-", "<= bjoern",
+            rows.append([label, "tail latency, many clients", fmt_lat(x) if x else "-", fmt_lat(y) if y else "-", "-", "<= bjoern",
                          "not measured"])
         else:
-            rows.append([label, "issue 5", fmt_lat(x), fmt_lat(y), f"{x / y:.2f} x", "<= bjoern",
+            rows.append([label, "tail latency, many clients", fmt_lat(x), fmt_lat(y), f"{x / y:.2f} x", "<= bjoern",
                          "yes" if x <= y else "no"])
     for server in FASTCORE:
         a = agg.get((server, "idle"))
         per = a and a["per_conn_bytes"]
         label = f"memory per idle keep-alive connection ({server})"
         if per is None:
-            rows.append([label, "issue 5", "-", "", "", "<= 4 KiB", "not measured"])
+            rows.append([label, "what an idle client costs", "-", "", "", "<= 4 KiB", "not measured"])
         else:
-            rows.append([label, "issue 5", fmt_bytes(per), "", "", "<= 4 KiB", "yes" if per <= 4096 else "no"])
-    lines = ["| target | from | fastcore | reference | ratio | goal | met |", "|---|---|--:|--:|--:|---|---|"]
+            rows.append([label, "what an idle client costs", fmt_bytes(per), "", "", "<= 4 KiB", "yes" if per <= 4096 else "no"])
+    lines = ["| target | what it shows | fastcore | reference | ratio | goal | met |", "|---|---|--:|--:|--:|---|---|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 

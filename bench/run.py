@@ -9,8 +9,10 @@ CPU 0 with taskset), wait until it answers, check its answers, then run a discar
 the measured wrk run (pinned to CPU 1), reading the server's CPU time and RSS from /proc. The idle
 scenario holds 10,000 keep-alive connections open from a separate client process instead and
 measures the server's RSS. Prints progress with the time left, then writes
-bench/results-<timestamp>.json, the tables into bench/RESULTS.md (between markers) and
-bench/RESULTS.png. See bench/README.md.
+bench/results-<timestamp>.json, .md (the tables, between markers) and .png (the chart);
+--update-results writes the tables and chart into the committed bench/RESULTS.md and RESULTS.png
+instead. The fastcore measured is the checkout's in-place build if there is one, else the installed
+fastcore-server (bench/servers.py chooses). See bench/README.md.
 
 With --ab, two revisions of this repository are built (bench/ab.py) and only their fastcore servers
 run, the A and B runs of each (scenario, server) back to back, in ABBA order round after round
@@ -75,14 +77,30 @@ def fmt_duration(seconds):
 
 # -- environment --------------------------------------------------------------------------------
 
+def which_fastcore(pure=False):
+    """(extension file, None) for the fastcore the servers import, or (None, why not). Asked of a
+    child running bench/servers.py, which chooses it: the checkout's in-place build, else the
+    installed fastcore-server."""
+    argv = [sys.executable, os.path.join(BENCH, "servers.py"), "--which-fastcore"] + (["pure"] if pure else [])
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    if out.returncode == 0 and out.stdout.strip():
+        return out.stdout.strip().splitlines()[-1], None
+    return None, (out.stderr.strip().splitlines() or ["?"])[-1]
+
+
+_measured_core = []                     # the extension file found at the start of the run
+
+
 def fastcore_build_id():
-    """(name, mtime, size) of fastcore/_core*.so, to notice a rebuild during a run."""
-    fc = os.path.join(ROOT, "fastcore")
-    for name in sorted(os.listdir(fc)):
-        if name.startswith("_core") and name.endswith(".so"):
-            st = os.stat(os.path.join(fc, name))
-            return f"{name} {datetime.datetime.fromtimestamp(st.st_mtime).isoformat(timespec='seconds')} {st.st_size}"
-    return None
+    """(path, mtime, size) of the fastcore._core the servers import, to notice a rebuild during a run."""
+    if not _measured_core:
+        _measured_core.append(which_fastcore()[0])
+    path = _measured_core[0]
+    if path is None or not os.path.exists(path):
+        return None
+    st = os.stat(path)
+    where = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    return f"{where} {datetime.datetime.fromtimestamp(st.st_mtime).isoformat(timespec='seconds')} {st.st_size}"
 
 
 def command_output(argv):
@@ -155,15 +173,11 @@ def server_available(name):
     if name == "nginx":
         return None if launchers.find_nginx() else f"nginx not found: {hint}"
     if name.startswith("fastcore") and fastcore_build_id() is None:
-        return f"fastcore/_core*.so not built: {hint}"
+        return f"fastcore is neither built in place nor installed ({which_fastcore()[1]}): {hint}"
     if name.startswith("pure"):
         # import it for real, in a child: fastcore.pure may be half-written or fail at import
-        out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); import fastcore.pure"],
-                             capture_output=True, text=True, cwd=ROOT, timeout=60)
-        if out.returncode:
-            last = (out.stderr.strip().splitlines() or ["?"])[-1]
-            return f"`import fastcore.pure` fails ({last})"
-        return None
+        path, why = which_fastcore(pure=True)
+        return None if path else f"`import fastcore.pure` fails ({why})"
     missing = [m for m in modules if not launchers._module_present(m)]
     if missing:
         return f"{', '.join(missing)} not installed: {hint}"
@@ -652,14 +666,31 @@ def parse_args(argv):
     parser.add_argument("--idle-timeout", type=float, default=120.0,
                         help="seconds the idle client may take to open them (default 120)")
     parser.add_argument("--output", default=None, help="results JSON (default bench/results-<timestamp>.json)")
-    parser.add_argument("--markdown", default=os.path.join(BENCH, "RESULTS.md"),
-                        help="Markdown file whose marked block gets the tables (default bench/RESULTS.md)")
-    parser.add_argument("--chart", default=os.path.join(BENCH, "RESULTS.png"), help="PNG chart (default bench/RESULTS.png)")
-    parser.add_argument("--no-write", action="store_true", help="write only the JSON: leave RESULTS.md and the chart alone")
+    parser.add_argument("--markdown", default=None,
+                        help="Markdown file whose marked block gets the tables (default: bench/results-<timestamp>.md, "
+                             "a new file, so the committed bench/RESULTS.md is kept; see --update-results)")
+    parser.add_argument("--chart", default=None,
+                        help="PNG chart (default: bench/results-<timestamp>.png)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="write the tables and the chart into the committed bench/RESULTS.md and bench/RESULTS.png")
+    parser.add_argument("--no-write", action="store_true", help="write only the JSON: no Markdown, no chart")
     parser.add_argument("--from-json", metavar="PATH", default=None,
-                        help="measure nothing: rewrite RESULTS.md and the chart from a results JSON of an earlier run")
+                        help="measure nothing: write the tables and the chart from a results JSON of an earlier run "
+                             "(default: beside it, with its name)")
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "-m", "bench"] + list(sys.argv[1:] if argv is None else argv))
+    # Where the results go: a new set of files named by the time unless --update-results (or an
+    # explicit --markdown / --chart) asks for others. A user's run never overwrites the committed
+    # RESULTS.md and chart by surprise.
+    args.stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if args.from_json:
+        base = os.path.splitext(os.path.abspath(args.from_json))[0]
+    else:
+        base = os.path.splitext(args.output)[0] if args.output else os.path.join(BENCH, f"results-{args.stamp}")
+    if args.update_results:
+        base = os.path.join(BENCH, "RESULTS")
+    args.markdown = args.markdown or base + ".md"
+    args.chart = args.chart or base + ".png"
     for key, value in (QUICK if args.quick else {"duration": 10, "warmup": 2}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -913,7 +944,7 @@ def main(argv=None):
 
     elapsed = progress.elapsed()
     notes += server_notes.lines()
-    output = args.output or os.path.join(BENCH, f"results-{started.strftime('%Y%m%d-%H%M%S')}.json")
+    output = args.output or os.path.join(BENCH, f"results-{args.stamp}.json")
     scenario_desc = scenario_descriptions(args)
     header = (f"wrk -t1, {args.duration:g} s per run after a {args.warmup:g} s warm-up, {args.rounds} round(s) "
               f"interleaved, fastcore threads={args.threads}, {placement}; {machine_text(info)}, "

@@ -8,12 +8,14 @@ NAME is one of the keys of SERVERS below (`python bench/servers.py --help` lists
 127.0.0.1:PORT and runs in the foreground until SIGTERM or SIGINT. The in-process launchers print
 "READY <port>" once they accept; launchers that exec another program (nginx with --workdir,
 gunicorn, granian, uvicorn) do not. bench/run.py trusts neither: it waits for a correct HTTP
-answer. The repository root is put first on sys.path, so `fastcore` is the in-place build
-(`python setup.py build_ext --inplace`), not an installed copy. With --fastcore-from DIR (the A/B mode's
-builds, bench/ab.py), DIR goes before it: the fastcore and fastcore.pure servers then import fastcore
-from DIR while bench.apps stays this checkout's, and the launcher refuses to serve a fastcore found
-anywhere else. They print "FASTCORE<tab>fastcore.__file__<tab>fastcore._core.__file__ (or -)" before READY,
-so bench/run.py can record which build answered.
+answer. Which fastcore is measured: the checkout's when it is built in place (`python setup.py
+build_ext --inplace`: a developer measuring their build), else the installed fastcore-server (`pip
+install .`), which the source folder would otherwise shadow; `python bench/servers.py
+--which-fastcore` prints the extension file that is used. With --fastcore-from DIR (the A/B mode's
+builds, bench/ab.py), DIR goes first instead: the fastcore and fastcore.pure servers then import
+fastcore from DIR while bench.apps stays this checkout's, and the launcher refuses to serve a fastcore
+found anywhere else. They print "FASTCORE<tab>fastcore.__file__<tab>fastcore._core.__file__ (or -)"
+before READY, so bench/run.py can record which build answered.
 
 Every launcher raises its RLIMIT_NOFILE soft limit (to --max-connections + 1000 at least, when the
 hard limit allows), and raises the server's own connection limit and idle keep-alive timeout where
@@ -32,8 +34,23 @@ import tempfile
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-if ROOT not in sys.path:
+
+
+def checkout_is_built():
+    """The checkout's fastcore/ holds a compiled _core (an in-place build)."""
+    folder = os.path.join(ROOT, "fastcore")
+    return os.path.isdir(folder) and any(name.startswith("_core") and name.endswith(".so")
+                                         for name in os.listdir(folder))
+
+
+# `bench` comes from the checkout either way. Put first, the checkout would also supply `fastcore`,
+# which without an in-place build has no extension and hides an installed one: then it goes last.
+if checkout_is_built():
+    if ROOT in sys.path:
+        sys.path.remove(ROOT)
     sys.path.insert(0, ROOT)
+elif ROOT not in sys.path:
+    sys.path.append(ROOT)
 
 from bench import apps  # noqa: E402  (after the sys.path fix above)
 
@@ -396,7 +413,8 @@ def run_uvicorn(args):
 # -- the registry bench/run.py reads ----------------------------------------------------------------
 
 UVICORN_LOOP = "uvloop" if _module_present("uvloop") else "asyncio"
-FASTCORE_HINT = "build it in place: `python setup.py build_ext --inplace`"
+FASTCORE_HINT = ("install it (`pip install .`) or build it in place (`python setup.py build_ext --inplace`); "
+                 "`python bench/servers.py --which-fastcore` says what failed")
 BENCH_EXTRA_HINT = "pip install -e '.[bench]'"
 
 # name: (launcher, Python modules it needs, install hint, one-line description, {scenario: why n/a})
@@ -431,7 +449,20 @@ SERVERS = {
 }
 
 
+def which_fastcore(pure=False):
+    """Print the fastcore._core file the fastcore launchers import (and import fastcore.pure too,
+    when asked): bench/run.py asks this of a child, which sees sys.path as a server will."""
+    import fastcore._core
+    if pure:
+        import fastcore.pure  # noqa: F401
+    print(os.path.realpath(fastcore._core.__file__))
+    return 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--which-fastcore"]:
+        return which_fastcore(pure=argv[1:] == ["pure"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=list(SERVERS))
     parser.add_argument("--port", type=int, required=True)

@@ -11,7 +11,21 @@
 
     fastcore.serve_wsgi(wsgi_app, port=8000)    # a WSGI (PEP 3333) application; or fastcore.Server.wsgi(app)
 """
-from ._core import FileWrapper, Headers, Request, RequestBodyError, Response
+import os as _os
+
+try:
+    from ._core import FileWrapper, Headers, Request, RequestBodyError, Response
+except ModuleNotFoundError as _error:
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if _error.name != __name__ + "._core" or not _os.path.isdir(_os.path.join(_here, _os.pardir, "pyext")):
+        raise
+    # Python found this source folder (with `python -m`, the current directory comes first on
+    # sys.path), which shadows an installed fastcore-server and has no extension built in it.
+    raise ModuleNotFoundError(
+        f"fastcore._core is not built in the source folder {_here}, which Python imported instead of "
+        f"an installed fastcore-server (`python -m` puts the current directory first on sys.path). "
+        f"Run the `fastcore` command, or run from another directory, or build here: pip install -e .",
+        name=_error.name) from None
 from .config import ServerConfig
 from .errors import ConfigError, FastcoreError, ServerStateError
 from .server import Server

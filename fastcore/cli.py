@@ -25,12 +25,14 @@ import logging
 import logging.handlers
 import os
 import queue
+import socket
 import sys
 import traceback
 
 from .config import ServerConfig
 from .demo import demo_app
 from .errors import ConfigError, FastcoreError, SupervisorError
+from .wsgi_adapter import refuse_async_callable
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_PREFIX = "FASTCORE_"
@@ -66,8 +68,25 @@ def _env_name(name):
     return ENV_PREFIX + name.upper()
 
 
+def _octal(text):
+    """A permission mode as chmod users write it: 660, 0660 or 0o660 (never decimal)."""
+    digits = text.strip()
+    digits = digits[2:] if digits[:2].lower() == "0o" else digits
+    if not digits or any(c not in "01234567" for c in digits):
+        raise ValueError(f"invalid octal mode: {text!r} (write it as for chmod, e.g. 660)")
+    return int(digits, 8)
+
+
 def _converter(spec):
     kind = spec.type
+    if spec.metadata.get("octal"):
+        def convert_octal(text):
+            try:
+                return _octal(text)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        convert_octal.__name__ = "octal"
+        return convert_octal
 
     def convert(text):
         try:
@@ -103,13 +122,15 @@ def build_parser():
                              f"env {ENV_PREFIX}APP_DIR)")
     options = parser.add_argument_group("server options (fastcore.ServerConfig)")
     for spec in dataclasses.fields(ServerConfig):
-        text = f"{spec.metadata['help']} (default: {spec.default!r}; env {_env_name(spec.name)})"
+        default = f"{spec.default:o}" if spec.metadata.get("octal") else repr(spec.default)
+        text = f"{spec.metadata['help']} (default: {default}; env {_env_name(spec.name)})"
         if spec.type is bool:
             options.add_argument(_flag(spec.name), dest=spec.name, action=argparse.BooleanOptionalAction,
                                  default=None, help=text)
         else:
+            metavar = "MODE" if spec.metadata.get("octal") else _METAVARS.get(spec.type, "VALUE")
             options.add_argument(_flag(spec.name), dest=spec.name, type=_converter(spec), default=None,
-                                 metavar=_METAVARS.get(spec.type, "VALUE"), help=text)
+                                 metavar=metavar, help=text)
     return parser
 
 
@@ -126,9 +147,10 @@ def _from_environment(spec, environ):
             return False
         raise UsageError(f"{name}={text!r}: expected one of 1/true/yes/on or 0/false/no/off")
     try:
-        return spec.type(text)
+        return _octal(text) if spec.metadata.get("octal") else spec.type(text)
     except ValueError:
-        raise UsageError(f"{name}={text!r}: invalid {spec.type.__name__} value") from None
+        kind = "octal mode" if spec.metadata.get("octal") else f"{spec.type.__name__} value"
+        raise UsageError(f"{name}={text!r}: invalid {kind}") from None
 
 
 def resolve(argv=None, environ=None):
@@ -248,8 +270,14 @@ def load_app(spec, factory=False, interface="wsgi"):
 
 
 def _check_arity(spec, target, interface):
-    """A factory passed as the app (module:create_app without '()') would fail on every request:
-    refuse it now with a hint."""
+    """An async callable (an ASGI app, an `async def` WSGI app) or a factory passed as the app
+    (module:create_app without '()') would fail on every request: refuse it now, saying which."""
+    expected = ("a WSGI application is a plain callable (environ, start_response)" if interface == "wsgi"
+                else "a native handler is a plain callable, request -> Response")
+    try:
+        refuse_async_callable(target, expected)
+    except TypeError as error:
+        raise UsageError(f"{spec!r}: {error}") from None
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
@@ -266,13 +294,30 @@ def _check_arity(spec, target, interface):
 
 # -- logging -------------------------------------------------------------------------------------
 
+_stderr_handler = None          # the handler configure_logging put on the "fastcore" logger
+
+
 def configure_logging(config):
-    """Log lines to stderr at config.log_level; with access_log, the access lines go to stdout
-    through a queue and a listener thread, so workers never wait for the terminal.
-    Returns the QueueListener (to stop) or None."""
+    """fastcore's log lines (the "fastcore" logger and those below it) to stderr at
+    config.log_level; with access_log, the access lines go to stdout through a queue and a
+    listener thread, so workers never wait for the terminal. Returns the QueueListener (to stop)
+    or None.
+
+    Only fastcore's loggers are configured, never the root logger: an app that configures its own
+    (Django's LOGGING, say) would otherwise print each line twice, once through its handler and
+    once through ours on the root (gunicorn, too, leaves the root alone). The "fastcore" logger
+    does not propagate, so an app's root handler does not double ours either. Called again (in a
+    child process), it replaces its handler instead of adding a second."""
+    global _stderr_handler
     level = getattr(logging, config.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("fastcore").setLevel(level)
+    logger = logging.getLogger("fastcore")
+    if _stderr_handler is not None:
+        logger.removeHandler(_stderr_handler)
+    _stderr_handler = logging.StreamHandler(sys.stderr)
+    _stderr_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(_stderr_handler)
+    logger.setLevel(level)
+    logger.propagate = False
     access_logger = logging.getLogger("fastcore.access")
     if not config.access_log:
         return None
@@ -292,7 +337,12 @@ def configure_logging(config):
 def run(argv=None):
     args, config = resolve(argv)
     if args.engine == "pure":
-        from .pure.server import Server, WSGIServer
+        try:
+            from .pure.server import Server, WSGIServer
+        except ModuleNotFoundError as error:
+            if error.name != "httptools":
+                raise
+            raise UsageError(str(error)) from None
     else:
         from .server import Server, WSGIServer
     if args.app is None:
@@ -338,10 +388,16 @@ def run(argv=None):
                 Supervisor(server, on_ready=announce, child_setup=child_setup).run()
             except SupervisorError as error:
                 raise RuntimeFailure(str(error)) from None
-        else:
-            server.serve_forever(on_ready=announce)
+        elif server.serve_forever(on_ready=announce) is False:
+            return 1                                    # requests were cut off (logged by stop())
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
+        # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
+        # error -2"): its strerror is the resolver's own message ("Name or service not known").
+        # Other errors: os.strerror, as create_server() wraps their strerror in more words.
+        if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+            reason = error.strerror or str(error)
+        else:
+            reason = os.strerror(error.errno)
         where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
                  else f"{config.host}:{config.port}")
         raise RuntimeFailure(f"cannot listen on {where}: {reason}") from None

@@ -18,20 +18,59 @@ Timeouts (0 disables one):
 """
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, TypedDict, Unpack
 
 from .errors import ConfigError
 
 
-def _option(default, help_text, minimum=None):
-    return field(default=default, metadata={"help": help_text, "minimum": minimum})
+def _option(default: Any, help_text: str, minimum: float | None = None, octal: bool = False) -> Any:
+    """octal: a permission mode, which the command line reads and shows in octal as chmod does."""
+    return field(default=default, metadata={"help": help_text, "minimum": minimum, "octal": octal})
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword arguments Server(...), Server.wsgi(...), serve_wsgi(...) and ServerConfig.replace()
+    take: ServerConfig's fields, so that a type checker catches a misspelt option (`prot=8000`).
+    tests/test_typing.py checks it lists exactly ServerConfig's fields with their types."""
+    host: str
+    port: int
+    uds: str
+    uds_mode: int
+    fd: int
+    reuse_port: bool
+    threads: int
+    queue_size: int
+    backlog: int
+    max_request_line: int
+    max_head_size: int
+    max_header_count: int
+    max_body_size: int
+    body_buffer_size: int
+    max_connections: int
+    header_timeout: float
+    body_timeout: float
+    keepalive_timeout: float
+    write_timeout: float
+    shutdown_timeout: float
+    processes: int
+    max_requests: int
+    max_requests_jitter: int
+    metrics_path: str
+    handler_threads: int
+    python_batch: int
+    server_name: str
+    root_path: str
+    access_log: bool
+    log_level: str
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = _option("127.0.0.1", "address to bind")
+    host: str = _option("127.0.0.1", "address or name to bind (IPv6 bare or in brackets: ::1 or [::1])")
     port: int = _option(8000, "TCP port to bind (0 picks a free one)", 0)
     uds: str = _option("", "listen on this unix domain socket path instead of host:port")
-    uds_mode: int = _option(0o660, "permissions of the unix socket file", 0)
+    uds_mode: int = _option(0o660, "permissions of the unix socket file, in octal as for chmod (nginx must "
+                            "read and write it: 660 with nginx's user in the server's group, or 666)", 0, octal=True)
     fd: int = _option(-1, "serve on this inherited listening socket fd instead of binding (-1: none)", -1)
     reuse_port: bool = _option(False, "set SO_REUSEPORT on the TCP socket")
     threads: int = _option(2, "worker threads, each with its own epoll set", 1)
@@ -50,7 +89,10 @@ class ServerConfig:
     keepalive_timeout: float = _option(5.0, "seconds an idle keep-alive connection stays open", 0)
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
     shutdown_timeout: float = _option(10.0, "seconds a graceful stop lets in-flight requests finish "
-                                      "before closing what remains (a second SIGINT/SIGTERM: at once)", 0)
+                                      "before closing what remains (a second SIGINT/SIGTERM: at once); "
+                                      "a handler still running then has 5 s more to return, so a stop "
+                                      "takes at most this + 5 s; the command line exits with status 1 "
+                                      "when requests were cut off", 0)
     processes: int = _option(1, "worker processes forked by a supervising parent (1: this process serves)", 1)
     max_requests: int = _option(0, "with processes > 1: recycle a child after this many requests (0: never)", 0)
     max_requests_jitter: int = _option(0, "a random 0..N added to max_requests per child, so they do not "
@@ -64,10 +106,11 @@ class ServerConfig:
     # Used by the WSGI adapter and the command line, not by the compiled core:
     root_path: str = _option("", "WSGI SCRIPT_NAME: the URL prefix the app is mounted under (stripped from PATH_INFO)")
     access_log: bool = _option(False, "log every response on the fastcore.access logger (gunicorn-like format)")
-    log_level: str = _option("info", "command line: level of the fastcore and root loggers "
+    log_level: str = _option("info", "command line: level of fastcore's loggers, printed to stderr; the "
+                             "app's own logging is left as the app configures it "
                              "(critical, error, warning, info, debug)")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             expected = (int, float) if spec.type is float else spec.type
@@ -76,6 +119,17 @@ class ServerConfig:
             minimum = spec.metadata.get("minimum")
             if minimum is not None and value < minimum:
                 raise ConfigError(f"{spec.name} must be at least {minimum}, not {value}")
+        if self.host.startswith("[") and self.host.endswith("]"):
+            # "[::1]", as IPv6 addresses are written in URLs (and in gunicorn's --bind): the
+            # address is what is inside. Frozen, so set through object.
+            object.__setattr__(self, "host", self.host[1:-1])
+        if self.uds_mode > 0o7777:
+            raise ConfigError(f"uds_mode must be a permission mode, at most 0o7777, not {self.uds_mode:#o}")
+        if self.max_requests and self.processes == 1:
+            # One process serves itself: there is no parent to start a fresh one, so recycling
+            # would only stop the server. Refused rather than silently ignored.
+            raise ConfigError("max_requests needs processes > 1 (a supervising parent replaces a recycled "
+                              "process; with one process nothing would)")
         if self.port > 65535:
             raise ConfigError(f"port must be at most 65535, not {self.port}")
         if self.metrics_path and (not self.metrics_path.startswith("/")
@@ -84,7 +138,7 @@ class ServerConfig:
         if any(c in self.server_name for c in "\r\n\0") or len(self.server_name) > 200:
             raise ConfigError("server_name must be at most 200 characters, without CR, LF or NUL")
 
-    def replace(self, **changes) -> "ServerConfig":
+    def replace(self, **changes: Unpack[ServerOptions]) -> "ServerConfig":
         unknown = set(changes) - {spec.name for spec in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")

@@ -2,7 +2,7 @@
 (fastcore.cli adds the static route):
 
     /          Hello, World! (a Python handler)
-    /echo      POST: the body back, with the request's Content-Type
+    /echo      POST, PUT or PATCH: the body back, with the request's Content-Type
     /request   the request as JSON (method, path, query, version, headers)
     /health    OK (a static route, answered in C)
 
@@ -18,9 +18,9 @@ def demo_app(request):
     if request.path == "/":
         return Response(b"Hello, World!\n", content_type="text/plain; charset=utf-8")
     if request.path == "/echo":
-        if request.method != "POST":
-            return Response(b"POST a body to /echo\n", status=405, headers={"Allow": "POST"},
-                            content_type="text/plain; charset=utf-8")
+        if request.method not in ("POST", "PUT", "PATCH"):
+            return Response(b"POST, PUT or PATCH a body to /echo\n", status=405,
+                            headers={"Allow": "POST, PUT, PATCH"}, content_type="text/plain; charset=utf-8")
         return Response(request.body, content_type=request.headers.get("content-type", "application/octet-stream"))
     if request.path == "/request":
         described = {"method": request.method, "path": request.path, "query": request.query_string,

@@ -22,6 +22,8 @@ metrics route and the WSGI adapter (fastcore.wsgi_adapter); fastcore.supervisor 
 processes > 1. Nothing it imports imports it: fastcore.wsgi, fastcore.pure and the command line
 build on it (tests/test_imports.py).
 """
+from __future__ import annotations
+
 import errno
 import logging
 import signal
@@ -29,11 +31,19 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from . import _core, access, metrics, sockets
-from .config import ServerConfig
+from .config import ServerConfig, ServerOptions
 from .errors import ConfigError, ServerStateError
-from .wsgi_adapter import WSGIHandler
+from .wsgi_adapter import WSGIHandler, refuse_async_callable
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    # What a native handler is: request -> Response, or bytes / str for a 200.
+    Handler = Callable[[_core.Request], _core.Response | bytes | str]
 
 log = logging.getLogger("fastcore.error")
 
@@ -44,7 +54,13 @@ ACCEPT_EXHAUSTION_LOG_INTERVAL = 60.0
 # Servers still running at interpreter exit are stopped, so their threads leave C cleanly.
 _running_servers = weakref.WeakSet()
 
-# How long stop() waits, after its deadline, for handler threads still inside a handler.
+# How long stop() waits, past the graceful deadline, for a worker that is inside a handler (inline
+# mode): the worker closes its connections at the deadline but can leave only when the handler
+# returns. A stop therefore takes at most shutdown_timeout + HANDLER_RETURN_GRACE seconds (--help
+# says so).
+HANDLER_RETURN_GRACE = 5.0
+# How long stop() waits, after its deadline, for handler threads still inside a handler (those
+# are then left to release the core themselves, so stop() returns sooner than with inline handlers).
 HANDLER_THREADS_GRACE = 1.0
 
 
@@ -54,7 +70,7 @@ class _HandlerThreads:
     return releases the core (freeing it under a running thread would crash), so stop() returns in
     time and nothing leaks once the handler returns."""
 
-    def __init__(self, core, count, port):
+    def __init__(self, core: Any, count: int, port: int) -> None:
         self.core = core
         self.lock = threading.Lock()
         self.running = count
@@ -63,7 +79,7 @@ class _HandlerThreads:
                                          name=f"fastcore-handler-{index}:{port}", daemon=True)
                         for index in range(count)]
 
-    def run(self, index):
+    def run(self, index: int) -> None:
         try:
             self.core.run_handler(index)
         finally:
@@ -73,13 +89,13 @@ class _HandlerThreads:
             if release:
                 self.core.release()
 
-    def join(self, until):
+    def join(self, until: float) -> list[str]:
         for thread in self.threads:
             while thread.is_alive() and time.monotonic() < until:
                 thread.join(0.05)
         return [thread.name for thread in self.threads if thread.is_alive()]
 
-    def abandon(self):
+    def abandon(self) -> None:
         """stop() gives up waiting: the last thread to return releases the core."""
         with self.lock:
             self.abandoned = True
@@ -100,15 +116,19 @@ class Server:
     Server.wsgi(app, **options) is the WSGI constructor next to this native one: a WSGIServer.
     """
 
-    def __init__(self, handler=None, config=None, **options):
+    def __init__(self, handler: Handler | None = None, config: ServerConfig | None = None,
+                 **options: Unpack[ServerOptions]) -> None:
         if handler is not None and not callable(handler):
             raise TypeError("handler must be callable (request -> Response) or None")
+        if handler is not None:
+            refuse_async_callable(handler, "a native handler is a plain callable, request -> Response")
         base = config if config is not None else ServerConfig()
         self.config = base.replace(**options) if options else base
         self.handler = handler
         self._static_routes = {}
         self._core = None
         self._socket = None
+        self._last_port = None                  # the port of the last start (port after stop())
         self._listener_thread = None
         self._worker_threads = []
         self._handlers = None
@@ -118,16 +138,18 @@ class Server:
         self._exhaustion_report_lock = threading.Lock()
         self._exhaustions_reported = 0            # episodes of descriptor exhaustion already logged
         self._exhaustion_logged_at = float("-inf")
+        self._requests_cut = False              # the last stop closed connections it had not finished
 
     @classmethod
-    def wsgi(cls, app, config=None, **options):
+    def wsgi(cls, app: WSGIApplication, config: ServerConfig | None = None,
+             **options: Unpack[ServerOptions]) -> WSGIServer:
         """Server.wsgi(app, **options) -> a WSGIServer for the WSGI application `app`.
         (fastcore.pure.Server.wsgi gives the pure engine's WSGIServer.)"""
         return WSGIServer(app, config, **options)
 
     # -- configuration ---------------------------------------------------------------------------
 
-    def add_static(self, path, body, content_type="text/plain", status=200):
+    def add_static(self, path: str, body: bytes | str, content_type: str = "text/plain", status: int = 200) -> None:
         """Answer GET and HEAD on exactly `path` (query ignored) with a fixed response, in C."""
         if self._core is not None:
             raise ServerStateError("add_static must be called before start()")
@@ -147,24 +169,25 @@ class Server:
         return _core.Core(self.config, listening.fileno(), self._dispatch(), list(self._static_routes.values()))
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self._core is not None
 
     @property
-    def host(self):
+    def host(self) -> str:
         return self.config.host
 
     @property
-    def port(self):
-        """The bound port (the real one when the config asked for port 0; 0 on a unix socket)."""
+    def port(self) -> int:
+        """The bound port (the real one when the config asked for port 0; 0 on a unix socket);
+        after stop(), the port it was last bound to (before start(), the config's)."""
         if self._socket is None:
-            return self.config.port
+            return self.config.port if self._last_port is None else self._last_port
         if self._socket.family == socket.AF_UNIX:
             return 0
         return self._socket.getsockname()[1]
 
     @property
-    def url(self):
+    def url(self) -> str | None:
         """Where the server listens: 'http://127.0.0.1:8000/' or 'unix:/path' (None when stopped)."""
         return sockets.describe(self._socket) if self._socket is not None else None
 
@@ -187,7 +210,7 @@ class Server:
             wsgi = None
         return _core.Dispatch(handler, wsgi, wrapper_path)
 
-    def start(self):
+    def start(self) -> Self:
         with self._lifecycle_lock:
             if self._core is not None:
                 raise ServerStateError("server already started")
@@ -198,6 +221,7 @@ class Server:
                 sockets.close_listening_socket(listening)
                 raise
             self._socket = listening
+            self._last_port = self.port
             self._core = core
             self._stop_requested.clear()
             self._exhaustions_reported = 0        # a new core counts from 0
@@ -216,47 +240,66 @@ class Server:
             _running_servers.add(self)
         return self
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: float | None = None) -> bool | None:
         """Stop accepting, finish in-flight requests within `timeout` seconds (default: the
-        config's shutdown_timeout), join every thread.
-        Idempotent, callable from any thread. Called from a handler (a worker or handler thread,
-        which cannot join itself), it starts the stop on another thread and returns at once."""
+        config's shutdown_timeout), join every thread. Returns True when everything in flight
+        finished within the timeout, False when it did not: the deadline cut requests off (answered
+        503, or closed unfinished: stats()["requests_cut_at_stop"] counts them), or a handler was
+        still running at it (its own response may still go out, but the stop overran its bound).
+        Idempotent (a second call returns the first's answer), callable from any thread. Called
+        from a handler (a worker or handler thread, which cannot join itself), it starts the stop on
+        another thread and returns None at once."""
         if threading.current_thread() in self._worker_threads + (self._handlers.threads if self._handlers else []):
             threading.Thread(target=self.stop, args=(timeout,), name="fastcore-stop").start()
-            return
+            return None
         if timeout is None:
             timeout = self.config.shutdown_timeout
         with self._lifecycle_lock:
             core = self._core
             if core is None:
-                return
+                return not self._requests_cut
             core.stop_listener()
             self._listener_thread.join()
             sockets.close_listening_socket(self._socket)     # new clients are refused from here
+            graceful_deadline = time.monotonic() + timeout
+            self._requests_cut = False
             core.stop_workers(float(timeout))
-            deadline = time.monotonic() + timeout
-            # Workers close everything by the deadline, but one inside a handler returns only when
-            # the handler does: wait a little past the deadline (less once a stop is forced).
-            self._join_deadline = time.monotonic() + timeout + 5.0
-            for thread in self._worker_threads:
-                while thread.is_alive() and time.monotonic() < self._join_deadline:
-                    thread.join(0.05)
+            # A worker leaves as soon as it has no connection left; one still running at the
+            # deadline is closing connections it had not finished. One inside a handler returns
+            # only when the handler does: wait a little past the deadline (less once forced).
+            self._join_deadline = graceful_deadline + HANDLER_RETURN_GRACE
+            # The first pass ends just before the graceful deadline (the workers keep theirs in
+            # whole milliseconds, so it may fall up to 1 ms before this one): a worker still
+            # running then has connections it will close unfinished at the deadline.
+            cut_check = graceful_deadline - min(0.02, timeout / 2)
+            for bound in (cut_check, None):
+                for thread in self._worker_threads:
+                    while thread.is_alive():
+                        remaining = min(bound or self._join_deadline, self._join_deadline) - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        thread.join(min(0.05, remaining))
+                if bound is not None and any(thread.is_alive() for thread in self._worker_threads):
+                    self._requests_cut = True
             # Handler threads serve what is left on the bridge (after its deadline, with 503s), then
             # return; one still inside a handler gets a short grace, then is left to release the
             # core itself when it returns (_HandlerThreads).
             core.stop_handlers()
-            handlers_left = self._handlers.join(min(self._join_deadline, deadline + HANDLER_THREADS_GRACE))
+            handlers_left = self._handlers.join(min(self._join_deadline, graceful_deadline + HANDLER_THREADS_GRACE))
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
             cut = core.stats().get("requests_cut_at_stop", 0)
             if cut:
-                log.warning("fastcore: the stop's %g s deadline cut %d request(s): answered 503, or closed "
+                self._requests_cut = True
+                log.warning("the stop's %g s deadline cut %d request(s): answered 503, or closed "
                             "before their response was complete", timeout, cut)
+            elif handlers_left:
+                self._requests_cut = True
             if stuck:
-                log.warning("fastcore: %s did not stop (a handler that never returns?); "
+                log.warning("%s did not stop (a handler that never returns?); "
                             "its memory is left allocated", ", ".join(stuck))
                 self._abandoned_core = core
             elif handlers_left:
-                log.warning("fastcore: %s still in a handler after the stop's deadline; the server's "
+                log.warning("%s still in a handler after the stop's deadline; the server's "
                             "memory is released when the last of them returns", ", ".join(handlers_left))
                 self._handlers.abandon()
             else:
@@ -268,19 +311,24 @@ class Server:
             self._listener_thread = None
             _running_servers.discard(self)
             self._stop_requested.set()
+        if self._requests_cut and not cut:
+            log.warning("requests were still in flight %s s after the stop began; "
+                        "their connections were closed", f"{timeout:g}")
+        return not self._requests_cut
 
-    def serve_forever(self, on_ready=None):
+    def serve_forever(self, on_ready: Callable[[Any], object] | None = None) -> bool:
         """Start (unless started) and serve until stop(), SIGINT or SIGTERM (handled when called on
         the main thread; elsewhere no signal handler is installed). There, SIGHUP is ignored with a
         log line when nothing else handles or ignores it (_ignore_hangup). `on_ready(server)` runs once
         the server accepts and the signal handlers are in place (e.g. to print the URL), so a
-        signal sent by someone who saw it always stops the server cleanly.
+        signal sent by someone who saw it always stops the server cleanly. Returns what stop()
+        returned: False when requests in flight were cut off.
         With config.processes > 1 this process becomes a supervisor (fastcore.supervisor) that
         forks the processes which serve; on_ready then gets the supervisor (url, port, pids)."""
         if self.config.processes > 1 and self._core is None:
             from .supervisor import Supervisor
             Supervisor(self, on_ready=on_ready).run()
-            return
+            return True
         previous_handlers = {}
         if threading.current_thread() is threading.main_thread():
             def request_stop(signum, frame):
@@ -298,7 +346,7 @@ class Server:
                 on_ready(self)
             while not self._stop_requested.wait(1.0):
                 self._watch()
-            self.stop()                                 # graceful, within shutdown_timeout
+            return self.stop()                          # graceful, within shutdown_timeout
         finally:
             self.stop()                                 # (no-op after a graceful stop)
             for signum, handler in previous_handlers.items():
@@ -309,17 +357,19 @@ class Server:
         cut off); the stop in progress then joins the threads at once."""
         core = self._core
         if core is not None:
-            log.warning("fastcore: second stop signal, closing every connection now")
+            log.warning("second stop signal, closing every connection now")
+            if any(thread.is_alive() for thread in self._worker_threads):
+                self._requests_cut = True
             self._join_deadline = min(self._join_deadline, time.monotonic() + 1.0)
             core.stop_workers(0.0)
 
-    def _watch(self):
+    def _watch(self) -> None:
         """Once a second in serve_forever: what the engine's threads count but cannot log."""
         core = self._core
         if core is not None:
             self._report_accept_exhaustion(core.stats())
 
-    def _report_accept_exhaustion(self, stats):
+    def _report_accept_exhaustion(self, stats: dict[str, Any]) -> None:
         """Log a new episode of descriptor (or memory) exhaustion the listener counted: it runs
         without the GIL and logs nothing itself. One line per episode, at most one per
         ACCEPT_EXHAUSTION_LOG_INTERVAL; episodes in between are counted into the next line. Called
@@ -336,14 +386,14 @@ class Server:
             self._exhaustion_logged_at = now
             error = stats.get("accept_exhaustion_errno", 0)
             what = "memory" if error in (errno.ENOBUFS, errno.ENOMEM) else "file descriptors"
-            log.error("fastcore: out of %s accepting connections (%s)%s: new clients wait in the listen "
+            log.error("out of %s accepting connections (%s)%s: new clients wait in the listen "
                       "backlog while accepting pauses 100 ms at a time; raise the descriptor limit "
                       "(ulimit -n) or lower max_connections", what, errno.errorcode.get(error, error),
                       f", {new_episodes} episodes since the last report" if new_episodes > 1 else "")
         finally:
             self._exhaustion_report_lock.release()
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """The engine's counters (requests, responses by status class, bytes, accepted, rejected_*,
         open_connections, sendfile_bytes, accept_pauses, accept_exhaustions and the errno of the
         latest, and per worker); {} when the server is not running."""
@@ -354,15 +404,15 @@ class Server:
         self._report_accept_exhaustion(stats)
         return stats
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         if self._core is None:
             self.start()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.Server {state}, {self.config.threads} threads>"
 
@@ -375,16 +425,17 @@ class WSGIServer(Server):
 
     Options are ServerConfig fields; root_path and access_log are the WSGI ones."""
 
-    def __init__(self, app, config=None, **options):
+    def __init__(self, app: WSGIApplication, config: ServerConfig | None = None,
+                 **options: Unpack[ServerOptions]) -> None:
         super().__init__(None, config, **options)
         self.app = app
         self.handler = WSGIHandler(app, self.config, server=self)
 
-    def start(self):
+    def start(self) -> Self:
         self.handler.reset()
         return super().start()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
 
 
@@ -394,7 +445,7 @@ def _ignore_hangup(signum, frame):
     without dropping the socket, and stopping on it would take down a service whose manager meant
     to reload it (systemd ExecReload), so it is ignored, and said so. With processes > 1 the
     supervisor restarts its children one at a time instead."""
-    log.warning("fastcore: SIGHUP ignored: with processes=1 there is nothing to reload into; "
+    log.warning("SIGHUP ignored: with processes=1 there is nothing to reload into; "
                 "restart the process, or run with processes > 1 for rolling restarts on SIGHUP")
 
 

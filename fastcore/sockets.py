@@ -78,7 +78,12 @@ def _tcp_socket(host, port, backlog, reuse_port):
         return socket.create_server(("::", port), family=socket.AF_INET6, backlog=backlog,
                                     reuse_port=reuse_port, dualstack_ipv6=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=reuse_port)
+    # Resolved here, not inside create_server(): a name that does not resolve then raises the
+    # resolver's socket.gaierror as it is ("Name or service not known"), which the command line
+    # prints; create_server() would re-raise it as an OSError whose message is wrapped and whose
+    # negative EAI_* errno os.strerror() cannot name.
+    address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
+    return socket.create_server(address, family=family, backlog=backlog, reuse_port=reuse_port)
 
 
 def open_listening_socket(config):

@@ -133,7 +133,7 @@ class Supervisor:
             raise ServerStateError("processes > 1: serve_forever must run on the main thread "
                                    "(the supervisor handles signals and forks)")
         if threading.active_count() > 1:
-            log.warning("fastcore: forking children while other threads run in this process "
+            log.warning("forking children while other threads run in this process "
                         "(%s); start them after serve_forever, or in the app lazily",
                         ", ".join(t.name for t in threading.enumerate() if t is not threading.current_thread()))
         previous = {}
@@ -198,7 +198,7 @@ class Supervisor:
             if not self._announced and len(self._children) >= self.processes \
                     and all(child.ready for child in self._children.values()):
                 self._announced = True
-                log.info("fastcore: %d worker processes serving on %s: %s", len(self._children),
+                log.info("%d worker processes serving on %s: %s", len(self._children),
                          self.url, ", ".join(map(str, self.pids)))
                 if self.on_ready is not None:
                     self.on_ready(self)
@@ -222,7 +222,7 @@ class Supervisor:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self._children[pid] = _Child(pid, read_fd)
-        log.info("fastcore: started worker process %d", pid)
+        log.info("started worker process %d", pid)
         return pid
 
     def _check_ready(self):
@@ -259,10 +259,10 @@ class Supervisor:
                 elif pid == self._rolling_step[0]:
                     self._rolling_step = (None, self._rolling_step[1], "new")   # retry the step
             if child.retiring or self._stop_signals:
-                log.info("fastcore: worker process %d stopped (%s)", pid, how)
+                log.info("worker process %d stopped (%s)", pid, how)
                 continue
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-                log.info("fastcore: worker process %d exited (%s, e.g. max_requests); replacing it", pid, how)
+                log.info("worker process %d exited (%s, e.g. max_requests); replacing it", pid, how)
                 continue
             self._last_failure = f"worker process {pid}: {how}"
             if lived < FAST_FAILURE_SECONDS:
@@ -272,14 +272,14 @@ class Supervisor:
                 self._fast_failures = 0
                 delay = 0.0
             self._spawn_after = time.monotonic() + delay
-            log.warning("fastcore: worker process %d died (%s) after %.1f s; replacing it%s", pid, how, lived,
+            log.warning("worker process %d died (%s) after %.1f s; replacing it%s", pid, how, lived,
                         f" in {delay:.1f} s" if delay else "")
 
     def _roll(self):
         if self._reload_requested:
             self._reload_requested = False
             self._rolling = [pid for pid, child in self._children.items() if not child.retiring]
-            log.info("fastcore: SIGHUP: restarting %d worker processes one at a time", len(self._rolling))
+            log.info("SIGHUP: restarting %d worker processes one at a time", len(self._rolling))
         if self._rolling_step is None:
             while self._rolling and self._rolling[0] not in self._children:
                 self._rolling.pop(0)
@@ -309,7 +309,7 @@ class Supervisor:
             pass
 
     def _stop_children(self):
-        log.info("fastcore: stopping %d worker processes", len(self._children))
+        log.info("stopping %d worker processes", len(self._children))
         deadline = time.monotonic() + self.config.shutdown_timeout + 10.0
         while self._children:
             while self._forwarded_signals < self._stop_signals:
@@ -317,7 +317,7 @@ class Supervisor:
                 for pid in list(self._children):
                     self._signal(pid, signal.SIGTERM)
             if time.monotonic() > deadline:
-                log.warning("fastcore: worker processes %s did not stop in time; killing them",
+                log.warning("worker processes %s did not stop in time; killing them",
                             ", ".join(map(str, self._children)))
                 self._kill_all()
                 return
@@ -344,7 +344,7 @@ class Supervisor:
             status = self._child_serve(ready_fd)
         except BaseException as error:
             if not isinstance(error, (KeyboardInterrupt, SystemExit)):
-                log.error("fastcore: worker process %d failed: %s: %s", os.getpid(), type(error).__name__, error)
+                log.error("worker process %d failed: %s: %s", os.getpid(), type(error).__name__, error)
                 if log.isEnabledFor(logging.DEBUG):
                     traceback.print_exc()
             elif isinstance(error, SystemExit) and isinstance(error.code, int):
@@ -376,11 +376,14 @@ class Supervisor:
             port = self._socket.getsockname()[1]
             self._socket.close()
             self._socket = None
-            config = self.config.replace(processes=1, port=port, reuse_port=True)
+            config = self.config.replace(processes=1, max_requests=0, port=port, reuse_port=True)
         else:
             fd = self._socket.detach()               # the server adopts it (fd=): one owner
             self._socket = None
-            config = self.config.replace(processes=1, fd=fd)
+            config = self.config.replace(processes=1, max_requests=0, fd=fd)
+        # The child's own config serves one process, which ServerConfig refuses with max_requests
+        # (nothing would replace it); recycling is the supervisor's, with the parent's values.
+        max_requests, jitter = self.config.max_requests, self.config.max_requests_jitter
         server = self.server
         server.config = config
         cleanup = self.child_setup() if self.child_setup is not None else None
@@ -391,8 +394,8 @@ class Supervisor:
                 os.close(ready_fd)
             except OSError:
                 pass
-            if config.max_requests > 0:
-                limit = config.max_requests + random.randint(0, config.max_requests_jitter)
+            if max_requests > 0:
+                limit = max_requests + random.randint(0, jitter)
                 threading.Thread(target=_recycle_after, args=(started, limit),
                                  name="fastcore-max-requests", daemon=True).start()
 
@@ -410,7 +413,7 @@ def _recycle_after(server, limit):
         time.sleep(MAX_REQUESTS_POLL)
         stats = server.stats()
         if stats and stats.get("requests", 0) >= limit:
-            log.info("fastcore: worker process %d served %d requests (max_requests); recycling it",
+            log.info("worker process %d served %d requests (max_requests); recycling it",
                      os.getpid(), stats["requests"])
             server.stop()
             return

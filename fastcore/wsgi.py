@@ -9,19 +9,28 @@ fastcore.wsgi_adapter.WSGIHandler is the adapter (a native handler that runs a W
 its theory of operation, framing and error rules are there) and fastcore.server.WSGIServer the
 Server that runs one. This module gathers them, with serve_wsgi() and serve().
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Unpack
+
+from .config import ServerConfig, ServerOptions
 from .errors import ConfigError
 from .server import Server, WSGIServer
 from .wsgi_adapter import WSGIHandler
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
 __all__ = ["WSGIHandler", "WSGIServer", "serve_wsgi", "serve"]
 
 
-def serve_wsgi(app, config=None, **options):
+def serve_wsgi(app: WSGIApplication, config: ServerConfig | None = None, **options: Unpack[ServerOptions]) -> None:
     """Serve the WSGI application `app` until Ctrl-C / SIGTERM (or stop() from another thread)."""
     WSGIServer(app, config, **options).serve_forever()
 
 
-def serve(app, interface="wsgi", config=None, **options):
+def serve(app: Any, interface: Literal["wsgi", "native"] = "wsgi", config: ServerConfig | None = None,
+          **options: Unpack[ServerOptions]) -> None:
     """Serve `app` until Ctrl-C / SIGTERM: a WSGI application (interface="wsgi", the default) or
     a native handler, request -> Response (interface="native")."""
     if interface == "wsgi":

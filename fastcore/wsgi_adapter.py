@@ -63,17 +63,25 @@ a RequestBodyError the app lets through becomes the core's 400/408/413 and a clo
 only while the app call runs: a body read lazily from a streamed response's iterator after the
 app returned fails for streamed (large) bodies.
 """
+from __future__ import annotations
+
+import functools
+import inspect
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from . import access
 from ._core import (FileWrapper, RequestBodyError, Response, WSGIAdapter, WSGIErrorStream, check_wsgi_response_head,
-                    wsgi_body_bytes, wsgi_environ_key)
+                    wsgi_body_bytes, wsgi_environ_key, wsgi_server_from_host)
 from .config import ServerConfig
 from .errors import ConfigError
 
 __all__ = ["WSGIHandler"]
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 _error_log = logging.getLogger("fastcore.error")
 
@@ -183,15 +191,40 @@ class _StreamedBody:
             self._handler._finish(exchange, sent)
 
 
+def refuse_async_callable(target: object, expected: str) -> None:
+    """Raise TypeError if calling `target` gives a coroutine (an `async def` function, an object
+    whose __call__ is one, a partial of either), which would fail every request, one by one, with
+    "coroutine object is not iterable". An ASGI application (FastAPI's, Starlette's) is named as
+    one: until fastcore runs ASGI, the plain answer is that it does not. `expected`: what a usable
+    callable is, for the message. Checked once, at construction (and by the command line)."""
+    inner = target
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if not (inspect.iscoroutinefunction(inner)
+            or inspect.iscoroutinefunction(getattr(type(inner), "__call__", None))):
+        return
+    try:
+        parameters = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    if len(parameters) == 3 or parameters[:1] == ["scope"]:
+        raise TypeError("this is an ASGI application (async, with scope, receive, send): fastcore runs "
+                        "WSGI applications and native handlers, not ASGI (yet); serve it with an ASGI "
+                        "server such as uvicorn")
+    raise TypeError(f"this is an async function (async def); {expected}, not a coroutine function")
+
+
 class WSGIHandler(WSGIAdapter):
     """A native handler that runs a WSGI application: `Server(WSGIHandler(app, config), config=config)`.
 
     `config` (a ServerConfig) gives SERVER_NAME (host), SCRIPT_NAME (root_path) and access_log;
     SERVER_PORT is the bound port of `server` when set (WSGIServer sets it), else config.port."""
 
-    def __init__(self, app, config=None, server=None):
+    def __init__(self, app: WSGIApplication, config: ServerConfig | None = None, server: Any = None) -> None:
         if not callable(app):
             raise TypeError(f"a WSGI application is callable (environ, start_response), not {type(app).__name__}")
+        refuse_async_callable(app, "a WSGI application is a plain callable (environ, start_response) "
+                                   "returning an iterable of bytes")
         self.app = app
         self.config = config if config is not None else ServerConfig()
         root = self.config.root_path.rstrip("/")
@@ -213,6 +246,9 @@ class WSGIHandler(WSGIAdapter):
         base = self._base
         if base is None:
             port = self.server.port if self.server is not None else self.config.port
+            # A unix socket's address has no host or port: environ() takes them from Host.
+            url = self.server.url if self.server is not None else None
+            self.server_from_host = url.startswith("unix:") if url else bool(self.config.uds)
             # The keys environ() sets for every request come first, as placeholders: a copy of
             # this dict then has room for them and the usual headers without growing.
             base = dict.fromkeys(("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "RAW_URI",
@@ -234,15 +270,15 @@ class WSGIHandler(WSGIAdapter):
         return base
 
     @property
-    def logs_access(self):
+    def logs_access(self) -> bool:
         """True when this handler writes the access log itself, so Server must not add it again."""
         return self.access_log
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the cached server address (the server is starting again, maybe on another port)."""
         self._base = None
 
-    def environ(self, request, errors=None):
+    def environ(self, request: Any, errors: Any = None) -> dict[str, Any]:
         """The PEP 3333 environ for a fastcore Request."""
         environ = (self._base or self._base_environ()).copy()
         path = request.path
@@ -270,11 +306,13 @@ class WSGIHandler(WSGIAdapter):
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
+        if self.server_from_host:
+            wsgi_server_from_host(environ)
         return environ
 
     # -- the native handler ----------------------------------------------------------------------
 
-    def __call__(self, request):
+    def __call__(self, request: Any) -> Response:
         # The pure engine calls this. The compiled one calls pyext/wsgi.pxi's wsgi_answer(), this
         # method's compiled twin (which calls _respond and _failed below for all but list bodies),
         # when the server's Dispatch names this adapter; else (a subclass overriding what the twin

@@ -33,6 +33,10 @@ cdef enum:
     FIELD_CACHE_SIZE = 4096           # response header lines remembered (ETags, cookies vary: bounded)
     STREAM_HIGH_WATER = 65536         # bytes of a streamed body buffered before waiting for the socket
 
+cdef enum:                            # fields a handler set itself (append_response leaves ours out)
+    OWN_SERVER_FIELD = 1
+    OWN_DATE_FIELD = 2
+
 cdef object _END_OF_STREAM = object()
 
 
@@ -265,6 +269,7 @@ cdef class ResponseSerializer:
         cdef object body, headers = None, content_type = None, reason = None
         cdef bint bodyless
         cdef long long declared_length = -1, body_length = 0
+        cdef int own_fields = 0                         # OWN_* bits: fields the handler set itself
         if type(result) is Response:
             response = <Response>result
             status = response.status
@@ -295,15 +300,20 @@ cdef class ResponseSerializer:
             _append_bytes(out, self.status_line(status))
         else:
             _append_bytes(out, _custom_status_line(status, reason))
-        if buffer_append(out, worker.server.server_field, worker.server.server_field_length) != 0:
-            raise MemoryError()
-        if buffer_append(out, worker.date.line, worker.date.length) != 0:
-            raise MemoryError()
         if content_type is not None:
             _append_bytes(out, self._content_type_line(content_type))
         if headers:
             check_response_field_count(headers)
-            declared_length = self._append_fields(out, conn, headers)
+            declared_length = self._append_fields(out, conn, headers, &own_fields)
+        # Server and Date come after the handler's fields so that a handler's own (Flask's
+        # send_file sets Date) replaces ours instead of doubling it, as waitress and granian do;
+        # a handler that sets neither pays two bit tests.
+        if not (own_fields & OWN_SERVER_FIELD):
+            if buffer_append(out, worker.server.server_field, worker.server.server_field_length) != 0:
+                raise MemoryError()
+        if not (own_fields & OWN_DATE_FIELD):
+            if buffer_append(out, worker.date.line, worker.date.length) != 0:
+                raise MemoryError()
 
         bodyless = status < 200 or status == 204 or status == 304
         conn.stream_remaining = -1
@@ -370,11 +380,13 @@ cdef class ResponseSerializer:
         count_response(worker, status)                  # only once the response is sure to go out
         return 0
 
-    cdef long long _append_fields(self, Buffer* out, Conn* conn, object headers) except -2:
+    cdef long long _append_fields(self, Buffer* out, Conn* conn, object headers, int* own_fields) except -2:
         """Append the handler's header fields; returns its Content-Length (-1 when none).
         Content-Length and Transfer-Encoding are left for the framing, Connection: close is
-        obeyed. A (name, value) tuple of str or bytes seen before is not validated and encoded
-        again: _field_lines maps it to its line (or, for Content-Length, to its value)."""
+        obeyed, a Server or Date field sets its OWN_* bit in own_fields (the server then leaves
+        its own out). A (name, value) tuple of str or bytes seen before is not validated and
+        encoded again: _field_lines maps it to its line (or, for Content-Length, to its value);
+        Server and Date lines are never cached, so that the bit is always set."""
         cdef long long declared_length = -1
         cdef bytes name, value, lowered, line
         cdef bint cacheable
@@ -407,6 +419,12 @@ cdef class ResponseSerializer:
                 if b"close" in value.lower():
                     conn_close_after(conn, CLOSE_AFTER_RESPONSE)
                 continue
+            if lowered == b"server":
+                own_fields[0] |= OWN_SERVER_FIELD
+                cacheable = False
+            elif lowered == b"date":
+                own_fields[0] |= OWN_DATE_FIELD
+                cacheable = False
             line = name + b": " + value + b"\r\n"
             _append_bytes(out, line)
             if cacheable:

@@ -72,6 +72,26 @@ cpdef object wsgi_environ_key(str name):
     return key
 
 
+cpdef void wsgi_server_from_host(dict environ):
+    """For a server on a unix socket, whose bound address names no host or port: SERVER_NAME and
+    SERVER_PORT from the request's Host, as gunicorn does ("example.com:8080", "[::1]:8000"; the
+    port defaults to 80, the http scheme's; "localhost" when an HTTP/1.0 request has no Host). The
+    peer of a unix socket has no address: REMOTE_ADDR stays "" and REMOTE_PORT is left out, as in
+    gunicorn (uvicorn leaves out both)."""
+    cdef str host = environ.get("HTTP_HOST") or ""
+    cdef str name, port = ""
+    if host.startswith("["):                            # an IPv6 literal keeps its brackets
+        end = host.find("]")
+        name = host[:end + 1] if end > 0 else host
+        if end > 0 and host[end + 1:end + 2] == ":":
+            port = host[end + 2:]
+    else:
+        name, colon, port = host.partition(":")
+    environ["SERVER_NAME"] = name or "localhost"
+    environ["SERVER_PORT"] = port or "80"
+    environ.pop("REMOTE_PORT", None)
+
+
 cpdef bytes wsgi_body_bytes(object part):
     """A part of a WSGI response body (or of write()) as bytes: bytes, bytearray or memoryview."""
     if type(part) is bytes:
@@ -153,7 +173,8 @@ cdef tuple _check_wsgi_status(object status):
 @cython.final
 cdef class WSGIErrorStream:
     """wsgi.errors: text written here goes to the "fastcore.wsgi" logger at ERROR level, one
-    record per newline-terminated write (a partial line waits for the rest or for flush())."""
+    record per write of whole lines, so that a traceback written at once (as logging's handlers
+    write one) stays one record; a partial line waits for the rest or for flush()."""
     cdef str _pending
 
     def __cinit__(self):
@@ -162,15 +183,17 @@ cdef class WSGIErrorStream:
     def write(self, text):
         if type(text) is not str:
             raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
+        cdef Py_ssize_t written = len(text)
         if self._pending:
             text = self._pending + text
             self._pending = ""
         if text.endswith("\n"):
-            if text != "\n":
-                _wsgi_log.error("%s", text[:len(text) - 1])
+            text = text.strip("\n")
+            if text:
+                _wsgi_log.error("%s", text)
         elif text:
             self._pending = text
-        return len(text)
+        return written
 
     def writelines(self, lines):
         for line in lines:
@@ -197,6 +220,7 @@ cdef class WSGIAdapter:
     cdef public bint access_log
     cdef public dict _base
     cdef public bint compiled_fast_path   # False: a subclass overrides a method the fast path replaces
+    cdef public bint server_from_host     # a unix socket: SERVER_NAME/PORT per request, from Host
 
 
 @cython.auto_pickle(False)
@@ -319,6 +343,8 @@ cdef dict wsgi_environ(WSGIAdapter handler, Request request, object errors):
             environ[key] = value
         else:
             environ[key] = previous + ("; " if key == "HTTP_COOKIE" else ",") + value
+    if handler.server_from_host:
+        wsgi_server_from_host(environ)
     return environ
 
 

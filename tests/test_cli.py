@@ -1,12 +1,16 @@
-"""`python -m fastcore`: the demo app on a random port, stopped by SIGINT."""
+"""`python -m fastcore`: the demo app on a random port, stopped by SIGINT; and what a source folder
+without the built extension says when it shadows an installed fastcore."""
 import http.client
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from conftest import PROJECT_ROOT, get, child_env
 
@@ -47,10 +51,15 @@ def test_python_m_fastcore_serves_demo_and_exits_cleanly_on_sigint():
         payload = b"echo me \x00\xff please"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
-            conn.request("POST", "/echo", body=payload, headers={"Content-Type": "application/x-test"})
+            for method in ("POST", "PUT", "PATCH"):         # README's curl -d is a POST; PUT was refused
+                conn.request(method, "/echo", body=payload, headers={"Content-Type": "application/x-test"})
+                response = conn.getresponse()
+                assert response.status == 200, method
+                assert response.read() == payload
+            conn.request("GET", "/echo")
             response = conn.getresponse()
-            assert response.status == 200
-            assert response.read() == payload
+            assert response.status == 405 and response.getheader("Allow") == "POST, PUT, PATCH"
+            response.read()
         finally:
             conn.close()
 
@@ -67,3 +76,23 @@ def test_python_m_fastcore_serves_demo_and_exits_cleanly_on_sigint():
         for stream in (child.stdout, child.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
+
+
+def test_an_unbuilt_source_folder_says_what_to_do(tmp_path):
+    """README's old first command, `pip install . && python -m fastcore` in the checkout, imported
+    the source folder (the current directory comes first with -m), which has no _core, and ended
+    in a bare "No module named 'fastcore._core'". It now says why and what to run instead. (-S: no
+    site-packages, so nothing installed can stand in for the missing extension.)"""
+    if not os.path.isdir(os.path.join(PROJECT_ROOT, "fastcore")):
+        pytest.skip("no source folder beside the tests (the installed-wheel run)")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(os.path.join(PROJECT_ROOT, "fastcore"), checkout / "fastcore",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    (checkout / "pyext").mkdir()
+    completed = subprocess.run([sys.executable, "-S", "-m", "fastcore", "--port", "0"], cwd=checkout,
+                               capture_output=True, timeout=30,
+                               env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"})
+    assert completed.returncode != 0
+    last = completed.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: fastcore._core is not built in the source folder "), last
+    assert "Run the `fastcore` command" in last and "pip install -e ." in last

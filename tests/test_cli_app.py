@@ -46,11 +46,65 @@ not_callable = 42
 '''
 
 
+ASYNC_APPS = '''
+async def asgi(scope, receive, send):          # an ASGI app, as uvicorn takes it
+    pass
+
+class Framework:                                # FastAPI / Starlette: an instance with an async __call__
+    async def __call__(self, scope, receive, send):
+        pass
+
+framework = Framework()
+
+async def wsgi_shaped(environ, start_response):
+    start_response("200 OK", [])
+    return [b"never"]
+
+async def handle(request):
+    return b"never"
+'''
+
+
+OWN_LOGGING_APP = '''
+import logging
+import sys
+
+# As Django's LOGGING does: a handler on the app's own logger, which still propagates to the root.
+log = logging.getLogger("myproject")
+log.setLevel(logging.INFO)
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(logging.Formatter("APP %(message)s"))
+log.addHandler(handler)
+
+def app(environ, start_response):
+    log.info("handled %s", environ["PATH_INFO"])
+    if environ["PATH_INFO"] == "/crash":
+        raise RuntimeError("view crashed")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"logged"]
+'''
+
+
+SLOW_APP = '''
+import os
+import time
+
+def app(environ, start_response):
+    open(os.path.join(os.path.dirname(__file__), "entered"), "w").close()
+    time.sleep(2)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"late"]
+'''
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     (tmp_path / "userapp.py").write_text(APP_MODULE)
     (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('the module itself is broken')\n")
     (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "asyncapps.py").write_text(ASYNC_APPS)
+    (tmp_path / "ownlogging.py").write_text(OWN_LOGGING_APP)
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
     return tmp_path
 
 
@@ -269,6 +323,100 @@ def test_help_lists_every_server_config_option():
     assert "--interface" in text and "--factory" in text
 
 
+@pytest.mark.parametrize("flag, env", [(["--uds-mode", "666"], {}), (["--uds-mode", "0o666"], {}),
+                                       (["--uds-mode", "0666"], {}), ([], {"FASTCORE_UDS_MODE": "666"})])
+def test_uds_mode_is_octal_as_chmod_takes_it(app_dir, flag, env):
+    """`--uds-mode 666` is rw-rw-rw- (it was read as decimal 666 = 0o1232); 0o666 and 0666 too."""
+    path = str(app_dir / "served.sock")
+    child = subprocess.Popen([sys.executable, "-m", "fastcore", "userapp:app", "--uds", path] + flag,
+                             cwd=app_dir, env=environment(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        banner = read_line(child.stdout, STARTUP_TIMEOUT)
+        assert f"unix:{path}" in banner, (banner, child.stderr.read1().decode(errors="replace"))
+        assert os.stat(path).st_mode & 0o7777 == 0o666
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(TIMEOUT)
+            client.connect(path)
+            client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := client.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and b'"PATH_INFO": "/x"' in reply
+        child.send_signal(signal.SIGINT)
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        child.stdout.close()
+        child.stderr.close()
+
+
+def test_help_shows_the_uds_mode_in_octal():
+    completed = subprocess.run([sys.executable, "-m", "fastcore", "--help"], env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    text = " ".join(completed.stdout.decode().split())
+    assert "--uds-mode MODE" in text and "(default: 660;" in text and "432" not in text
+
+
+def test_the_apps_log_lines_print_once_and_ours_too(serve):
+    """The command line configures fastcore's loggers, not the root: an app with its own handler
+    (Django's LOGGING) printed every line twice through the root handler basicConfig added."""
+    served = serve("ownlogging:app", "--port", "0")
+    assert served.get("/once") == (200, b"logged")
+    assert served.get("/crash")[0] == 500
+    returncode, _, stderr = served.stop()
+    assert returncode == 0
+    assert stderr.count("handled /once") == 1, stderr
+    assert stderr.count("RuntimeError: view crashed") == 1, stderr
+    assert re.search(r"ERROR fastcore\.error: ", stderr), stderr
+
+
+def test_engine_pure_without_httptools_says_what_to_install(app_dir):
+    """httptools is an extra (fastcore-server[pure]), not a dependency: without it, --engine pure is
+    one line and exit status 2, not a traceback. (sys.modules["httptools"] = None: as if not installed.)"""
+    code = ("import sys; sys.modules['httptools'] = None; from fastcore.cli import main; "
+            "sys.exit(main(['--engine', 'pure', '--port', '0']))")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=app_dir, env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    stderr = completed.stderr.decode(errors="replace")
+    assert completed.returncode == 2, stderr
+    assert stderr.strip() == ("fastcore: error: the pure engine (fastcore.pure, --engine pure) needs httptools, "
+                              "which fastcore-server does not install by default: "
+                              "pip install 'fastcore-server[pure]'"), stderr
+
+
+def test_a_stop_that_cuts_requests_off_exits_1(serve, app_dir):
+    """--shutdown-timeout 0.3 with a request in a 2 s handler: the stop overruns its bound, so the
+    exit status is 1 (it was 0), and --help states the bound (shutdown_timeout + 5 s)."""
+    import threading
+    served = serve("slowapp:app", "--port", "0", "--shutdown-timeout", "0.3")
+    client = threading.Thread(target=_quiet_get, args=(served,))
+    client.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not (app_dir / "entered").exists():
+        assert time.monotonic() < deadline, "the app was never called"
+        time.sleep(0.01)
+    started = time.monotonic()
+    returncode, _, stderr = served.stop()
+    client.join(10)
+    assert returncode == 1, stderr
+    assert "requests were still in flight 0.3 s after the stop began" in stderr
+    assert "WARNING fastcore.error: requests were" in stderr          # the name once, not "...: fastcore: ..."
+    assert time.monotonic() - started < 0.3 + 5 + 2
+
+    completed = subprocess.run([sys.executable, "-m", "fastcore", "--help"], env=environment(),
+                               capture_output=True, timeout=STARTUP_TIMEOUT)
+    assert "takes at most this + 5 s" in " ".join(completed.stdout.decode().split())
+
+
+def _quiet_get(served):
+    try:
+        served.get("/")
+    except (OSError, http.client.HTTPException):
+        pass
+
+
 # -- mistakes ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, env, status, message", [
@@ -291,6 +439,18 @@ def test_help_lists_every_server_config_option():
     (["userapp:app"], {"FASTCORE_ACCESS_LOG": "maybe"}, 2, "FASTCORE_ACCESS_LOG='maybe'"),
     (["userapp:app"], {"FASTCORE_INTERFACE": "cgi"}, 2, "FASTCORE_INTERFACE='cgi'"),
     (["userapp:app", "--root-path", "no-slash"], {}, 2, "root_path must start with '/'"),
+    (["asyncapps:asgi"], {}, 2, "'asyncapps:asgi': this is an ASGI application (async, with scope, receive, "
+                                "send): fastcore runs WSGI applications and native handlers, not ASGI (yet)"),
+    (["asyncapps:framework"], {}, 2, "'asyncapps:framework': this is an ASGI application"),
+    (["asyncapps:wsgi_shaped"], {}, 2, "this is an async function (async def); a WSGI application is a "
+                                       "plain callable (environ, start_response)"),
+    (["asyncapps:handle", "--interface", "native"], {}, 2,
+     "this is an async function (async def); a native handler is a plain callable"),
+    (["userapp:app", "--max-requests", "100"], {}, 2, "max_requests needs processes > 1"),
+    (["userapp:app", "--uds-mode", "rw"], {}, 2, "argument --uds-mode: invalid octal mode: 'rw'"),
+    (["userapp:app", "--uds-mode", "689"], {}, 2, "invalid octal mode: '689'"),
+    (["userapp:app", "--uds-mode", "77777"], {}, 2, "uds_mode must be a permission mode, at most 0o7777"),
+    (["userapp:app"], {"FASTCORE_UDS_MODE": "9"}, 2, "FASTCORE_UDS_MODE='9': invalid octal mode"),
 ])
 def test_user_mistakes_end_with_one_line_and_a_status(app_dir, args, env, status, message):
     returncode, stdout, stderr = run_failing(args, app_dir, environment(**env))
@@ -313,10 +473,42 @@ def test_port_in_use_is_a_runtime_error(app_dir):
 
 
 def test_unresolvable_host_is_a_runtime_error(app_dir):
+    """The resolver's own message, not os.strerror() of its negative EAI_* code ("Unknown error -2")."""
     returncode, _, stderr = run_failing(["userapp:app", "--host", "no-such-host.invalid", "--port", "0"], app_dir)
     assert returncode == 1
-    assert stderr.startswith("fastcore: error: cannot listen on no-such-host.invalid:0")
+    assert stderr.startswith("fastcore: error: cannot listen on no-such-host.invalid:0: ")
+    try:
+        socket.getaddrinfo("no-such-host.invalid", 0)
+    except socket.gaierror as error:
+        expected = error.strerror
+    assert stderr.strip().endswith(": " + expected) and "Unknown error" not in stderr, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_bracketed_ipv6_host(app_dir):
+    """--host '[::1]' is the IPv6 address ::1, as written in URLs and in gunicorn's --bind."""
+    child = subprocess.Popen([sys.executable, "-m", "fastcore", "userapp:app", "--host", "[::1]", "--port", "0"],
+                             cwd=app_dir, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        banner = read_line(child.stdout, STARTUP_TIMEOUT)
+        match = re.search(r"http://\[::1\]:(\d+)/", banner)
+        assert match, (banner, child.stderr.read1().decode(errors="replace"))
+        conn = http.client.HTTPConnection("::1", int(match.group(1)), timeout=TIMEOUT)
+        try:
+            conn.request("GET", "/v6")
+            response = conn.getresponse()
+            assert response.status == 200 and b'"PATH_INFO": "/v6"' in response.read()
+        finally:
+            conn.close()
+        child.send_signal(signal.SIGINT)
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        child.stdout.close()
+        child.stderr.close()
 
 
 def test_debug_log_level_shows_the_traceback_of_the_users_code(app_dir):

@@ -71,3 +71,15 @@ def test_readme_options_table_shows_each_fields_default():
             spec = specs[name]
             assert as_field_value(spec, shown) == spec.default, \
                 f"README shows {name}={shown!r}, ServerConfig's default is {spec.default!r}"
+
+
+def test_readme_first_command_is_the_one_ci_runs():
+    """README's first command must work exactly as written; .ci/run runs it on a fresh clone (start
+    it, request it, stop it). If one changes, the other must follow."""
+    if not README.exists():
+        pytest.skip("README.md is not beside the tests")
+    text = README.read_text(encoding="utf-8")
+    first_block = re.search(r"```sh\n(.*?)```", text, re.S).group(1).strip()
+    assert first_block == "pip install . && fastcore", first_block
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert '&& ' + first_block + ')' in ci

@@ -1,4 +1,5 @@
 """Server lifecycle: start, stop with requests in flight, threads and file descriptors released."""
+import http.client
 import os
 import threading
 import time
@@ -6,7 +7,7 @@ import time
 import pytest
 
 import fastcore
-from conftest import ResponseReader, connect, get
+from conftest import ResponseReader, connect, get, wait_until
 
 
 def open_fd_count():
@@ -274,3 +275,79 @@ def test_the_stop_deadline_is_a_deadline_no_handler_starts_after_it(server, capl
     assert len(started) < 10
     cut = [record for record in caplog.records if "cut" in record.getMessage()]
     assert cut and f"{10 - len(started)} request" in cut[0].getMessage(), [r.getMessage() for r in caplog.records]
+
+
+def test_stop_says_whether_requests_were_cut_off(server):
+    """stop() returns True when everything in flight finished, False when the deadline cut a
+    request off (the command line then exits 1), on both engines."""
+    import threading
+    from fastcore.server import HANDLER_RETURN_GRACE
+
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(request):
+        if request.path == "/slow":
+            entered.set()
+            release.wait(10)
+        return b"done"
+
+    srv = server(handler)
+    assert get(srv.port, "/")[0] == 200
+    assert srv.stop(timeout=1.0) is True                 # nothing in flight
+    assert srv.stop() is True                           # idempotent: the same answer
+
+    srv = server(handler)                               # a request body still arriving: cut off
+    with connect(srv.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        wait_until(lambda: srv.stats()["requests"] == 1, 5)
+        started = time.monotonic()
+        assert srv.stop(timeout=0.3) is False
+        assert 0.25 < time.monotonic() - started < 3
+        assert sock.recv(65536) == b""                  # closed without an answer
+
+    srv = server(handler)                               # a handler running past the deadline
+    results = []
+    client = threading.Thread(target=lambda: results.append(_get_or_error(srv.port, "/slow")))
+    client.start()
+    assert entered.wait(5)
+    threading.Timer(0.6, release.set).start()
+    assert srv.stop(timeout=0.2) is False
+    client.join(10)
+    assert not client.is_alive()
+    assert HANDLER_RETURN_GRACE == 5.0                  # what --help and README state
+
+    release.clear()
+    entered.clear()
+    srv = server(handler)
+    client = threading.Thread(target=lambda: results.append(_get_or_error(srv.port, "/slow")))
+    client.start()
+    assert entered.wait(5)
+    threading.Timer(0.2, release.set).start()           # returns well before the 5 s deadline
+    assert srv.stop(timeout=5.0) is True
+    client.join(10)
+    assert results[-1] == 200
+
+
+def _get_or_error(port, path):
+    try:
+        return get(port, path)[0]
+    except (OSError, http.client.HTTPException) as error:
+        return error
+
+
+def test_port_after_stop_is_the_port_it_was_bound_to(server):
+    """port=0 asks for any free port; after stop() the server still says which one it had (it
+    said 0, the config's)."""
+    srv = server(lambda request: b"x", port=0)
+    bound = srv.port
+    assert bound > 0
+    srv.stop()
+    assert srv.port == bound and not srv.running
+    assert fastcore.Server(lambda request: b"x", port=0).port == 0       # never started: the config's
+
+
+def test_max_requests_with_one_process_is_refused():
+    """With one process nothing would replace a recycled one: refused, not silently ignored."""
+    with pytest.raises(fastcore.ConfigError, match="max_requests needs processes > 1"):
+        fastcore.ServerConfig(max_requests=100)
+    assert fastcore.ServerConfig(max_requests=100, processes=2).max_requests == 100

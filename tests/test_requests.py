@@ -245,6 +245,37 @@ def test_server_name_option_sets_server_field(server):
         assert response.headers["server"] == "unit-test-server"
 
 
+@pytest.mark.parametrize("style", ["dict", "list", "bytes"])
+def test_handler_server_and_date_fields_replace_ours(server, style):
+    """A handler's own Server or Date (Flask's send_file sets Date) is sent once, its value winning
+    (as waitress and granian do), whatever the shape of its headers and however often it is seen
+    (the compiled serializer caches field lines)."""
+    date = "Tue, 01 Dec 2026 00:00:00 GMT"
+    fields = {"dict": {"Server": "app-server", "Date": date, "X-Other": "1"},
+              "list": [("server", "app-server"), ("DATE", date), ("X-Other", "1")],
+              "bytes": [(b"Server", b"app-server"), (b"Date", date.encode()), (b"X-Other", b"1")]}[style]
+
+    def handler(request):
+        if request.path == "/server":
+            return fastcore.Response(b"s", headers={"Server": "only-server"})
+        if request.path == "/plain":
+            return fastcore.Response(b"p", headers={"X-Other": "1"})
+        return fastcore.Response(b"x", headers=fields, content_type="text/plain")
+
+    srv = server(handler)
+    for _ in range(3):                              # the second time comes from the field cache
+        response = parse_response(raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"))
+        assert response.getall("server") == ["app-server"]
+        assert response.getall("date") == [date]
+        assert response.getall("x-other") == ["1"] and response.body == b"x"
+        response = parse_response(raw_request(srv.port, b"GET /server HTTP/1.1\r\nHost: h\r\n\r\n"))
+        assert response.getall("server") == ["only-server"]
+        assert len(response.getall("date")) == 1 and response.headers["date"] != date
+        response = parse_response(raw_request(srv.port, b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n"))
+        assert response.getall("server") == ["fastcore"] and len(response.getall("date")) == 1
+        assert_standard_fields(response)
+
+
 # -- static routes and 404 -----------------------------------------------------------------------
 
 def test_static_route_get_is_served(server):

@@ -1,5 +1,6 @@
 """Sockets from the system: unix domain sockets, inherited listening fds, systemd socket
 activation, IPv6 and dual-stack. Each is driven as a user would (curl, a subprocess)."""
+import http.client
 import os
 import shutil
 import socket
@@ -106,3 +107,15 @@ def test_ipv6_and_dual_stack(server):
     if socket.has_dualstack_ipv6():
         with connect(srv.port) as sock:                  # IPv4 on the same socket
             assert get_over(sock).body == b"::ffff:127.0.0.1"
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_bracketed_ipv6_host_in_the_api(server):
+    srv = server(lambda request: request.remote_addr.encode(), host="[::1]")
+    assert srv.config.host == "::1" and srv.url.startswith("http://[::1]:")
+    conn = http.client.HTTPConnection("::1", srv.port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"::1"
+    finally:
+        conn.close()

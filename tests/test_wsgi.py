@@ -364,6 +364,86 @@ def test_custom_status_and_headers_pass_through(wsgi_server):
     assert body == b"4\r\nnope\r\n0\r\n\r\n"
 
 
+@pytest.mark.parametrize("body_kind", ["list", "generator"])
+def test_app_server_and_date_fields_replace_ours(wsgi_server, body_kind):
+    """An app that sets Server or Date (Flask's send_file sets Date) gets one of each, its own
+    (waitress and granian do the same); an app that sets neither gets ours."""
+    date = "Tue, 01 Dec 2026 00:00:00 GMT"
+
+    def app(environ, start_response):
+        own = [("Date", date), ("Server", "app-server")] if environ["PATH_INFO"] == "/own" else []
+        start_response("200 OK", [("Content-Type", "text/plain")] + own)
+        return [b"body"] if body_kind == "list" else (part for part in [b"bo", b"dy"])
+
+    srv = wsgi_server(app)
+    client = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+    try:
+        for _ in range(2):                          # the second time through the field caches
+            for path, server_values in (("/own", ["app-server"]), ("/theirs", ["fastcore"])):
+                client.request("GET", path)
+                response = client.getresponse()
+                assert response.status == 200 and response.read() == b"body"
+                assert response.msg.get_all("server") == server_values
+                assert len(response.msg.get_all("date")) == 1
+                assert (response.msg["date"] == date) == (path == "/own")
+    finally:
+        client.close()
+
+
+def test_async_applications_are_refused_at_start(wsgi_server, server):
+    """An `async def` WSGI-shaped app would answer every request 500 ("coroutine object is not
+    iterable"), an ASGI app likewise: both are refused when the server is built, on both engines,
+    as are async native handlers."""
+    import functools
+
+    async def wsgi_shaped(environ, start_response):
+        return [b"never"]
+
+    async def asgi(scope, receive, send):
+        pass
+
+    class Framework:
+        async def __call__(self, scope, receive, send):
+            pass
+
+    with pytest.raises(TypeError, match=r"async function \(async def\); a WSGI application is a plain"):
+        wsgi_server(wsgi_shaped, validate=False)
+    for app in (asgi, Framework(), functools.partial(asgi)):
+        with pytest.raises(TypeError, match="this is an ASGI application"):
+            wsgi_server(app, validate=False)
+    with pytest.raises(TypeError, match="a native handler is a plain callable"):
+        server(wsgi_shaped)
+
+
+def test_environ_over_a_unix_socket_names_the_server_from_host(wsgi_server, tmp_path):
+    """A unix socket's address has no host or port (SERVER_NAME was "127.0.0.1", SERVER_PORT "0"):
+    they come from Host, as in gunicorn; the peer has no address, so REMOTE_ADDR is "" and
+    REMOTE_PORT is left out (gunicorn's choice; uvicorn leaves out both)."""
+    keys = ("SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "REMOTE_PORT", "HTTP_HOST")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({key: environ.get(key) for key in keys}).encode()]
+
+    path = str(tmp_path / "wsgi.sock")
+    srv = wsgi_server(app, uds=path)
+    cases = [(b"Host: example.com:8080\r\n", "example.com", "8080"),
+             (b"Host: example.com\r\n", "example.com", "80"),
+             (b"Host: [::1]:8000\r\n", "[::1]", "8000"),
+             (b"", "localhost", "80")]
+    for host_line, name, port in cases:
+        version = b"HTTP/1.1" if host_line else b"HTTP/1.0"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(path)
+            sock.sendall(b"GET / " + version + b"\r\n" + host_line + b"Connection: close\r\n\r\n")
+            status, _, body, _ = HTTPReader(sock, TIMEOUT).read()
+        assert status == 200
+        described = json.loads(body)
+        assert (described["SERVER_NAME"], described["SERVER_PORT"]) == (name, port), described
+        assert described["REMOTE_ADDR"] == "" and described["REMOTE_PORT"] is None, described
+
+
 def test_keep_alive_and_pipelining_across_response_kinds(wsgi_server, tmp_path):
     data = os.urandom(30000)
     (tmp_path / "f.bin").write_bytes(data)
@@ -754,7 +834,7 @@ def test_close_called_when_the_server_stops_mid_stream(wsgi_server, wsgi_problem
     with connect(srv.port, TIMEOUT) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-        srv.stop(timeout=0.5)
+        assert srv.stop(timeout=0.5) is False          # the endless body was cut off, and it says so
     assert bodies[0].closed.is_set()
     assert wsgi_problems.take("fastcore.error", "deadline cut 1 request")
 
@@ -958,13 +1038,17 @@ def test_wsgi_errors_goes_to_the_fastcore_wsgi_logger(wsgi_server, wsgi_problems
         errors.write("unterminated")
         errors.flush()
         print("printed", file=errors)
+        errors.write("Traceback:\n  line 1\nError: x\n")                 # written at once: one record
+        errors.write("\n\nsplit ")
+        errors.write("across\nwrites\n")
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
     srv = wsgi_server(app)
     assert request(srv.port)[2] == b"ok"
-    messages = [r.getMessage() for r in wsgi_problems.take("fastcore.wsgi", min_count=6)]
-    assert messages == ["first line", "partial line", "a", "b", "unterminated", "printed"]
+    messages = [r.getMessage() for r in wsgi_problems.take("fastcore.wsgi", min_count=8)]
+    assert messages == ["first line", "partial line", "a", "b", "unterminated", "printed",
+                        "Traceback:\n  line 1\nError: x", "split across\nwrites"]
 
 
 # -- wsgi.file_wrapper ---------------------------------------------------------------------------

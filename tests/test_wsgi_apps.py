@@ -202,6 +202,17 @@ def test_flask_error_handlers(flask_server, wsgi_problems):
     wsgi_problems.take("fastcore.wsgi", "ZeroDivisionError: flask view crashed")
 
 
+def test_flask_send_file_has_one_date_field(wsgi_server, input_terminated_reads, tmp_path):
+    """werkzeug's send_file sets Date itself (make_conditional): one Date field goes out, Flask's."""
+    (tmp_path / "page.txt").write_bytes(b"from a file")
+    app = flask.Flask("fastcore_send_file_test")
+    app.add_url_rule("/file", view_func=lambda: flask.send_file(tmp_path / "page.txt"))
+    srv = wsgi_server(app)
+    status, headers, body = request(srv.port, path="/file")
+    assert status == 200 and body == b"from a file"
+    assert len(headers.get_all("date")) == 1 and len(headers.get_all("server")) == 1
+
+
 def test_flask_head_matches_get(flask_server):
     with connect(flask_server.port, TIMEOUT) as sock:
         reader = HTTPReader(sock, TIMEOUT)
@@ -217,6 +228,15 @@ def test_flask_under_a_root_path(wsgi_server, input_terminated_reads):
     app = make_flask_app(threading.Event())
     srv = wsgi_server(app, root_path="/prefix")
     status, _, body = request(srv.port, path="/prefix/user/bob")
+    assert status == 200
+    described = json.loads(body)
+    assert described["script_root"] == "/prefix" and described["url"] == "/prefix/user/bob"
+
+    # Behind a proxy that strips the prefix (nginx: location /prefix/ { proxy_pass http://app/; })
+    # the request arrives as /user/bob; the app's links must still carry /prefix, since that is
+    # where clients find it. This is why a path outside root_path is not refused (gunicorn
+    # refuses it) and not given SCRIPT_NAME "" either (the links would lose the prefix).
+    status, _, body = request(srv.port, path="/user/bob")
     assert status == 200
     described = json.loads(body)
     assert described["script_root"] == "/prefix" and described["url"] == "/prefix/user/bob"

@@ -31,7 +31,17 @@ Errors surface as Reject(status); the connection answers with that status and cl
 import collections
 import re
 
-import httptools
+try:
+    import httptools
+except ModuleNotFoundError as error:
+    if error.name != "httptools":
+        raise
+    # Not a dependency of fastcore-server: the compiled engine, the one users run, needs nothing,
+    # and this comparison engine is an extra (fastcore-server[pure]). Say so instead of a bare
+    # "No module named 'httptools'"; the command line prints this one line.
+    raise ModuleNotFoundError("the pure engine (fastcore.pure, --engine pure) needs httptools, which "
+                              "fastcore-server does not install by default: pip install 'fastcore-server[pure]'",
+                              name="httptools") from None
 
 CRLF2 = b"\r\n\r\n"
 

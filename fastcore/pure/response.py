@@ -1,8 +1,9 @@
 """fastcore.pure.response: the bytes of every response: handler results, static routes, errors, 503.
 
 Theory of operation. The same responses as pyext/response.pxi and the serializer in
-pyext/serializer.pxi, byte for byte: status line, Server, Date (a ready-made line, formatted at most
-once a second per thread by DateCache), then the handler's Content-Type and fields, then exactly one
+pyext/serializer.pxi, byte for byte. A handler's response: status line, the handler's Content-Type
+and fields, then Server and Date (a ready-made line, formatted at most once a second per thread by
+DateCache) unless the handler set its own (its value wins, one field of each), then exactly one
 framing field (Content-Length, or Transfer-Encoding: chunked for a streamed body on HTTP/1.1), then
 Connection when the connection will close (or `keep-alive` for an HTTP/1.0 client that asked).
 HEAD, 204 and 304 carry no body; a 1xx is refused (a handler gives the final status). Status and
@@ -283,11 +284,12 @@ def append_handler_response(conn, result, head_only):
     else:
         stream = iter(body)                         # unknown length: streamed
 
-    parts = [formats.status_line(status) if reason is None else custom_status_line(status, reason),
-             formats.server_field, worker.date.line]
+    parts = [formats.status_line(status) if reason is None else custom_status_line(status, reason)]
     if content_type is not None:
         parts.append(formats.content_type_line(content_type))
     declared = -1
+    server_field = formats.server_field             # left out if the handler sets its own
+    date_field = worker.date.line                   # the same
     if headers:
         check_response_field_count(headers)
         for field_name, field_value in (headers.items() if isinstance(headers, dict) else headers):
@@ -304,7 +306,13 @@ def append_handler_response(conn, result, head_only):
                 if b"close" in value.lower():
                     close_after(conn, CLOSE_AFTER_RESPONSE)
                 continue
+            if lowered == b"server":
+                server_field = b""
+            elif lowered == b"date":
+                date_field = b""
             parts.append(name + b": " + value + b"\r\n")
+    parts.append(server_field)
+    parts.append(date_field)
 
     bodyless = status < 200 or status == 204 or status == 304
     stream_remaining = -1
