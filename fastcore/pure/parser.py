@@ -387,19 +387,24 @@ class RequestParser:
             self._feed(buf if (position == 0 and cut == available) else buf[position:cut])
             position = cut
         self.tail = (self.tail + bytes(buf[max(0, position - 3):position]))[-3:]
+        # The size line (with its extensions) this read ends in the middle of, if any: the bytes
+        # after its last LF, when llhttp is between chunks (a size line holds no LF).
+        partial_line = 0 if message.after_chunk_header else position - (buf.rfind(b"\n", 0, position) + 1)
         del buf[:position]
         # The compiled parser allows CHUNK_LINE_MAX bytes per chunk-size line (400) and max_head_size
         # of trailers (431). llhttp has no such limits and httptools does not say where a line
         # starts, so the framing bytes (everything fed that is not body) are counted per read: a
         # read that brings body bytes or size lines may hold about a line's worth per size line;
-        # reads that bring neither add up, until the line or the trailer section is over its limit.
+        # the size line it ends in (partial_line) goes on into the next reads, which add up while
+        # they bring neither, until the line or the trailer section is over its limit.
         decoded = message.body_size - decoded_before
         new_chunks = message.chunks - chunks_before
         framing = position - decoded
-        message.framing_run = framing if (decoded or new_chunks) else message.framing_run + framing
+        progressed = bool(decoded or new_chunks)
+        message.framing_run = partial_line if progressed else message.framing_run + framing
         in_trailers = message.after_chunk_header     # no data after the last size line: the 0 chunk's trailers
         allowed = (new_chunks + 1) * CHUNK_FRAMING_MAX + (self.limits.max_head_size if in_trailers else 0)
-        if message.framing_run > allowed:
+        if (framing if progressed else message.framing_run) > allowed:
             raise Reject(431 if in_trailers else 400)
         return message.complete
 
