@@ -164,6 +164,11 @@ cdef extern from *:
     static inline void fc_counter_add(long long *p, long long v) {
         __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
     }
+    /* The same for a count of things (a worker's connection_count, read by stats()). */
+    static inline void fc_count_add(size_t *p, long long v) {
+        __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + (size_t)v, __ATOMIC_RELAXED);
+    }
+    static inline size_t fc_count_load(const size_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
     /* Debug builds (FASTCORE_DEBUG=1 at build time) count, per server (the counters live on its
        ServerState, as uvloop keeps its own on the loop) and for the whole process: live
        allocations of each kind, open descriptors and epoll registrations the core made, and state
@@ -203,6 +208,8 @@ cdef extern from *:
     void fc_atomic_add64(long long* p, long long v) nogil
     size_t fc_relaxed_load_size(const size_t* p) nogil
     void fc_counter_add(long long* p, long long v) nogil
+    void fc_count_add(size_t* p, long long v) nogil
+    size_t fc_count_load(const size_t* p) nogil
     long long fc_now_ms() nogil
     enum:
         FC_LIVE_CONNECTIONS
