@@ -2,24 +2,33 @@
 
 FASTCORE_DEBUG=1 builds at -O0 -g without -DNDEBUG, with the per-server debug counters that the test
 fixtures check (docs/ARCHITECTURE.md, "Counters, stats and the debug build"), for development.
-FASTCORE_SANITIZE=1 builds that debug build under AddressSanitizer and UndefinedBehaviorSanitizer
-(-O1, as the sanitizers recommend, so a run stays fast enough for CI). CPython itself is not built
-with ASan, so the runtime must be preloaded: run Python through .ci/sanitized (README.md,
-"Memory-safety checks").
+FASTCORE_SANITIZE=1 (or =address) builds that debug build under AddressSanitizer and
+UndefinedBehaviorSanitizer, FASTCORE_SANITIZE=thread under ThreadSanitizer (the two cannot share a
+process); both at -O1, as the sanitizers recommend, so a run stays fast enough for CI. CPython itself
+is not built with them, so the runtime must be preloaded: run Python through .ci/sanitized or
+.ci/tsan (README.md, "Memory-safety checks").
 """
 import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-sanitize = os.environ.get("FASTCORE_SANITIZE") == "1"
-debug = os.environ.get("FASTCORE_DEBUG") == "1" or sanitize
-# -fno-sanitize-recover: an undefined-behaviour report aborts, as an ASan report does, whatever
-# UBSAN_OPTIONS says, so no report can scroll by in a passing run.
-SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+SANITIZER_FLAGS = {
+    # -fno-sanitize-recover: an undefined-behaviour report aborts, as an ASan report does, whatever
+    # UBSAN_OPTIONS says, so no report can scroll by in a passing run.
+    "address": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"],
+    # Data races between the core's threads (docs/THREAD_SAFETY.md); .ci/tsan fails on any report.
+    "thread": ["-fsanitize=thread", "-fno-omit-frame-pointer"],
+}
+sanitizer = {"": None, "0": None, "1": "address"}.get(os.environ.get("FASTCORE_SANITIZE", ""),
+                                                      os.environ.get("FASTCORE_SANITIZE"))
+if sanitizer is not None and sanitizer not in SANITIZER_FLAGS:
+    raise SystemExit(f"FASTCORE_SANITIZE={sanitizer!r}: expected 1 (= address), address or thread")
+debug = os.environ.get("FASTCORE_DEBUG") == "1" or sanitizer is not None
 
-if sanitize:
-    extra_compile_args, extra_link_args = ["-O1", "-g"] + SANITIZER_FLAGS, SANITIZER_FLAGS
+if sanitizer is not None:
+    flags = SANITIZER_FLAGS[sanitizer]
+    extra_compile_args, extra_link_args = ["-O1", "-g"] + flags, flags
 elif debug:
     extra_compile_args, extra_link_args = ["-O0", "-g"], []
 else:
@@ -41,5 +50,7 @@ setup(
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
         annotate=False,
+        # Sanitizer reports (and gdb) then name pyext/*.pxi lines instead of the generated C.
+        emit_linenums=sanitizer is not None,
     ),
 )

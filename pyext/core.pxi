@@ -253,7 +253,7 @@ cdef class Core:
                 counters = &self.workers[i].counters
                 per_worker.append({
                     "requests": fc_atomic_load64(&counters.requests),
-                    "open_connections": <long long>self.workers[i].connection_count,
+                    "open_connections": <long long>fc_relaxed_load_size(&self.workers[i].connection_count),
                     "bytes_received": fc_atomic_load64(&counters.bytes_received),
                     "bytes_sent": fc_atomic_load64(&counters.bytes_sent),
                     "responses": {("%dxx" % status_class if status_class else "other"):

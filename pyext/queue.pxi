@@ -38,7 +38,7 @@ cdef int queue_push(ConnQueue* queue, const AcceptedConn* accepted) noexcept nog
     pthread_mutex_lock(&queue.lock)
     if queue.count < queue.capacity:
         queue.fds[(queue.head + queue.count) % queue.capacity] = accepted[0]
-        queue.count += 1
+        fc_relaxed_store_size(&queue.count, queue.count + 1)   # queue_maybe_nonempty reads it unlocked
         result = 0
     pthread_mutex_unlock(&queue.lock)
     return result
@@ -55,7 +55,7 @@ cdef size_t queue_take(ConnQueue* queue, AcceptedConn* out, size_t wanted) noexc
     while taken < wanted and queue.count > 0:
         out[taken] = queue.fds[queue.head]
         queue.head = (queue.head + 1) % queue.capacity
-        queue.count -= 1
+        fc_relaxed_store_size(&queue.count, queue.count - 1)
         taken += 1
     pthread_mutex_unlock(&queue.lock)
     return taken

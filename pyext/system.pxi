@@ -157,12 +157,19 @@ cdef extern from *:
     static inline long long fc_atomic_load64(const long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void fc_atomic_store64(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
-    /* A hint read outside the lock that guards the value (the queue's length): no torn read. */
+    /* A hint read outside the lock that guards the value (the queue's length): no torn read. Its
+       writers, under the lock, store it with fc_relaxed_store_size, or the read is a data race. */
     static inline size_t fc_relaxed_load_size(const size_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    static inline void fc_relaxed_store_size(size_t *p, size_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
     /* A counter with one writer (its worker) and readers elsewhere (stats): relaxed load and
        store, so no locked instruction on the hot path and no torn read. */
     static inline void fc_counter_add(long long *p, long long v) {
         __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+    }
+    /* The same for a count of things (a worker's connection_count, which stats() reads with
+       fc_relaxed_load_size). */
+    static inline void fc_count_add(size_t *p, long long v) {
+        __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + (size_t)v, __ATOMIC_RELAXED);
     }
     /* Debug builds (FASTCORE_DEBUG=1 at build time) count, per server (the counters live on its
        ServerState, as uvloop keeps its own on the loop) and for the whole process: live
@@ -202,7 +209,9 @@ cdef extern from *:
     void fc_atomic_store64(long long* p, long long v) nogil
     void fc_atomic_add64(long long* p, long long v) nogil
     size_t fc_relaxed_load_size(const size_t* p) nogil
+    void fc_relaxed_store_size(size_t* p, size_t v) nogil
     void fc_counter_add(long long* p, long long v) nogil
+    void fc_count_add(size_t* p, long long v) nogil
     long long fc_now_ms() nogil
     enum:
         FC_LIVE_CONNECTIONS
