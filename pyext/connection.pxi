@@ -62,7 +62,7 @@ cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
         worker.connections = conn.next
     if conn.next != NULL:
         conn.next.previous = conn.previous
-    worker.connection_count -= 1
+    fc_count_add(&worker.connection_count, -1)          # stats() reads it on another thread
     fc_debug_count(worker.server.debug_counters, FC_LIVE_CONNECTIONS, -1)
     free(conn)
 
@@ -295,5 +295,5 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
     if worker.connections != NULL:
         worker.connections.previous = conn
     worker.connections = conn
-    worker.connection_count += 1
+    fc_count_add(&worker.connection_count, 1)           # stats() reads it on another thread
     conn_on_readable(worker, conn)
