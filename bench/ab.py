@@ -35,7 +35,8 @@ import time
 
 LABELS = ("A", "B")
 WORKTREE = "WORKTREE"
-AB_SERVERS = ["fastcore-static", "fastcore-native", "fastcore-wsgi", "pure-native", "pure-wsgi"]
+AB_SERVERS = ["fastcore-static", "fastcore-native", "fastcore-wsgi", "fastcore-native-threads",
+              "fastcore-wsgi-threads", "pure-native", "pure-wsgi"]
 AB_DEFAULT_SERVERS = ["fastcore-static", "fastcore-native", "fastcore-wsgi"]
 AB_DEFAULT_SCENARIOS = ["keepalive", "pipelined", "close"]
 AB_DEFAULT_ROUNDS = 4          # even, so that ABBA balances; enough on a quiet 2-core machine (bench/README.md)

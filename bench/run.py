@@ -60,6 +60,9 @@ SCENARIOS = {
     "echo4k": {"path": "/echo", "script": "echo.lua", "script_args": [str(apps.ECHO_SIZE)], "method": "POST",
                "desc": "POST /echo of a 4 KiB body, sent back, on {c} keep-alive connections (bench/echo.lua)"},
     "big64k": {"path": "/big", "desc": "GET /big, a 64 KiB response, on {c} keep-alive connections"},
+    "blocking": {"path": "/blocking", "connections": 12,
+                 "desc": "GET /blocking on 12 keep-alive connections: one request in ten blocks 100 ms in the "
+                         "app (bench/apps.py), as a database call would"},
     "idle": {"desc": "RSS of the server with {idle:,} idle keep-alive connections (one request each) "
                      "minus its RSS idle, divided by the connections held"},
 }

@@ -60,6 +60,7 @@ KEEPALIVE_TIMEOUT = 75          # seconds: nginx's default, applied to every ser
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 4))
 WAITRESS_THREADS = int(os.environ.get("BENCH_WAITRESS_THREADS", 4))
 GRANIAN_BLOCKING_THREADS = int(os.environ.get("BENCH_GRANIAN_BLOCKING_THREADS", 1))
+FASTCORE_HANDLER_THREADS = int(os.environ.get("BENCH_FASTCORE_HANDLER_THREADS", 4))  # the *-threads kinds
 NGINX_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 
@@ -150,6 +151,17 @@ def run_fastcore_native(args):
 def run_fastcore_wsgi(args):
     import fastcore
     _serve(fastcore.WSGIServer(apps.wsgi_app, **_fastcore_config(args)))
+
+
+def run_fastcore_native_threads(args):
+    import fastcore
+    _serve(fastcore.Server(apps.make_native_handler(fastcore.Response), handler_threads=FASTCORE_HANDLER_THREADS,
+                           **_fastcore_config(args)))
+
+
+def run_fastcore_wsgi_threads(args):
+    import fastcore
+    _serve(fastcore.WSGIServer(apps.wsgi_app, handler_threads=FASTCORE_HANDLER_THREADS, **_fastcore_config(args)))
 
 
 # -- fastcore.pure (standard library + httptools) -------------------------------------------------
@@ -426,6 +438,12 @@ SERVERS = {
                         "fastcore.Server, native Python handler (request -> Response); threads=T", {}),
     "fastcore-wsgi": (run_fastcore_wsgi, ["fastcore._core"], FASTCORE_HINT,
                       "fastcore.WSGIServer, WSGI hello app; threads=T", {}),
+    "fastcore-native-threads": (run_fastcore_native_threads, ["fastcore._core"], FASTCORE_HINT,
+                                f"fastcore.Server, native handler on {FASTCORE_HANDLER_THREADS} handler threads "
+                                "(handler_threads); threads=T", {}),
+    "fastcore-wsgi-threads": (run_fastcore_wsgi_threads, ["fastcore._core"], FASTCORE_HINT,
+                              f"fastcore.WSGIServer, WSGI hello app on {FASTCORE_HANDLER_THREADS} handler threads "
+                              "(handler_threads); threads=T", {}),
     "pure-native": (run_pure_native, ["fastcore.pure"], "fastcore.pure is not importable",
                     "fastcore.pure.Server, native Python handler; threads=T", {}),
     "pure-wsgi": (run_pure_wsgi, ["fastcore.pure"], "fastcore.pure is not importable",
