@@ -15,9 +15,11 @@ a second access-log line, a graceful stop still waiting for its handler).
 import faulthandler
 import http.client
 import json
+import logging
 import os
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -608,3 +610,29 @@ def python_wsgi_calls(monkeypatch):
 
     monkeypatch.setattr(fastcore.WSGIHandler, "__call__", counted_call)
     return calls
+
+
+class LogCollector(logging.Handler):
+    """Keeps the records a logger emits (`records`), sets `arrived` at each one."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.records = []
+        self.arrived = threading.Event()
+
+    def emit(self, record):
+        self.records.append(record)
+        self.arrived.set()
+
+    def text(self):
+        return "\n".join(logging.Formatter().format(record) for record in self.records)
+
+
+@pytest.fixture
+def error_log():
+    """Records sent to the "fastcore.error" logger during the test (a LogCollector)."""
+    logger = logging.getLogger("fastcore.error")
+    collector = LogCollector()
+    logger.addHandler(collector)
+    yield collector
+    logger.removeHandler(collector)

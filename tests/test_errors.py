@@ -10,27 +10,6 @@ import fastcore
 from conftest import ResponseReader, assert_standard_fields, connect, get
 
 
-class CollectingHandler(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.records = []
-        self.arrived = threading.Event()
-
-    def emit(self, record):
-        self.records.append(record)
-        self.arrived.set()
-
-
-@pytest.fixture
-def error_log():
-    """Records sent to the "fastcore.error" logger during the test."""
-    logger = logging.getLogger("fastcore.error")
-    collector = CollectingHandler()
-    logger.addHandler(collector)
-    yield collector
-    logger.removeHandler(collector)
-
-
 def failing_handler(request):
     if request.path == "/boom":
         raise RuntimeError("boom-marker-1234")

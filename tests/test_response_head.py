@@ -13,29 +13,6 @@ MAX_RESPONSE_HEAD_SIZE = 65536      # pyext/serializer.pxi, fastcore/pure/respon
 MAX_RESPONSE_FIELDS = 256
 
 
-class Collector(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.records = []
-        self.arrived = threading.Event()
-
-    def emit(self, record):
-        self.records.append(record)
-        self.arrived.set()
-
-    def text(self):
-        return "\n".join(logging.Formatter().format(record) for record in self.records)
-
-
-@pytest.fixture
-def error_log():
-    logger = logging.getLogger("fastcore.error")
-    collector = Collector()
-    logger.addHandler(collector)
-    yield collector
-    logger.removeHandler(collector)
-
-
 def ask_twice(port, path):
     """GET `path` then GET /after on one keep-alive connection: both responses."""
     with connect(port) as sock:
