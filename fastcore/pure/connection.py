@@ -50,12 +50,14 @@ _DISCARD = bytearray(READ_SIZE)
 class Conn:
     __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "phase", "close_policy",
                  "interest", "head_complete", "keep_alive", "peer_closed", "body_streamed",
-                 "continue_deferred", "serving_paused", "timer_kind",
+                 "continue_deferred", "serving_paused", "timer_kind", "home", "with_handler_thread",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining")
 
     def __init__(self, worker, sock, peer):
-        self.worker = worker
+        self.worker = worker                # the I/O worker, or a handler thread's context while it has it
+        self.home = worker                  # the I/O worker it lives in (handler threads hand it back there)
+        self.with_handler_thread = False    # handed to the bridge: its worker reads nothing else of it (bridge.py)
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
