@@ -3,9 +3,10 @@
 Theory of operation (as pyext/connection.pxi and serve.pxi). Each readable event does one recv()
 into the parser's input, then serve() answers every complete request found there, in order,
 appending the responses to the output: static routes and errors at once; at the first request for
-the handler it stops and the connection joins the worker's handler batch (worker.py), which calls
-the handler and resumes serving. flush() sends the output (pipelined responses included, as separate
-buffers of one send / sendmsg), followed by a file body through os.sendfile. What happens next (wait
+the handler it stops and the connection joins the worker's handler batch (batch.py; with handler
+threads, the bridge: bridge.py), which calls the handler and resumes serving. flush() sends the
+output (pipelined responses included, as separate buffers of one send / sendmsg), followed by a
+file body through os.sendfile. What happens next (wait
 for the next request, for the socket, for the handler; linger; close) is the state machine's to
 decide (protocol.py): the methods here report events to it and never set a phase, a timer or the
 epoll interest themselves. A client that stops reading stops being read (SENDING listens for EPOLLOUT
@@ -252,7 +253,7 @@ class Conn:
         self.flush()
 
     def receive_blocking(self, timeout):
-        """For a body reader inside a handler (the worker thread is busy there anyway): send what
+        """For a body reader inside a handler (the thread running it is busy there anyway): send what
         output is pending (a 100 Continue, earlier pipelined responses), then wait up to `timeout`
         seconds (None: no limit) for body bytes and add them to the input. Returns bytes received,
         0 on timeout, -1 when the client closed or failed."""
