@@ -6,11 +6,10 @@ appending the responses to the output: static routes and errors at once; at the 
 the handler it stops and the connection joins the worker's handler batch (batch.py; with handler
 threads, the bridge: bridge.py), which calls the handler and resumes serving. flush() sends the
 output (pipelined responses included, as separate buffers of one send / sendmsg), followed by a
-file body through os.sendfile. What happens next (wait
-for the next request, for the socket, for the handler; linger; close) is the state machine's to
-decide (protocol.py): the methods here report events to it and never set a phase, a timer or the
-epoll interest themselves. A client that stops reading stops being read (SENDING listens for EPOLLOUT
-only): backpressure.
+file body through os.sendfile. What happens next (wait for the next request, for the socket, for
+the handler; linger; close) is the state machine's to decide (protocol.py): the methods here report
+events to it and never set a phase, a timer or the epoll interest themselves. A client that stops
+reading stops being read (SENDING listens for EPOLLOUT only): backpressure.
 
 Output is a deque of bytes-like buffers (`out`, `out_size` bytes): a big body is queued as it is,
 never copied into a buffer, and a partial send keeps a memoryview of the rest.
