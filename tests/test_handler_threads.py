@@ -13,8 +13,6 @@ import pytest
 import fastcore
 from conftest import ResponseReader, connect, get
 
-pytestmark = pytest.mark.compiled_only("handler threads are built in the compiled engine so far")
-
 
 def test_slow_uploaders_do_not_stall_the_io_workers(engine, server):
     """Two clients trickle streamed bodies into a server with two I/O workers; a third client is

@@ -393,7 +393,9 @@ def test_full_queue_is_a_503(pure_server):
         release.wait(10)
         return b"done"
 
-    srv = pure_server(handler, threads=1, queue_size=1)
+    # Inline handlers: the one worker is blocked in the handler, so accepted connections pile up in
+    # the queue (with handler threads the worker keeps adopting them: test_handler_threads.py).
+    srv = pure_server(handler, threads=1, queue_size=1, handler_threads=0)
     blocker = connect(srv.port)
     extra = []
     try:

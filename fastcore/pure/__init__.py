@@ -17,6 +17,9 @@ fragments:
                    queue.Queue (full: canned 503), wake one worker (an idle one first)
     wakeup.py      a worker's wake-up descriptor: os.eventfd, else a pipe
     worker.py      worker threads: own select.epoll each; handler calls batched per loop turn
+    batch.py       the handler batch, inline in a worker or on handler threads (handler_threads)
+    bridge.py      handler-thread mode: the deque of connections for handler threads (a
+                   threading.Condition) and each worker's inbox of connections handed back
     connection.py  one connection: read, serve in order, write (one send for a pipeline), close
                    (lingering after an error answer: half-close, discard input until FIN or 2 s)
     protocol.py    the connection's state machine: phase, close policy, epoll interest, timer

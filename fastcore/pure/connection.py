@@ -3,13 +3,13 @@
 Theory of operation (as pyext/connection.pxi and serve.pxi). Each readable event does one recv()
 into the parser's input, then serve() answers every complete request found there, in order,
 appending the responses to the output: static routes and errors at once; at the first request for
-the handler it stops and the connection joins the worker's handler batch (worker.py), which calls
-the handler and resumes serving. flush() sends the output (pipelined responses included, as separate
-buffers of one send / sendmsg), followed by a file body through os.sendfile. What happens next (wait
-for the next request, for the socket, for the handler; linger; close) is the state machine's to
-decide (protocol.py): the methods here report events to it and never set a phase, a timer or the
-epoll interest themselves. A client that stops reading stops being read (SENDING listens for EPOLLOUT
-only): backpressure.
+the handler it stops and the connection joins the worker's handler batch (batch.py; with handler
+threads, the bridge: bridge.py), which calls the handler and resumes serving. flush() sends the
+output (pipelined responses included, as separate buffers of one send / sendmsg), followed by a
+file body through os.sendfile. What happens next (wait for the next request, for the socket, for
+the handler; linger; close) is the state machine's to decide (protocol.py): the methods here report
+events to it and never set a phase, a timer or the epoll interest themselves. A client that stops
+reading stops being read (SENDING listens for EPOLLOUT only): backpressure.
 
 Output is a deque of bytes-like buffers (`out`, `out_size` bytes): a big body is queued as it is,
 never copied into a buffer, and a partial send keeps a memoryview of the rest.
@@ -50,12 +50,14 @@ _DISCARD = bytearray(READ_SIZE)
 class Conn:
     __slots__ = ("worker", "sock", "fd", "peer", "parser", "out", "out_size", "phase", "close_policy",
                  "interest", "head_complete", "keep_alive", "peer_closed", "body_streamed",
-                 "continue_deferred", "serving_paused", "timer_kind",
+                 "continue_deferred", "serving_paused", "timer_kind", "home", "with_handler_thread",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining")
 
     def __init__(self, worker, sock, peer):
-        self.worker = worker
+        self.worker = worker                # the I/O worker, or a handler thread's context while it has it
+        self.home = worker                  # the I/O worker it lives in (handler threads hand it back there)
+        self.with_handler_thread = False    # handed to the bridge: its worker reads nothing else of it (bridge.py)
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
@@ -250,7 +252,7 @@ class Conn:
         self.flush()
 
     def receive_blocking(self, timeout):
-        """For a body reader inside a handler (the worker thread is busy there anyway): send what
+        """For a body reader inside a handler (the thread running it is busy there anyway): send what
         output is pending (a 100 Continue, earlier pipelined responses), then wait up to `timeout`
         seconds (None: no limit) for body bytes and add them to the input. Returns bytes received,
         0 on timeout, -1 when the client closed or failed."""

@@ -3,19 +3,26 @@
 Theory of operation. The pure twin of fastcore._core.Core (pyext/core.pxi), with the same life
 cycle, so fastcore.server.Server's stop(), stats() and the rest work on it unchanged:
 fastcore.pure.Server builds a Core around the listening socket and starts threading.Thread objects
-whose targets are run_listener() and run_worker(i). Stopping is in steps so that no connection is
-stranded: stop_listener() (then join that thread), stop_workers(timeout) (then join them), then
-release(), which closes what the threads used (epoll sets, wake-ups, connections still queued).
+whose targets are run_listener(), run_worker(i) and, with handler_threads > 0, run_handler(i).
+Stopping is in steps so that no connection is stranded: stop_listener() (then join that thread),
+stop_workers(timeout) (then join them), stop_handlers() (then join those, a short grace past the
+deadline), then release(), which closes what the threads used (epoll sets, wake-ups, connections
+still queued or still held for a handler thread).
 Core never closes the listening socket: the Server that made it does.
 
     listener thread   listener.py: accept, queue, wake a worker
     queue             queue.Queue(maxsize=queue_size) of (socket, peer address)
     worker threads    worker.py + connection.py: epoll, read, parse (parser.py), answer
-                      (response.py, request.py), write, keep-alive, timeouts (timers.py)
+                      (response.py, request.py), write, keep-alive, timeouts (timers.py);
+                      handler calls batched per loop turn (batch.py) when handler_threads = 0
+    handler threads   batch.py + bridge.py (handler_threads > 0): take connections from the bridge,
+                      call the handler, hand each back to its worker's inbox
 """
 import queue
 import time
 
+from .batch import HandlerContext, handler_thread_run
+from .bridge import Bridge
 from .listener import Listener
 from .response import Formats
 from .worker import Worker
@@ -38,7 +45,11 @@ class Core:
         self.write_timeout = config.write_timeout
         self.formats = Formats(config.server_name, static_routes)
         self.queue = queue.Queue(maxsize=config.queue_size)
+        self.handler_threads = config.handler_threads   # 0: inline (each I/O worker runs its own batch)
+        self.bridge = Bridge()
         self.workers = []
+        # A handler thread's context: its Date line and counters, kept to itself (batch.py).
+        self.handler_contexts = [HandlerContext(self, index) for index in range(self.handler_threads)]
         self.listener = None
         self._released = False
         try:
@@ -62,11 +73,12 @@ class Core:
         return self._released
 
     def run_handler(self, index):
-        """Handler-thread mode is not built in this engine yet: its workers run handlers inline
-        whatever handler_threads says, and these threads return at once."""
+        """A handler thread's loop (handler_threads > 0): returns after stop_handlers()."""
+        handler_thread_run(self, self.handler_contexts[index])
 
     def stop_handlers(self):
-        pass
+        """Let the handler threads return once the bridge is empty: after the workers have returned."""
+        self.bridge.stop()
 
     def stop_listener(self):
         self.listener.request_stop()
@@ -74,6 +86,9 @@ class Core:
     def stop_workers(self, timeout):
         """Graceful stop: finish in-flight requests, close idle connections, force-close at the deadline."""
         deadline = time.monotonic() + timeout
+        for context in self.handler_contexts:
+            context.stop_deadline = deadline
+            context.stop_requested = True
         for worker in self.workers:
             worker.request_stop(deadline)
 
@@ -103,24 +118,36 @@ class Core:
         """Counts that must be zero once the server has stopped (tests/conftest.py checks them, as
         it checks the compiled Core's): events the state machine refused in their phase
         (protocol.py). Readable after release()."""
-        return {"illegal_transitions": sum(worker.illegal_transitions for worker in self.workers)}
+        return {"illegal_transitions": sum(worker.illegal_transitions
+                                           for worker in self.workers + self.handler_contexts)}
 
     def stats(self):
         """Server-wide counters plus the per-worker ones (each written only by its worker) summed."""
         listener = self.listener
         per_worker = [worker.stats() for worker in self.workers]
+        # Handler threads count the responses they write and the bytes they move (request.stream,
+        # streamed bodies) in their own contexts: added to the totals, not listed per worker.
+        contexts = self.handler_contexts
+        responses = {key: sum(worker["responses"][key] for worker in per_worker)
+                     for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")}
+        for context in contexts:
+            for status_class, count in enumerate(context.responses):
+                responses["%dxx" % status_class if status_class else "other"] += count
         return {
             "requests": sum(worker["requests"] for worker in per_worker),
-            "responses": {key: sum(worker["responses"][key] for worker in per_worker)
-                          for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")},
-            "bytes_received": sum(worker["bytes_received"] for worker in per_worker),
-            "bytes_sent": sum(worker["bytes_sent"] for worker in per_worker),
+            "responses": responses,
+            "bytes_received": (sum(worker["bytes_received"] for worker in per_worker)
+                               + sum(context.bytes_received for context in contexts)),
+            "bytes_sent": (sum(worker["bytes_sent"] for worker in per_worker)
+                           + sum(context.bytes_sent for context in contexts)),
             "workers": per_worker,
+            "handler_threads": len(contexts),
+            "worker_gil_batches": sum(worker.gil_batches for worker in self.workers),
             "accepted": listener.accepted,
             "rejected_queue_full": listener.rejected_queue_full,
             "rejected_connection_limit": listener.rejected_connection_limit,
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
-            "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers),
+            "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers + contexts),
             "open_connections": self.open_connections(),
             "accept_pauses": listener.accept_pauses,
             "accept_exhaustions": listener.accept_exhaustions,

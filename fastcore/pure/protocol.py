@@ -28,8 +28,10 @@ Phases: what the connection waits for, and the interest and timer that implies.
                                                  still sends is discarded
   CLOSED     -         -                         nothing: socket closed, connection dropped
 
-  (1) events are ignored while Python has the connection; the interest stays IN so the common
-      keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes no epoll call.
+  (1) inline mode (handler_threads = 0): events are ignored while Python has the connection; the
+      interest stays IN so the common keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes
+      no epoll call. Handler-thread mode: the connection leaves the epoll set (interest none)
+      while a handler thread has it (bridge.py), and comes back in the phase after FLUSHING.
   (2) a phase that lasts only within one loop turn: changing epoll or a timer for it would be
       undone before epoll could see it.
 
@@ -143,8 +145,10 @@ def _build_cells():
 
 _CELLS = _build_cells()
 
-# Phases in which Python has the connection (queued in, or being served by, the handler batch): its
-# events wait for the batch. The worker's loop tests `conn.phase in PYTHON_PHASES` (conn_with_python).
+# Phases in which Python has the connection (queued in, or being served by, the handler batch, or
+# with a handler thread): its events wait. The worker's loop tests `conn.with_handler_thread` first
+# (such a connection's phase is not its to read), then `conn.phase in PYTHON_PHASES`
+# (conn_with_python).
 PYTHON_PHASES = frozenset((HANDLER, STREAMING))
 
 
@@ -165,7 +169,14 @@ def transition(conn, event, progressed=False):
         conn.worker.illegal_transitions += 1
         return ILLEGAL
     conn.phase, interest, timer, rearmed = cell
-    if interest and interest != conn.interest:
+    if conn.phase in PYTHON_PHASES and conn.worker.handler_threads:
+        if conn.interest:                       # a handler thread has it: out of the epoll set (1)
+            try:
+                conn.worker.epoll.unregister(conn.fd)
+            except OSError:
+                pass
+            conn.interest = 0
+    elif interest and interest != conn.interest:
         try:
             if conn.interest:
                 conn.worker.epoll.modify(conn.fd, interest)
@@ -271,10 +282,15 @@ def finish(conn):
 
 
 def queue_for_python(conn, event):
-    """Hand the connection to the worker's handler batch (TO_HANDLER, or STREAM_MORE for the next
-    part of a streamed body); it runs at the end of this loop turn."""
+    """Hand the connection to Python (TO_HANDLER, or STREAM_MORE for the next part of a streamed
+    body): to the handler threads through the bridge, or inline to the worker's own batch at the
+    end of this loop turn."""
     transition(conn, event)
-    conn.worker.python_queue.append(conn)
+    worker = conn.worker
+    if worker.handler_threads:
+        worker.bridge.push(conn)
+        return
+    worker.python_queue.append(conn)
 
 
 def on_timeout(conn):
@@ -311,6 +327,8 @@ def close_idle_for_stop(conn):
 
 def is_idle(conn):
     """Between requests (nothing read, nothing owed) or lingering: safe to close when stopping."""
+    if conn.with_handler_thread:
+        return False
     phase = conn.phase
     if phase == LINGERING:
         return True

@@ -7,9 +7,11 @@ for attribute. Headers are fastcore.Headers, the compiled module's plain Python 
 
 A body up to body_buffer_size is read whole before the handler runs (request.body). A larger one is
 handed over after the head: request.stream is then a BodyReader that reads from the socket as the
-handler asks. The worker thread is inside the handler anyway, so the reader waits for the client
-right there (poll with body_timeout), feeds what arrives to the connection's parser and hands out
-the decoded bytes: memory stays bounded by one read. Reading is possible only while the handler runs.
+handler asks. The thread running the handler (its worker, or a handler thread that has the
+connection out of the worker's epoll set: bridge.py) is inside the handler anyway, so the reader
+waits for the client right there (poll with body_timeout), feeds what arrives to the connection's
+parser and hands out the decoded bytes: memory stays bounded by one read. Reading is possible only
+while the handler runs.
 """
 import io
 

@@ -6,10 +6,15 @@ line; for the wake-up, take the connections the listener queued for us (adopting
 once: the client usually sent its request right after connecting); for each connection, what its
 phase waits for (protocol.py): read / serve / write, or discard what a lingering one still receives
 (connection.py). Requests for the handler are collected over the whole turn and answered at its end
-by run_python_batch(), at most `python_batch` calls; what the cap leaves waits for the next turn,
-which then does not block in epoll. The compiled core takes the GIL once for that batch; here the
-batch keeps the same order and fairness (pipelined requests answered by one send, one busy
+by batch.run_python_batch(), at most `python_batch` calls; what the cap leaves waits for the next
+turn, which then does not block in epoll. The compiled core takes the GIL once for that batch; here
+the batch keeps the same order and fairness (pipelined requests answered by one send, one busy
 connection cannot monopolize the worker).
+
+With handler threads (handler_threads > 0) there is no batch here: a request for the handler is
+handed to the bridge (bridge.py) and the connection leaves the epoll set until a handler thread gives
+it back through the worker's inbox, drained when the wake-up fires; the loop skips a connection
+marked with_handler_thread without reading anything else of it.
 
 Timeouts: timers.py keeps one list per kind; epoll sleeps until the earliest deadline and
 expire_timers() hands each connection whose deadline passed to protocol.on_timeout() at the end of
@@ -18,18 +23,22 @@ every turn.
 Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
 response says Connection: close, connections idle between requests or lingering after their last
 answer are closed at once, the rest finish their request, and at the deadline whatever remains is
-closed. The loop ends when the worker has no connection left.
+closed (but what a handler thread holds: Core.release() closes that). The loop ends when the worker
+has no connection left, or at the deadline.
 """
 import collections
 import queue
 import select
 import time
 
-from . import protocol, response, timers
-from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON, Conn
-from .protocol import (ACCEPTED, ANSWERED, CLOSE_LINGERING, CLOSED, LINGERING, PYTHON_PHASES, SENDING, TO_HANDLER,
-                       close_after, transition)
-from .response import DateCache, pull_stream
+import threading
+
+from . import protocol, timers
+from .batch import run_python_batch
+from .bridge import drain_inbox
+from .connection import Conn
+from .protocol import ACCEPTED, CLOSE_LINGERING, LINGERING, PYTHON_PHASES, SENDING, transition
+from .response import DateCache
 from .wakeup import Wakeup
 
 EPOLL_BATCH = 256           # events taken per epoll.poll()
@@ -50,7 +59,12 @@ class Worker:
                                     core.write_timeout)
         self.date = DateCache()
         self.connections = {}                   # fd -> Conn
-        self.python_queue = collections.deque()  # connections waiting for a handler call, in order
+        self.python_queue = collections.deque()  # inline mode: connections waiting for a handler call, in order
+        self.handler_threads = core.handler_threads  # > 0: handlers run on handler threads (bridge.py)
+        self.bridge = core.bridge
+        self.inbox = collections.deque()        # handler-thread mode: connections handed back (bridge.py)
+        self.inbox_lock = threading.Lock()
+        self.gil_batches = 0                    # inline batches run (the compiled core takes the GIL once each)
         self.now = time.monotonic()
         self.idle = False                       # blocked in epoll with no work in hand (read by the listener)
         self.stop_requested = False             # graceful stop asked for (set by another thread)
@@ -93,7 +107,9 @@ class Worker:
                 if not connections:
                     break
                 if self.now >= self.stop_deadline:
-                    self.close_all_connections()
+                    # What a handler thread still holds stays in our dict, for Core.release() to
+                    # close once that thread has given it back and returned (Server.stop).
+                    self.close_all_connections(False)
                     break
             if not self.python_queue:
                 self.idle = True
@@ -110,10 +126,14 @@ class Worker:
             for fd, _ in events:
                 if fd == wake_fd:
                     self.take_queued_connections()
+                    if self.handler_threads:
+                        drain_inbox(self)
                     continue
                 conn = connections.get(fd)
                 if conn is None:
                     continue                        # closed this turn
+                if conn.with_handler_thread:
+                    continue                        # not ours to read until it comes back (bridge.py)
                 phase = conn.phase
                 if phase in PYTHON_PHASES:
                     continue                        # Python has it: its batch runs at the end of the turn
@@ -124,7 +144,8 @@ class Worker:
                 else:
                     conn.on_readable()
             if self.python_queue:
-                self.run_python_batch()
+                self.gil_batches += 1
+                run_python_batch(self)
             self.expire_timers()
 
     def wait_seconds(self):
@@ -182,53 +203,6 @@ class Worker:
             return None
         return self.routes.get(message.path)
 
-    def run_python_batch(self):
-        """Call the handler for the queued connections, at most python_batch times, then flush them."""
-        budget = self.python_batch
-        answered = []
-        python_queue = self.python_queue
-        while python_queue and budget > 0:
-            conn = python_queue[0]
-            if conn.phase == CLOSED:
-                python_queue.popleft()
-                continue
-            while True:
-                if self.stop_deadline_passed():
-                    self.cut_at_deadline(conn)          # no handler starts after the deadline
-                elif conn.stream is not None:
-                    pull_stream(conn)
-                else:
-                    conn.answer_with_handler()
-                transition(conn, ANSWERED)
-                budget -= 1
-                result = conn.serve()
-                if result != SERVE_NEEDS_PYTHON:
-                    break
-                transition(conn, TO_HANDLER)        # the next pipelined request
-                if budget == 0:
-                    break
-            if result == SERVE_NEEDS_PYTHON:
-                break                               # budget spent; this one goes first next turn
-            python_queue.popleft()
-            answered.append(conn)
-        for conn in answered:
-            conn.finish_turn(SERVE_DONE)
-
-    def stop_deadline_passed(self):
-        return self.stop_requested and time.monotonic() >= self.stop_deadline
-
-    def cut_at_deadline(self, conn):
-        """As batch.pxi's batch_cut_at_deadline: a request still waiting for the handler is answered
-        503 and the connection closes; a streamed response body is cut off. Counted."""
-        self.requests_cut_at_stop += 1
-        close_after(conn, CLOSE_LINGERING)
-        if conn.stream is not None:
-            conn.release_stream()
-            return
-        response.append_error_response(conn, 503, conn.parser.message.is_head if conn.parser.message else False)
-        conn.parser.inbuf.clear()
-        conn.finish_request()
-
     def expire_timers(self):
         """Hand every connection whose deadline has passed to the state machine (protocol.on_timeout)."""
         for _, conn in self.timers.expire(self.now):
@@ -241,17 +215,22 @@ class Worker:
             if protocol.is_idle(conn):
                 protocol.close_idle_for_stop(conn)
 
-    def close_all_connections(self):
-        """The stop's deadline: close everything; a connection in the middle of a request is counted
-        as cut (lingering ones were answered already)."""
+    def close_all_connections(self, threads_gone):
+        """The stop's deadline: close everything but what a handler thread still holds (closing it
+        under that thread would pull the socket from under its handler; it is closed by
+        Core.release() once the thread has returned); with `threads_gone` (Core.release),
+        everything. A connection in the middle of a request is counted as cut (lingering ones were
+        answered already)."""
         self.python_queue.clear()
         for conn in list(self.connections.values()):
+            if conn.with_handler_thread and not threads_gone:
+                continue
             if not protocol.is_idle(conn) and conn.close_policy != CLOSE_LINGERING:
                 self.requests_cut_at_stop += 1
             conn.close()
 
     def close(self):
         """Free what the thread used. Only once it has returned from run() (or never ran)."""
-        self.close_all_connections()
+        self.close_all_connections(True)
         self.epoll.close()
         self.wakeup.close()

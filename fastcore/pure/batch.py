@@ -1,0 +1,140 @@
+"""fastcore.pure.batch: the handler batch: where a thread calls the handler.
+
+Theory of operation (as pyext/batch.pxi). Two modes. Inline (handler_threads = 0): each I/O worker
+runs its own batch at the end of its loop turn (run_python_batch). Handler threads
+(handler_threads = N): the I/O workers never call a handler; N threads run handler_thread_run(),
+taking connections from the bridge (bridge.py) in batches of up to python_batch, and handing each
+connection back to its worker as soon as its handler returns, so a slow handler holds one handler
+thread, not an I/O worker and the connections it serves.
+
+Inline mode. run_python_batch() runs once per loop turn when connections wait in the worker's
+python_queue (protocol.queue_for_python). It takes them in order, and for each: calls the handler
+for its request (Conn.answer_with_handler), or pulls the next parts of its streamed body
+(response.pull_stream), reports ANSWERED to the state machine, and goes on serving the
+connection's pipelined requests until one needs the handler again. It stops after `python_batch`
+calls, so one busy connection cannot monopolize the worker; a connection the budget leaves stays
+first in the queue and the next turn's epoll does not block. The connections it answered are then
+flushed. The compiled core takes the GIL once for such a batch; stats()' worker_gil_batches counts
+these batches here (0 with handler threads).
+
+Both modes answer a connection the same way (answer_one): no handler starts after the stop's
+deadline (cut_at_deadline: a 503, or a streamed body cut off, counted so stop() can say how many
+requests its deadline cut).
+"""
+import time
+
+from . import response
+from .bridge import inbox_push
+from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON
+from .protocol import ANSWERED, CLOSE_LINGERING, CLOSED, TO_HANDLER, close_after, transition
+from .response import DateCache, pull_stream
+
+
+def run_python_batch(worker):
+    """Inline mode: call the handler for the queued connections, at most python_batch times, then
+    flush them (batch_run)."""
+    budget = worker.python_batch
+    answered = []
+    python_queue = worker.python_queue
+    while python_queue and budget > 0:
+        conn = python_queue[0]
+        if conn.phase == CLOSED:
+            python_queue.popleft()
+            continue
+        while True:
+            answer_one(worker, conn)
+            budget -= 1
+            result = conn.serve()
+            if result != SERVE_NEEDS_PYTHON:
+                break
+            transition(conn, TO_HANDLER)        # the next pipelined request
+            if budget == 0:
+                break
+        if result == SERVE_NEEDS_PYTHON:
+            break                               # budget spent; this one goes first next turn
+        python_queue.popleft()
+        answered.append(conn)
+    for conn in answered:
+        conn.finish_turn(SERVE_DONE)
+
+
+class HandlerContext:
+    """What a handler thread works with (a handler context in pyext/core.pxi): while a connection
+    is with the thread, conn.worker is this, so the responses it writes, the Date line they carry,
+    the bytes it moves (request.stream, streamed bodies) and the events it reports are this
+    thread's own. The fields are the ones of Worker that code reached through conn.worker reads
+    outside an I/O worker's loop; it has no epoll set, timers or connections."""
+
+    def __init__(self, core, index):
+        self.index = index
+        self.handler = core.handler
+        self.limits = core.limits
+        self.body_buffer_size = core.body_buffer_size
+        self.python_batch = core.python_batch
+        self.formats = core.formats
+        self.body_timeout = core.body_timeout or None
+        self.handler_threads = core.handler_threads
+        self.date = DateCache()
+        self.now = time.monotonic()
+        self.stop_requested = False             # set by Core.stop_workers (another thread)
+        self.stop_deadline = 0.0
+        self.requests_cut_at_stop = 0
+        self.responses = [0] * 6                # by status class, as Worker.responses
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.sendfile_bytes = 0
+        self.illegal_transitions = 0
+
+    def count_response(self, status):
+        status_class = status // 100
+        self.responses[status_class if 1 <= status_class <= 5 else 0] += 1
+
+
+def handler_thread_run(core, context):
+    """A handler thread (handler_threads > 0; bridge.py): take connections from the bridge, call
+    the handler for each, and hand each back to its worker as soon as its handler returns."""
+    bridge = core.bridge
+    most = context.python_batch
+    while True:
+        taken = bridge.take(most)
+        if taken is None:
+            return                              # stopped
+        context.now = time.monotonic()
+        context.date.refresh()
+        for conn in taken:
+            home = conn.home
+            conn.worker = context               # its responses and counters are this thread's while it is here
+            try:
+                answer_one(home, conn)          # ANSWERED: phase only, FLUSHING keeps epoll and timer
+            finally:
+                conn.worker = home
+            inbox_push(conn)                    # the response leaves now, not after the batch
+
+
+def answer_one(home, conn):
+    """Answer `conn`'s request with the handler, or pull its streamed body's next parts, or, past
+    the stop's deadline (of `home`, its I/O worker), cut it; then report ANSWERED."""
+    if stop_deadline_passed(home):
+        cut_at_deadline(conn.worker, conn)      # no handler starts after the deadline
+    elif conn.stream is not None:
+        pull_stream(conn)
+    else:
+        conn.answer_with_handler()
+    transition(conn, ANSWERED)
+
+
+def stop_deadline_passed(worker):
+    return worker.stop_requested and time.monotonic() >= worker.stop_deadline
+
+
+def cut_at_deadline(worker, conn):
+    """As batch.pxi's batch_cut_at_deadline: a request still waiting for the handler is answered
+    503 and the connection closes; a streamed response body is cut off. Counted."""
+    worker.requests_cut_at_stop += 1
+    close_after(conn, CLOSE_LINGERING)
+    if conn.stream is not None:
+        conn.release_stream()
+        return
+    response.append_error_response(conn, 503, conn.parser.message.is_head if conn.parser.message else False)
+    conn.parser.inbuf.clear()
+    conn.finish_request()
