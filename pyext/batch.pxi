@@ -2,10 +2,9 @@
 #
 # Two modes. Inline (handler_threads = 0): each I/O worker runs its own batch at the end of its loop
 # turn, as below. Handler threads (handler_threads = N): the I/O workers never take the GIL; N
-# Python threads run handler_thread_run(), taking connections from the bridge (bridge.pxi) in
-# batches of up to python_batch under one GIL acquisition each, and handing each connection back
-# to its worker as soon as its handler returns, so a slow handler holds one handler thread, not an
-# I/O worker and the connections it serves.
+# Python threads run handler_thread_run(), taking connections from the bridge (bridge.pxi) one at
+# a time and handing each back to its worker as soon as its handler returns, so a slow handler
+# holds one handler thread, not an I/O worker and the connections it serves.
 #
 # Inline mode. worker_run_python_batch() is the only place a worker thread takes the GIL
 # (a `with gil` trampoline into batch_run). It runs once per loop turn, when connections wait in
@@ -74,7 +73,7 @@ cdef void handler_thread_run(Core core, Worker* context) noexcept:
     cdef Worker* home
     while True:
         with nogil:
-            count = bridge_take(context, taken, context.server.python_batch)
+            count = bridge_take(context, taken, 1)      # one at a time: bridge.pxi says why
         release_parked_bodies(context)
         if count < 0:
             return                                  # stopped

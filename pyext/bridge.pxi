@@ -13,10 +13,13 @@
 #     line, counters, buffer bins and parked bodies), so nothing it touches is shared with an I/O
 #     worker; the connection's buffers use that context's bins while it is there.
 #
-# A handler thread takes up to python_batch connections at a time, calls Python for each under one
-# GIL acquisition (batch.pxi: handler_thread_run), and hands each back to its home worker's inbox
-# as soon as its handler returns (not at the end of the batch): one mutex, and a write to the
-# worker's wake eventfd when the inbox was empty. The worker drains its inbox when woken and goes on
+# A handler thread takes one connection at a time (batch.pxi: handler_thread_run), calls Python
+# for it, and hands it back to its home worker's inbox as soon as its handler returns: one mutex,
+# and a write to the worker's wake eventfd when the inbox was empty. One at a time, because a
+# request taken in a batch waits for the handlers before it in that batch: with a blocking app (one
+# request in ten sleeping 100 ms, 4 threads, bench "blocking"), batches of up to python_batch put
+# p99 at 140-170 ms, one at a time at 101 ms, for the same req/s, and a hello-world keep-alive run
+# lost nothing measurable (87k vs 85k req/s, one run each). The worker drains its inbox when woken and goes on
 # as after an inline batch: serve what is pipelined behind (which may hand it over again), send.
 #
 # Python objects: an I/O worker parks the held bodies it is done with (serializer.pxi) as in
@@ -93,18 +96,10 @@ cdef int bridge_take(Worker* context, Conn** taken, int most) noexcept nogil:
     cdef Bridge* bridge = &context.server.bridge
     cdef Conn* conn
     cdef HeldBody* grown
-    cdef int count = 0, capacity, share
+    cdef int count = 0, capacity
     pthread_mutex_lock(&bridge.lock)
     while bridge.first == NULL and bridge.parked_count == 0 and not bridge.stop:
-        bridge.idle_threads += 1
         pthread_cond_wait(&bridge.ready, &bridge.lock)
-        bridge.idle_threads -= 1
-    # Take a fair share, not a whole batch, while other handler threads are idle: a request taken
-    # here waits for the ones before it in this thread's batch, so two requests and two idle
-    # threads mean one each (a fast request is not held behind a slow one).
-    share = <int>((bridge.waiting + bridge.idle_threads) // (bridge.idle_threads + 1))
-    if share < most:
-        most = share if share > 0 else 1
     while count < most and bridge.first != NULL:
         conn = bridge.first
         bridge.first = conn.next_awaiting_python

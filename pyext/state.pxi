@@ -161,7 +161,6 @@ ctypedef struct Bridge:               # handler-thread mode: connections handed 
     Conn* first                       # FIFO of connections whose request or stream pull waits for Python
     Conn* last
     size_t waiting                    # connections in the FIFO
-    int idle_threads                  # handler threads waiting on `ready`
     HeldBody* parked                  # held bodies the I/O workers are done with: released by a
     int parked_count                  #   handler thread, under the GIL
     int parked_capacity

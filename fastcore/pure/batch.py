@@ -3,9 +3,9 @@
 Theory of operation (as pyext/batch.pxi). Two modes. Inline (handler_threads = 0): each I/O worker
 runs its own batch at the end of its loop turn (run_python_batch). Handler threads
 (handler_threads = N): the I/O workers never call a handler; N threads run handler_thread_run(),
-taking connections from the bridge (bridge.py) in batches of up to python_batch, and handing each
-connection back to its worker as soon as its handler returns, so a slow handler holds one handler
-thread, not an I/O worker and the connections it serves.
+taking connections from the bridge (bridge.py) one at a time (bridge.pxi says why), and handing each
+back to its worker as soon as its handler returns, so a slow handler holds one handler thread, not
+an I/O worker and the connections it serves.
 
 Inline mode. run_python_batch() runs once per loop turn when connections wait in the worker's
 python_queue (protocol.queue_for_python). It takes them in order, and for each: calls the handler
@@ -94,9 +94,8 @@ def handler_thread_run(core, context):
     """A handler thread (handler_threads > 0; bridge.py): take connections from the bridge, call
     the handler for each, and hand each back to its worker as soon as its handler returns."""
     bridge = core.bridge
-    most = context.python_batch
     while True:
-        taken = bridge.take(most)
+        taken = bridge.take(1)                  # one at a time, as the compiled engine
         if taken is None:
             return                              # stopped
         context.now = time.monotonic()

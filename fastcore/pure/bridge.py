@@ -15,9 +15,8 @@ thread that takes it:
     line and counters): while it is there, `conn.worker` is that context and `conn.home` the I/O
     worker it lives in, so nothing it touches is shared with an I/O worker.
 
-A handler thread takes up to python_batch connections at a time (batch.py: handler_thread_run)
-and hands each back to its home worker's inbox as soon as its handler returns (not at the end of
-the batch): one lock, and a wake-up of the worker's Wakeup when the inbox was empty. The worker
+A handler thread takes one connection at a time (batch.py: handler_thread_run; bridge.pxi says
+why) and hands it back to its home worker's inbox as soon as its handler returns: one lock, and a wake-up of the worker's Wakeup when the inbox was empty. The worker
 drains its inbox when woken and goes on as after an inline batch: serve what is pipelined behind
 (which may hand the connection over again), send.
 
@@ -37,12 +36,11 @@ import threading
 class Bridge:
     """The FIFO of connections waiting for a handler thread (Bridge in pyext/state.pxi)."""
 
-    __slots__ = ("ready", "waiting", "idle_threads", "stopped")
+    __slots__ = ("ready", "waiting", "stopped")
 
     def __init__(self):
         self.ready = threading.Condition(threading.Lock())     # notified when work arrives, all at stop
         self.waiting = collections.deque()      # connections whose request or stream pull waits for Python
-        self.idle_threads = 0                   # handler threads waiting on `ready`
         self.stopped = False                    # handler threads return once set and the deque is empty
 
     def push(self, conn):
@@ -59,15 +57,7 @@ class Bridge:
         waiting = self.waiting
         with self.ready:
             while not waiting and not self.stopped:
-                self.idle_threads += 1
                 self.ready.wait()
-                self.idle_threads -= 1
-            # Take a fair share, not a whole batch, while other handler threads are idle: a request
-            # taken here waits for the ones before it in this thread's batch, so two requests and
-            # two idle threads mean one each (a fast request is not held behind a slow one).
-            share = (len(waiting) + self.idle_threads) // (self.idle_threads + 1)
-            if share < most:
-                most = share if share > 0 else 1
             taken = [waiting.popleft() for _ in range(min(most, len(waiting)))]
             if waiting:
                 self.ready.notify()             # more for another handler thread
