@@ -264,35 +264,22 @@ class Server:
             graceful_deadline = time.monotonic() + timeout
             self._requests_cut = False
             core.stop_workers(float(timeout))
-            # A worker leaves as soon as it has no connection left; one still running at the
-            # deadline is closing connections it had not finished. One inside a handler returns
-            # only when the handler does: wait a little past the deadline (less once forced).
+            # A worker leaves as soon as it has no connection left, at the latest at the deadline;
+            # one inside a handler returns only when the handler does: wait a little past the
+            # deadline (less once forced). What the deadline cut, the engine counts.
             self._join_deadline = graceful_deadline + HANDLER_RETURN_GRACE
-            # The first pass ends just before the graceful deadline (the workers keep theirs in
-            # whole milliseconds, so it may fall up to 1 ms before this one): a worker still
-            # running then has connections it will close unfinished at the deadline.
-            cut_check = graceful_deadline - min(0.02, timeout / 2)
-            for bound in (cut_check, None):
-                for thread in self._worker_threads:
-                    while thread.is_alive():
-                        remaining = min(bound or self._join_deadline, self._join_deadline) - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        thread.join(min(0.05, remaining))
-                if bound is not None and any(thread.is_alive() for thread in self._worker_threads):
-                    self._requests_cut = True
+            for thread in self._worker_threads:
+                while thread.is_alive() and time.monotonic() < self._join_deadline:
+                    thread.join(0.05)
             # Handler threads serve what is left on the bridge (after its deadline, with 503s), then
             # return; one still inside a handler gets a short grace, then is left to release the
             # core itself when it returns (_HandlerThreads).
             core.stop_handlers()
             handlers_left = self._handlers.join(min(self._join_deadline, graceful_deadline + HANDLER_THREADS_GRACE))
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
-            cut = core.stats().get("requests_cut_at_stop", 0)
-            if cut:
-                self._requests_cut = True
-                log.warning("the stop's %g s deadline cut %d request(s): answered 503, or closed "
-                            "before their response was complete", timeout, cut)
-            elif handlers_left:
+            stats = core.stats()
+            cut, overran = stats.get("requests_cut_at_stop", 0), stats.get("handlers_past_deadline", 0)
+            if cut or overran or handlers_left:
                 self._requests_cut = True
             if stuck:
                 log.warning("%s did not stop (a handler that never returns?); "
@@ -311,9 +298,10 @@ class Server:
             self._listener_thread = None
             _running_servers.discard(self)
             self._stop_requested.set()
-        if self._requests_cut and not cut:
-            log.warning("requests were still in flight %s s after the stop began; "
-                        "their connections were closed", f"{timeout:g}")
+        if self._requests_cut:
+            log.warning("requests were still in flight %s s after the stop began: the deadline cut %d "
+                        "request(s) (answered 503, or closed before their response was complete), and "
+                        "%d handler call(s) ran past it", f"{timeout:g}", cut, overran)
         return not self._requests_cut
 
     def serve_forever(self, on_ready: Callable[[Any], object] | None = None) -> bool:

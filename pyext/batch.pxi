@@ -38,13 +38,7 @@ cdef void batch_run(Core core, Worker* worker) noexcept:
     while worker.python_first != NULL and budget > 0:
         conn = worker.python_first
         while True:
-            if stop_deadline_passed(worker):
-                batch_cut_at_deadline(worker, conn)     # no handler starts after the deadline
-            elif conn_streams_body(conn):
-                core.serializer.pull_stream(worker, conn)
-            else:
-                batch_answer(core, worker, conn)
-            conn_transition(worker, conn, EVENT_ANSWERED)
+            batch_answer_one(core, worker, worker, conn)
             budget -= 1
             result = serve_buffered_requests(worker, conn)
             if result != SERVE_NEEDS_PYTHON:
@@ -84,16 +78,31 @@ cdef void handler_thread_run(Core core, Worker* context) noexcept:
             home = conn.home
             conn.input.bin = &context.input_bin     # its buffers are this thread's while it is here
             conn.output.bin = &context.output_bin
-            if stop_deadline_passed(home):
-                batch_cut_at_deadline(context, conn)    # no handler starts after the deadline
-            elif conn_streams_body(conn):
-                core.serializer.pull_stream(context, conn)
-            else:
-                batch_answer(core, context, conn)
-            conn_transition(context, conn, EVENT_ANSWERED)  # phase only: FLUSHING keeps epoll and timer
+            batch_answer_one(core, context, home, conn)
             conn.input.bin = &home.input_bin
             conn.output.bin = &home.output_bin
             inbox_push(conn)                        # the response leaves now, not after the batch
+
+
+cdef void batch_answer_one(Core core, Worker* context, Worker* home, Conn* conn) noexcept:
+    """One connection's turn with Python, in either mode: answer its request with the handler, or
+    pull its streamed body's next parts, or, past the stop's deadline (kept by `home`, its I/O
+    worker), cut it; then report ANSWERED (the phase only: FLUSHING keeps epoll and timer, so a
+    handler thread may report it). `context` is what the call works with: the worker itself inline,
+    the handler thread's context otherwise. A handler that returns after the deadline has overrun
+    it: counted (Server.stop then reports the stop as not clean), and its connection closes after
+    the response."""
+    if stop_deadline_passed(home):
+        batch_cut_at_deadline(context, conn)        # no handler starts after the deadline
+    else:
+        if conn_streams_body(conn):
+            core.serializer.pull_stream(context, conn)
+        else:
+            batch_answer(core, context, conn)
+        if stop_deadline_passed(home):
+            fc_atomic_add64(&context.server.handlers_past_deadline, 1)
+            conn_close_after(conn, CLOSE_LINGERING)
+    conn_transition(context, conn, EVENT_ANSWERED)
 
 
 cdef inline bint stop_deadline_passed(Worker* worker) noexcept nogil:

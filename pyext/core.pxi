@@ -290,6 +290,7 @@ cdef class Core:
             "rejected_connection_limit": fc_atomic_load64(&self.state.rejected_connection_limit),
             "sendfile_bytes": fc_atomic_load64(&self.state.sendfile_bytes),
             "requests_cut_at_stop": fc_atomic_load64(&self.state.requests_cut_at_stop),
+            "handlers_past_deadline": fc_atomic_load64(&self.state.handlers_past_deadline),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
             "accept_pauses": fc_atomic_load64(&self.state.accept_pauses),
             "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),

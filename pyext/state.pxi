@@ -194,6 +194,7 @@ cdef struct ServerState:
     long long rejected_connection_limit
     long long sendfile_bytes          # body bytes sent with sendfile(2)
     long long requests_cut_at_stop    # refused (503) or closed mid-way by a stop's deadline
+    long long handlers_past_deadline  # handler calls that returned after a stop's deadline
     long long accept_pauses           # atomic: times accepting stopped for ACCEPT_PAUSE_MS (out of fds or memory)
     long long accept_exhaustions      # atomic: episodes of those pauses (listener.pxi); Python logs each
     int accept_exhaustion_errno       # atomic: the errno of the latest pause (EMFILE, ENFILE, ENOBUFS, ENOMEM)

@@ -79,6 +79,7 @@ class HandlerContext:
         self.stop_requested = False             # set by Core.stop_workers (another thread)
         self.stop_deadline = 0.0
         self.requests_cut_at_stop = 0
+        self.handlers_past_deadline = 0
         self.responses = [0] * 6                # by status class, as Worker.responses
         self.bytes_received = 0
         self.bytes_sent = 0
@@ -112,13 +113,19 @@ def handler_thread_run(core, context):
 
 def answer_one(home, conn):
     """Answer `conn`'s request with the handler, or pull its streamed body's next parts, or, past
-    the stop's deadline (of `home`, its I/O worker), cut it; then report ANSWERED."""
+    the stop's deadline (of `home`, its I/O worker), cut it; then report ANSWERED. A handler that
+    returns after the deadline has overrun it: counted (batch.pxi: batch_answer_one)."""
     if stop_deadline_passed(home):
         cut_at_deadline(conn.worker, conn)      # no handler starts after the deadline
-    elif conn.stream is not None:
+        transition(conn, ANSWERED)
+        return
+    if conn.stream is not None:
         pull_stream(conn)
     else:
         conn.answer_with_handler()
+    if stop_deadline_passed(home):              # the handler overran the deadline: counted
+        conn.worker.handlers_past_deadline += 1
+        close_after(conn, CLOSE_LINGERING)
     transition(conn, ANSWERED)
 
 

@@ -148,6 +148,7 @@ class Core:
             "rejected_connection_limit": listener.rejected_connection_limit,
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
             "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers + contexts),
+            "handlers_past_deadline": sum(worker.handlers_past_deadline for worker in self.workers + contexts),
             "open_connections": self.open_connections(),
             "accept_pauses": listener.accept_pauses,
             "accept_exhaustions": listener.accept_exhaustions,

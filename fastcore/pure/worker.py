@@ -73,6 +73,7 @@ class Worker:
         self.closed_count = 0                   # connections closed here (for stats: open = opened - closed)
         self.sendfile_bytes = 0
         self.requests_cut_at_stop = 0           # refused (503) or closed mid-way by the stop's deadline
+        self.handlers_past_deadline = 0         # handler calls that returned after it
         self.requests = 0                       # heads parsed
         self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
         self.bytes_received = 0
