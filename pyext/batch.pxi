@@ -57,31 +57,30 @@ cdef void batch_run(Core core, Worker* worker) noexcept:
 
 
 cdef void handler_thread_run(Core core, Worker* context) noexcept:
-    """A handler thread (handler_threads > 0; bridge.pxi): take connections from the bridge (the
-    GIL released while waiting), call Python for each under one GIL acquisition, and hand each
-    back to its worker as soon as its handler returns. `context` is this thread's own Worker: its
-    Date line, counters, bins and parked bodies; the connection's own worker is conn.home."""
-    cdef Conn** taken = context.flush_after_python
-    cdef int count, i
-    cdef Conn* conn
+    """A handler thread (handler_threads > 0; bridge.pxi): take a connection from the bridge (the
+    GIL released while waiting), call Python for it, and hand it back to its worker as soon as its
+    handler returns; one at a time (bridge.pxi says why). `context` is this thread's own Worker:
+    its Date line, counters, bins and parked bodies; the connection's own worker is conn.home."""
+    cdef Conn* conn = NULL
     cdef Worker* home
+    cdef int taken
     while True:
         with nogil:
-            count = bridge_take(context, taken, 1)      # one at a time: bridge.pxi says why
+            taken = bridge_take(context, &conn)
         release_parked_bodies(context)
-        if count < 0:
+        if taken < 0:
             return                                  # stopped
+        if taken == 0:
+            continue                                # only bodies to release came
         context.now_ms = fc_now_ms()
         date_refresh(&context.date)
-        for i in range(count):
-            conn = taken[i]
-            home = conn.home
-            conn.input.bin = &context.input_bin     # its buffers are this thread's while it is here
-            conn.output.bin = &context.output_bin
-            batch_answer_one(core, context, home, conn)
-            conn.input.bin = &home.input_bin
-            conn.output.bin = &home.output_bin
-            inbox_push(conn)                        # the response leaves now, not after the batch
+        home = conn.home
+        conn.input.bin = &context.input_bin         # its buffers are this thread's while it is here
+        conn.output.bin = &context.output_bin
+        batch_answer_one(core, context, home, conn)
+        conn.input.bin = &home.input_bin
+        conn.output.bin = &home.output_bin
+        inbox_push(conn)                            # the response leaves now
 
 
 cdef void batch_answer_one(Core core, Worker* context, Worker* home, Conn* conn) noexcept:

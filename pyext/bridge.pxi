@@ -60,7 +60,6 @@ cdef void bridge_push(Worker* worker, Conn* conn) noexcept nogil:
     else:
         bridge.first = conn
     bridge.last = conn
-    bridge.waiting += 1
     pthread_cond_signal(&bridge.ready)          # no system call when no handler thread waits
     pthread_mutex_unlock(&bridge.lock)
 
@@ -89,10 +88,10 @@ cdef void bridge_park_bodies(Worker* worker) noexcept nogil:
     pthread_mutex_unlock(&bridge.lock)
 
 
-cdef int bridge_take(Worker* context, Conn** taken, int most) noexcept nogil:
-    """For a handler thread: wait until connections wait (or bodies to release, or the stop), then
-    take up to `most` connections and every parked body (into context's parked list). Returns how
-    many connections were taken; -1 once stopped with nothing left."""
+cdef int bridge_take(Worker* context, Conn** taken) noexcept nogil:
+    """For a handler thread: wait until a connection waits (or bodies to release, or the stop),
+    then take the first connection, if any, and every parked body (into context's parked list).
+    Returns 1 with `taken` set, 0 when only bodies came, -1 once stopped with nothing left."""
     cdef Bridge* bridge = &context.server.bridge
     cdef Conn* conn
     cdef HeldBody* grown
@@ -100,15 +99,14 @@ cdef int bridge_take(Worker* context, Conn** taken, int most) noexcept nogil:
     pthread_mutex_lock(&bridge.lock)
     while bridge.first == NULL and bridge.parked_count == 0 and not bridge.stop:
         pthread_cond_wait(&bridge.ready, &bridge.lock)
-    while count < most and bridge.first != NULL:
+    if bridge.first != NULL:
         conn = bridge.first
         bridge.first = conn.next_awaiting_python
         if bridge.first == NULL:
             bridge.last = NULL
         conn.next_awaiting_python = NULL
-        bridge.waiting -= 1
-        taken[count] = conn
-        count += 1
+        taken[0] = conn
+        count = 1
     if bridge.parked_count and context.parked_count + bridge.parked_count > context.parked_capacity:
         capacity = context.parked_capacity * 2 if context.parked_capacity else 16
         while capacity < context.parked_count + bridge.parked_count:

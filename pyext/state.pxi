@@ -160,7 +160,6 @@ ctypedef struct Bridge:               # handler-thread mode: connections handed 
     pthread_cond_t ready              # signalled when work arrives, broadcast at stop
     Conn* first                       # FIFO of connections whose request or stream pull waits for Python
     Conn* last
-    size_t waiting                    # connections in the FIFO
     HeldBody* parked                  # held bodies the I/O workers are done with: released by a
     int parked_count                  #   handler thread, under the GIL
     int parked_capacity

@@ -96,19 +96,18 @@ def handler_thread_run(core, context):
     the handler for each, and hand each back to its worker as soon as its handler returns."""
     bridge = core.bridge
     while True:
-        taken = bridge.take(1)                  # one at a time, as the compiled engine
-        if taken is None:
+        conn = bridge.take()                    # one at a time, as the compiled engine
+        if conn is None:
             return                              # stopped
         context.now = time.monotonic()
         context.date.refresh()
-        for conn in taken:
-            home = conn.home
-            conn.worker = context               # its responses and counters are this thread's while it is here
-            try:
-                answer_one(home, conn)          # ANSWERED: phase only, FLUSHING keeps epoll and timer
-            finally:
-                conn.worker = home
-            inbox_push(conn)                    # the response leaves now, not after the batch
+        home = conn.home
+        conn.worker = context                   # its responses and counters are this thread's while it is here
+        try:
+            answer_one(home, conn)              # ANSWERED: phase only, FLUSHING keeps epoll and timer
+        finally:
+            conn.worker = home
+        inbox_push(conn)                        # the response leaves now
 
 
 def answer_one(home, conn):

@@ -51,19 +51,19 @@ class Bridge:
             self.waiting.append(conn)
             self.ready.notify()
 
-    def take(self, most):
-        """For a handler thread: wait until connections wait (or the stop), then take up to `most`
-        of them. Returns the list taken; None once stopped with nothing left (bridge_take)."""
+    def take(self):
+        """For a handler thread: wait until a connection waits (or the stop), then take the first.
+        Returns it; None once stopped with nothing left (bridge_take)."""
         waiting = self.waiting
         with self.ready:
             while not waiting and not self.stopped:
                 self.ready.wait()
-            taken = [waiting.popleft() for _ in range(min(most, len(waiting)))]
+            if not waiting:
+                return None
+            conn = waiting.popleft()
             if waiting:
                 self.ready.notify()             # more for another handler thread
-            if not taken and self.stopped:
-                return None
-            return taken
+            return conn
 
     def stop(self):
         with self.ready:
