@@ -62,8 +62,9 @@ class HandlerContext:
     """What a handler thread works with (a handler context in pyext/core.pxi): while a connection
     is with the thread, conn.worker is this, so the responses it writes, the Date line they carry,
     the bytes it moves (request.stream, streamed bodies) and the events it reports are this
-    thread's own. The fields are the ones of Worker that code reached through conn.worker reads
-    outside an I/O worker's loop; it has no epoll set, timers or connections."""
+    thread's own. These are the fields code reaches through conn.worker outside an I/O worker's
+    loop; an I/O worker (worker.Worker) is one of these plus its epoll set, timers, connections and
+    loop, as in the compiled engine a handler context is a Worker struct without them."""
 
     def __init__(self, core, index):
         self.index = index
@@ -76,15 +77,15 @@ class HandlerContext:
         self.handler_threads = core.handler_threads
         self.date = DateCache()
         self.now = time.monotonic()
-        self.stop_requested = False             # set by Core.stop_workers (another thread)
-        self.stop_deadline = 0.0
-        self.requests_cut_at_stop = 0
-        self.handlers_past_deadline = 0
-        self.responses = [0] * 6                # by status class, as Worker.responses
+        self.stop_requested = False             # graceful stop asked for (set by Core.stop_workers)
+        self.stop_deadline = 0.0                # force-close everything after this (monotonic)
+        self.requests_cut_at_stop = 0           # refused (503) or closed mid-way by the stop's deadline
+        self.handlers_past_deadline = 0         # handler calls that returned after it
+        self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
         self.bytes_received = 0
         self.bytes_sent = 0
         self.sendfile_bytes = 0
-        self.illegal_transitions = 0
+        self.illegal_transitions = 0            # events the state machine refused (protocol.py): must stay 0
 
     def count_response(self, status):
         status_class = status // 100

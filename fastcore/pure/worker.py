@@ -34,51 +34,32 @@ import time
 import threading
 
 from . import protocol, timers
-from .batch import run_python_batch
+from .batch import HandlerContext, run_python_batch
 from .bridge import drain_inbox
 from .connection import Conn
 from .protocol import ACCEPTED, CLOSE_LINGERING, LINGERING, PYTHON_PHASES, SENDING, transition
-from .response import DateCache
 from .wakeup import Wakeup
 
 EPOLL_BATCH = 256           # events taken per epoll.poll()
 
 
-class Worker:
+class Worker(HandlerContext):
     def __init__(self, core, index):
-        self.index = index
+        super().__init__(core, index)           # handler, limits, Date line, stop flags, counters
         self.queue = core.queue
-        self.handler = core.handler
-        self.limits = core.limits
-        self.body_buffer_size = core.body_buffer_size
-        self.python_batch = core.python_batch
-        self.formats = core.formats
         self.routes = core.formats.routes
-        self.body_timeout = core.body_timeout or None
         self.timers = timers.Timers(core.header_timeout, core.body_timeout, core.keepalive_timeout,
                                     core.write_timeout)
-        self.date = DateCache()
         self.connections = {}                   # fd -> Conn
         self.python_queue = collections.deque()  # inline mode: connections waiting for a handler call, in order
-        self.handler_threads = core.handler_threads  # > 0: handlers run on handler threads (bridge.py)
         self.bridge = core.bridge
         self.inbox = collections.deque()        # handler-thread mode: connections handed back (bridge.py)
         self.inbox_lock = threading.Lock()
         self.gil_batches = 0                    # inline batches run (the compiled core takes the GIL once each)
-        self.now = time.monotonic()
         self.idle = False                       # blocked in epoll with no work in hand (read by the listener)
-        self.stop_requested = False             # graceful stop asked for (set by another thread)
-        self.stop_deadline = 0.0                # force-close everything after this (monotonic)
         self.stopping = False                   # this thread's own copy of stop_requested, once seen
         self.closed_count = 0                   # connections closed here (for stats: open = opened - closed)
-        self.sendfile_bytes = 0
-        self.requests_cut_at_stop = 0           # refused (503) or closed mid-way by the stop's deadline
-        self.handlers_past_deadline = 0         # handler calls that returned after it
         self.requests = 0                       # heads parsed
-        self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.illegal_transitions = 0            # events the state machine refused (protocol.py): must stay 0
         self.wakeup = Wakeup()
         try:
             self.epoll = select.epoll()
@@ -182,10 +163,6 @@ class Worker:
             return
         self.connections[conn.fd] = conn
         conn.on_readable()
-
-    def count_response(self, status):
-        status_class = status // 100
-        self.responses[status_class if 1 <= status_class <= 5 else 0] += 1
 
     def stats(self):
         """This worker's counters (each written by this thread only)."""
