@@ -131,7 +131,8 @@ def read_line(stream, timeout):
 
 
 class Served:
-    """A running `fastcore ...` child: its port, and stop() -> (returncode, stdout rest, stderr)."""
+    """A running `fastcore ...` child: its banner, its host and port (None on a unix socket), and
+    stop() -> (returncode, stdout rest, stderr)."""
 
     def __init__(self, args, cwd, env, command=None):
         command = command or [sys.executable, "-m", "fastcore"]
@@ -141,12 +142,13 @@ class Served:
         if not self.banner:
             _, stderr = self.child.communicate(timeout=TIMEOUT)
             raise AssertionError(f"exited with {self.child.returncode}: {stderr.decode(errors='replace')}")
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", self.banner)
-        assert match, f"no URL in the banner {self.banner!r}"
-        self.port = int(match.group(1))
+        match = re.search(r"http://(127\.0\.0\.1|\[::1\]):(\d+)/", self.banner)
+        assert match or "unix:" in self.banner, f"no URL in the banner {self.banner!r}"
+        self.host = match.group(1).strip("[]") if match else None
+        self.port = int(match.group(2)) if match else None
 
     def get(self, path="/"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
@@ -325,31 +327,21 @@ def test_help_lists_every_server_config_option():
 
 @pytest.mark.parametrize("flag, env", [(["--uds-mode", "666"], {}), (["--uds-mode", "0o666"], {}),
                                        (["--uds-mode", "0666"], {}), ([], {"FASTCORE_UDS_MODE": "666"})])
-def test_uds_mode_is_octal_as_chmod_takes_it(app_dir, flag, env):
+def test_uds_mode_is_octal_as_chmod_takes_it(serve, app_dir, flag, env):
     """`--uds-mode 666` is rw-rw-rw- (it was read as decimal 666 = 0o1232); 0o666 and 0666 too."""
     path = str(app_dir / "served.sock")
-    child = subprocess.Popen([sys.executable, "-m", "fastcore", "userapp:app", "--uds", path] + flag,
-                             cwd=app_dir, env=environment(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        banner = read_line(child.stdout, STARTUP_TIMEOUT)
-        assert f"unix:{path}" in banner, (banner, child.stderr.read1().decode(errors="replace"))
-        assert os.stat(path).st_mode & 0o7777 == 0o666
-        with socket.socket(socket.AF_UNIX) as client:
-            client.settimeout(TIMEOUT)
-            client.connect(path)
-            client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-            reply = b""
-            while chunk := client.recv(65536):
-                reply += chunk
-        assert reply.startswith(b"HTTP/1.1 200 ") and b'"PATH_INFO": "/x"' in reply
-        child.send_signal(signal.SIGINT)
-        assert child.wait(10) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
-        child.stdout.close()
-        child.stderr.close()
+    served = serve("userapp:app", "--uds", path, *flag, env=environment(**env))
+    assert f"unix:{path}" in served.banner, served.banner
+    assert os.stat(path).st_mode & 0o7777 == 0o666
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(TIMEOUT)
+        client.connect(path)
+        client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ") and b'"PATH_INFO": "/x"' in reply
+    assert served.stop()[0] == 0
 
 
 def test_help_shows_the_uds_mode_in_octal():
@@ -486,29 +478,13 @@ def test_unresolvable_host_is_a_runtime_error(app_dir):
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
-def test_bracketed_ipv6_host(app_dir):
+def test_bracketed_ipv6_host(serve):
     """--host '[::1]' is the IPv6 address ::1, as written in URLs and in gunicorn's --bind."""
-    child = subprocess.Popen([sys.executable, "-m", "fastcore", "userapp:app", "--host", "[::1]", "--port", "0"],
-                             cwd=app_dir, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        banner = read_line(child.stdout, STARTUP_TIMEOUT)
-        match = re.search(r"http://\[::1\]:(\d+)/", banner)
-        assert match, (banner, child.stderr.read1().decode(errors="replace"))
-        conn = http.client.HTTPConnection("::1", int(match.group(1)), timeout=TIMEOUT)
-        try:
-            conn.request("GET", "/v6")
-            response = conn.getresponse()
-            assert response.status == 200 and b'"PATH_INFO": "/v6"' in response.read()
-        finally:
-            conn.close()
-        child.send_signal(signal.SIGINT)
-        assert child.wait(10) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
-        child.stdout.close()
-        child.stderr.close()
+    served = serve("userapp:app", "--host", "[::1]", "--port", "0")
+    assert re.search(r"http://\[::1\]:(\d+)/", served.banner), served.banner
+    status, body = served.get("/v6")
+    assert status == 200 and b'"PATH_INFO": "/v6"' in body
+    assert served.stop()[0] == 0
 
 
 def test_debug_log_level_shows_the_traceback_of_the_users_code(app_dir):
