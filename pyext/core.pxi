@@ -97,11 +97,11 @@ cdef class Core:
         self.state.worker_count = threads
         for i in range(threads):
             worker = &self.workers[i]
+            self._init_worker(worker, i, header_timeout, body_timeout, keepalive_timeout, write_timeout)
             worker.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
             worker.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
-            if (worker.epoll_fd < 0 or worker.wake_fd < 0
-                    or self._init_worker(worker, i, python_batch, header_timeout, body_timeout,
-                                         keepalive_timeout, write_timeout) != 0):
+            worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))   # the inline batch's
+            if worker.epoll_fd < 0 or worker.wake_fd < 0 or worker.flush_after_python == NULL:
                 raise OSError(errno, "cannot create a worker's epoll set")
             pthread_mutex_init(&worker.inbox_lock, NULL)
             event.events = EPOLLIN
@@ -115,17 +115,15 @@ cdef class Core:
         for i in range(handler_threads):
             self.handler_contexts[i].epoll_fd = -1
             self.handler_contexts[i].wake_fd = -1
-            if self._init_worker(&self.handler_contexts[i], i, python_batch, header_timeout, body_timeout,
-                                 keepalive_timeout, write_timeout) != 0:
-                raise MemoryError()
+            self._init_worker(&self.handler_contexts[i], i, header_timeout, body_timeout,
+                              keepalive_timeout, write_timeout)
 
-    cdef int _init_worker(self, Worker* worker, int index, int python_batch, double header_timeout,
-                          double body_timeout, double keepalive_timeout, double write_timeout) except -2:
+    cdef void _init_worker(self, Worker* worker, int index, double header_timeout, double body_timeout,
+                           double keepalive_timeout, double write_timeout):
+        """What an I/O worker and a handler context share: timeouts (a context's body reads use
+        the body timeout), buffer bins, the server."""
         worker.index = index
         worker.server = &self.state
-        worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))
-        if worker.flush_after_python == NULL:
-            return -1
         worker.timers[<int>TIMER_HEADER].duration_ms = <long long>(header_timeout * 1000)
         worker.timers[<int>TIMER_BODY].duration_ms = <long long>(body_timeout * 1000)
         worker.timers[<int>TIMER_IDLE].duration_ms = <long long>(keepalive_timeout * 1000)
@@ -134,7 +132,6 @@ cdef class Core:
         worker.input_bin.block_size = READ_CHUNK
         worker.output_bin.block_size = BUFFER_MIN_ALLOCATION
         worker.input_bin.debug_counters = worker.output_bin.debug_counters = self.state.debug_counters
-        return 0
 
     cdef _set_static_routes(self, list static_routes):
         cdef StaticRoute* route
@@ -233,7 +230,6 @@ cdef class Core:
                 buffer_bin_empty(&self.handler_contexts[i].input_bin)
                 buffer_bin_empty(&self.handler_contexts[i].output_bin)
                 free(self.handler_contexts[i].parked_bodies)
-                free(self.handler_contexts[i].flush_after_python)
             free(self.handler_contexts)
             self.handler_contexts = NULL
         for i in range(self.state.bridge.parked_count):

@@ -15,9 +15,9 @@
 #
 # Stopping: Core.stop_workers() sets stop_requested and a deadline and wakes us. From then on every
 # response says Connection: close, connections idle between requests or lingering are closed at
-# once (conn_is_idle), the rest
-# finish their request, and at the deadline whatever remains is closed. The loop ends when the
-# worker has no connection left.
+# once (conn_is_idle), the rest finish their request, and at the deadline whatever remains is
+# closed (but what a handler thread holds: bridge.pxi). The loop ends when the worker has no
+# connection left, or at the deadline.
 
 cdef void worker_take_queued_connections(Worker* worker) noexcept nogil:
     cdef uint64_t wakeups = 0
