@@ -15,6 +15,8 @@
 #                  and that no access-log wrapper needs to see.
 #   wrapper_path   with `wsgi`: the one path (compared as request.path) that still goes to
 #                  `handler`, because the wrapper answers it itself (the metrics route); else None.
+#   asgi           a fastcore.asgi.ASGIApp, or None. When set, `handler` is None and every request
+#                  for Python goes to the ASGI app on its event loop (asgi.pxi).
 #
 # Nothing is inferred from the handler's attributes: the Core copies these fields into its own C
 # attributes when it is built (Core.__cinit__), and per request it tests one of them (Core.wsgi).
@@ -28,8 +30,9 @@ cdef class Dispatch:
     cdef readonly object handler
     cdef readonly WSGIAdapter wsgi
     cdef readonly str wrapper_path
+    cdef readonly object asgi
 
-    def __init__(self, handler, WSGIAdapter wsgi=None, str wrapper_path=None):
+    def __init__(self, handler, WSGIAdapter wsgi=None, str wrapper_path=None, asgi=None):
         if handler is not None and not callable(handler):
             raise TypeError("a Dispatch's handler is callable (request -> Response) or None")
         if wsgi is not None and handler is None:
@@ -37,7 +40,10 @@ cdef class Dispatch:
         self.handler = handler
         self.wsgi = wsgi
         self.wrapper_path = wrapper_path if wsgi is not None else None
+        if asgi is not None and (handler is not None or wsgi is not None):
+            raise TypeError("a Dispatch for an ASGI app has no handler and no WSGI adapter")
+        self.asgi = asgi
 
     def __repr__(self):
         return (f"<fastcore._core.Dispatch handler={self.handler!r} wsgi={self.wsgi!r} "
-                f"wrapper_path={self.wrapper_path!r}>")
+                f"wrapper_path={self.wrapper_path!r} asgi={self.asgi!r}>")
