@@ -31,3 +31,8 @@ class ServerStateError(FastcoreError, RuntimeError):
 
 class SupervisorError(FastcoreError, RuntimeError):
     """The worker processes keep failing right at start (processes > 1; fastcore.supervisor)."""
+
+
+class ClientDisconnected(FastcoreError, OSError):
+    """An ASGI app's send() after the client went away (ASGI spec 2.4: an OSError). Not logged as
+    an app failure: the client leaving is not the app's error."""

@@ -34,6 +34,7 @@
 
 cdef int bridge_init(Bridge* bridge) noexcept nogil:
     memset(bridge, 0, sizeof(Bridge))
+    bridge.notify_fd = -1
     if pthread_mutex_init(&bridge.lock, NULL) != 0:
         return -1
     if pthread_cond_init(&bridge.ready, NULL) != 0:
@@ -47,14 +48,31 @@ cdef void bridge_destroy(Bridge* bridge) noexcept nogil:
     pthread_mutex_destroy(&bridge.lock)
     free(bridge.parked)
     bridge.parked = NULL
+    if bridge.notify_fd >= 0:
+        close(bridge.notify_fd)
+        bridge.notify_fd = -1
+
+
+cdef inline bint bridge_empty(const Bridge* bridge) noexcept nogil:
+    return bridge.first == NULL and bridge.parked_count == 0
+
+
+cdef inline void bridge_notify(Bridge* bridge, bint was_empty) noexcept nogil:
+    """ASGI (asgi.pxi): wake the event loop, only when the bridge has just stopped being empty (the
+    loop takes everything at each wake-up, so one write per batch)."""
+    cdef uint64_t one = 1
+    if was_empty and bridge.notify_fd >= 0:
+        write(bridge.notify_fd, &one, sizeof(one))
 
 
 cdef void bridge_push(Worker* worker, Conn* conn) noexcept nogil:
     """Hand `conn` (already in HANDLER or STREAMING, out of the epoll set) to the handler threads."""
     cdef Bridge* bridge = &worker.server.bridge
+    cdef bint was_empty
     conn.with_handler_thread = True
     conn.next_awaiting_python = NULL
     pthread_mutex_lock(&bridge.lock)
+    was_empty = bridge_empty(bridge)
     if bridge.last != NULL:
         bridge.last.next_awaiting_python = conn
     else:
@@ -62,6 +80,7 @@ cdef void bridge_push(Worker* worker, Conn* conn) noexcept nogil:
     bridge.last = conn
     pthread_cond_signal(&bridge.ready)          # no system call when no handler thread waits
     pthread_mutex_unlock(&bridge.lock)
+    bridge_notify(bridge, was_empty)
 
 
 cdef void bridge_park_bodies(Worker* worker) noexcept nogil:
@@ -70,7 +89,9 @@ cdef void bridge_park_bodies(Worker* worker) noexcept nogil:
     cdef Bridge* bridge = &worker.server.bridge
     cdef HeldBody* grown
     cdef int capacity
+    cdef bint was_empty
     pthread_mutex_lock(&bridge.lock)
+    was_empty = bridge_empty(bridge)
     if bridge.parked_count + worker.parked_count > bridge.parked_capacity:
         capacity = bridge.parked_capacity * 2 if bridge.parked_capacity else 16
         while capacity < bridge.parked_count + worker.parked_count:
@@ -86,6 +107,43 @@ cdef void bridge_park_bodies(Worker* worker) noexcept nogil:
     worker.parked_count = 0
     pthread_cond_signal(&bridge.ready)
     pthread_mutex_unlock(&bridge.lock)
+    bridge_notify(bridge, was_empty)
+
+
+cdef void bridge_move_parked_locked(Bridge* bridge, Worker* context) noexcept nogil:
+    """With the bridge's lock held: move every parked body into `context`'s parked list (out of
+    memory: they wait on the bridge for another try)."""
+    cdef HeldBody* grown
+    cdef int capacity
+    if bridge.parked_count and context.parked_count + bridge.parked_count > context.parked_capacity:
+        capacity = context.parked_capacity * 2 if context.parked_capacity else 16
+        while capacity < context.parked_count + bridge.parked_count:
+            capacity *= 2
+        grown = <HeldBody*>realloc(context.parked_bodies, capacity * sizeof(HeldBody))
+        if grown != NULL:
+            context.parked_bodies = grown
+            context.parked_capacity = capacity
+    if bridge.parked_count and context.parked_count + bridge.parked_count <= context.parked_capacity:
+        memcpy(context.parked_bodies + context.parked_count, bridge.parked, bridge.parked_count * sizeof(HeldBody))
+        context.parked_count += bridge.parked_count
+        bridge.parked_count = 0
+
+
+cdef Conn* bridge_take_all(Worker* context) noexcept nogil:
+    """For the ASGI event loop (asgi.pxi): take every waiting connection (returned as a list linked
+    by next_awaiting_python, in order) and every parked body (into context's parked list), without
+    waiting."""
+    cdef Bridge* bridge = &context.server.bridge
+    cdef Conn* first
+    pthread_mutex_lock(&bridge.lock)
+    first = bridge.first
+    bridge.first = NULL
+    bridge.last = NULL
+    bridge_move_parked_locked(bridge, context)
+    if bridge.parked_count:
+        bridge_notify(bridge, True)             # left behind (out of memory): try again soon
+    pthread_mutex_unlock(&bridge.lock)
+    return first
 
 
 cdef int bridge_take(Worker* context, Conn** taken) noexcept nogil:
@@ -94,8 +152,7 @@ cdef int bridge_take(Worker* context, Conn** taken) noexcept nogil:
     Returns 1 with `taken` set, 0 when only bodies came, -1 once stopped with nothing left."""
     cdef Bridge* bridge = &context.server.bridge
     cdef Conn* conn
-    cdef HeldBody* grown
-    cdef int count = 0, capacity
+    cdef int count = 0
     pthread_mutex_lock(&bridge.lock)
     while bridge.first == NULL and bridge.parked_count == 0 and not bridge.stop:
         pthread_cond_wait(&bridge.ready, &bridge.lock)
@@ -107,18 +164,7 @@ cdef int bridge_take(Worker* context, Conn** taken) noexcept nogil:
         conn.next_awaiting_python = NULL
         taken[0] = conn
         count = 1
-    if bridge.parked_count and context.parked_count + bridge.parked_count > context.parked_capacity:
-        capacity = context.parked_capacity * 2 if context.parked_capacity else 16
-        while capacity < context.parked_count + bridge.parked_count:
-            capacity *= 2
-        grown = <HeldBody*>realloc(context.parked_bodies, capacity * sizeof(HeldBody))
-        if grown != NULL:                       # else they wait on the bridge for another try
-            context.parked_bodies = grown
-            context.parked_capacity = capacity
-    if bridge.parked_count and context.parked_count + bridge.parked_count <= context.parked_capacity:
-        memcpy(context.parked_bodies + context.parked_count, bridge.parked, bridge.parked_count * sizeof(HeldBody))
-        context.parked_count += bridge.parked_count
-        bridge.parked_count = 0
+    bridge_move_parked_locked(bridge, context)
     if bridge.first != NULL or bridge.parked_count:
         pthread_cond_signal(&bridge.ready)      # more for another handler thread
     if count == 0 and bridge.stop and bridge.first == NULL and context.parked_count == 0:

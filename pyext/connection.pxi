@@ -219,6 +219,36 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
 
 
+cdef int conn_receive_nowait(Worker* worker, Conn* conn) noexcept nogil:
+    """For a body reader on the ASGI event loop (asgi.pxi), which must not block: send what output
+    the socket takes now (a 100 Continue), then append what body bytes have arrived to the input.
+    Returns bytes received, 0 when none are there yet, -1 when the client closed or failed."""
+    cdef ssize_t n
+    cdef bint progressed = False
+    cdef size_t pending = buffer_length(&conn.output)
+    if pending:
+        if conn_send_available(worker, conn, &progressed) == SEND_FAILED:
+            return -1
+        conn.output_sent_early += pending - buffer_length(&conn.output)
+    if buffer_reserve(&conn.input, READ_CHUNK) != 0:
+        return -1
+    while True:
+        n = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, MSG_DONTWAIT)
+        if n > 0:
+            conn.input.end += <size_t>n
+            fc_counter_add(&worker.counters.bytes_received, n)
+            return <int>n
+        if n == 0:
+            conn.peer_closed = True
+            return -1
+        if errno == EINTR:
+            continue
+        if errno == EAGAIN:
+            return 0
+        conn.peer_closed = True
+        return -1
+
+
 cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexcept nogil:
     """For a body reader inside a handler (the worker thread is busy there anyway): send what
     output is pending (a 100 Continue, earlier pipelined responses), then wait up to timeout_ms for

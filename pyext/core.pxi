@@ -20,6 +20,10 @@ cdef class Core:
     cdef list _owned_bytes            # keeps the bytes behind StaticRoute pointers alive
     cdef bint _released
     cdef bint _threads_started
+    cdef object asgi                  # Dispatch.asgi: the fastcore.asgi.ASGIApp served, else None
+    cdef object asgi_loop             # its event loop, known from the first asgi_drain()
+    cdef Worker* asgi_context         # the loop thread's own Worker (asgi.pxi)
+    cdef set asgi_tasks               # the cycles' tasks not finished yet
 
     def __cinit__(self, config, int listen_fd, Dispatch dispatch not None, list static_routes):
         """`config`: the fastcore.ServerConfig (validated there); `listen_fd`: the listening socket;
@@ -54,6 +58,7 @@ cdef class Core:
         self.state.listener_wake_fd = -1
         self.handler = dispatch.handler
         self.wsgi = dispatch.wsgi
+        self.asgi = dispatch.asgi
         if dispatch.wsgi is not None and dispatch.wrapper_path is not None:
             self.wsgi_bypass_path = dispatch.wrapper_path.encode("latin-1")
         self._owned_bytes = []
@@ -66,7 +71,7 @@ cdef class Core:
         self.state.limits.max_header_count = max_header_count
         self.state.limits.max_body_size = max_body_size
         self.state.limits.body_buffer_size = body_buffer_size if body_buffer_size > 0 else max_body_size
-        self.state.has_python_handler = self.handler is not None
+        self.state.has_python_handler = self.handler is not None or self.asgi is not None
         self.state.python_batch = python_batch
         self.state.max_connections = max_connections
         self.state.core = <void*>self
@@ -90,6 +95,20 @@ cdef class Core:
         if bridge_init(&self.state.bridge) != 0:
             raise MemoryError()
         self.state.handler_threads = handler_threads
+        self.state.python_off_workers = handler_threads > 0 or self.asgi is not None
+        if self.asgi is not None:
+            if handler_threads:
+                raise ConfigError("an ASGI app runs on its event loop: handler_threads must be 0")
+            asgi_import_asyncio()
+            self.asgi_tasks = set()
+            self.state.bridge.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+            self.asgi_context = <Worker*>calloc(1, sizeof(Worker))
+            if self.state.bridge.notify_fd < 0 or self.asgi_context == NULL:
+                raise OSError(errno, "cannot create the ASGI bridge")
+            self.asgi_context.epoll_fd = -1
+            self.asgi_context.wake_fd = -1
+            self._init_worker(self.asgi_context, 0, header_timeout, body_timeout, keepalive_timeout,
+                              write_timeout)
         self.workers = <Worker*>calloc(threads, sizeof(Worker))
         if self.workers == NULL:
             raise MemoryError()
@@ -176,6 +195,32 @@ cdef class Core:
         self._threads_started = True
         handler_thread_run(self, &self.handler_contexts[index])
 
+    # -- ASGI (asgi.pxi) ---------------------------------------------------------------------
+
+    @property
+    def asgi_fd(self):
+        """An ASGI core's eventfd, readable when requests wait: loop.add_reader(core.asgi_fd,
+        core.asgi_drain) on the event loop that runs the app."""
+        return self.state.bridge.notify_fd
+
+    def asgi_drain(self):
+        """On the event loop: take every request waiting on the bridge and start its cycle."""
+        if self.asgi is None:
+            raise ServerStateError("this core serves no ASGI app")
+        if self.asgi_loop is None:
+            self.asgi_loop = asgi_running_loop()
+        asgi_drain(self)
+
+    def asgi_in_flight(self):
+        """How many ASGI cycles have a task that has not finished."""
+        return len(self.asgi_tasks) if self.asgi_tasks is not None else 0
+
+    def asgi_cancel(self):
+        """A stop's deadline: cancel every cycle still running (on the loop thread). Those that
+        have not answered yet answer 503; a streamed response is cut."""
+        for task in list(self.asgi_tasks or ()):
+            task.cancel()
+
     def stop_handlers(self):
         """Let the handler threads return once the bridge is empty: after the workers have returned."""
         bridge_stop(&self.state.bridge)
@@ -232,6 +277,13 @@ cdef class Core:
                 free(self.handler_contexts[i].parked_bodies)
             free(self.handler_contexts)
             self.handler_contexts = NULL
+        if self.asgi_context != NULL:
+            release_parked_bodies(self.asgi_context)
+            buffer_bin_empty(&self.asgi_context.input_bin)
+            buffer_bin_empty(&self.asgi_context.output_bin)
+            free(self.asgi_context.parked_bodies)
+            free(self.asgi_context)
+            self.asgi_context = NULL
         for i in range(self.state.bridge.parked_count):
             held_body_release(self.state.debug_counters, &self.state.bridge.parked[i])
         bridge_destroy(&self.state.bridge)
@@ -267,6 +319,13 @@ cdef class Core:
                     "bytes_sent": fc_atomic_load64(&counters.bytes_sent),
                     "responses": [fc_atomic_load64(&counters.responses[status_class]) for status_class in range(6)],
                 })
+        if self.asgi_context != NULL:                   # the event loop counts as one of them
+            counters = &self.asgi_context.counters
+            handlers.append({
+                "bytes_received": fc_atomic_load64(&counters.bytes_received),
+                "bytes_sent": fc_atomic_load64(&counters.bytes_sent),
+                "responses": [fc_atomic_load64(&counters.responses[status_class]) for status_class in range(6)],
+            })
         responses = {key: sum(worker["responses"][key] for worker in per_worker)
                      for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")}
         for handler in handlers:
@@ -278,7 +337,7 @@ cdef class Core:
             "bytes_received": sum(worker["bytes_received"] for worker in per_worker + handlers),
             "bytes_sent": sum(worker["bytes_sent"] for worker in per_worker + handlers),
             "workers": per_worker,
-            "handler_threads": len(handlers),
+            "handler_threads": self.state.handler_threads,
             "worker_gil_batches": sum(fc_atomic_load64(&self.workers[i].gil_batches)
                                       for i in range(self.state.worker_count)) if self.workers != NULL else 0,
             "accepted": fc_atomic_load64(&self.state.accepted),

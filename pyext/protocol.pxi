@@ -148,7 +148,7 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
         return -1
     conn.phase = target
     interest = PHASE_INTEREST[<int>target]
-    if (target == PHASE_HANDLER or target == PHASE_STREAMING) and worker.server.handler_threads:
+    if (target == PHASE_HANDLER or target == PHASE_STREAMING) and worker.server.python_off_workers:
         interest = 0                            # a handler thread has it: out of the epoll set (2)
     if interest == 0 and conn.interest:
         epoll_ctl(worker.epoll_fd, EPOLL_CTL_DEL, conn.fd, NULL)
@@ -268,7 +268,7 @@ cdef void conn_queue_for_python(Worker* worker, Conn* conn, ConnEvent event) noe
     body): to the handler threads through the bridge, or inline to the worker's own batch at the
     end of this loop turn."""
     conn_transition(worker, conn, event)
-    if worker.server.handler_threads:
+    if worker.server.python_off_workers:
         bridge_push(worker, conn)
         return
     conn.next_awaiting_python = NULL

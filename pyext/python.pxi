@@ -19,7 +19,7 @@ import os
 import stat
 from http import HTTPStatus
 
-from fastcore.errors import ConfigError, FastcoreError     # a leaf module: no import cycle
+from fastcore.errors import ConfigError, FastcoreError, ServerStateError     # a leaf module: no import cycle
 
 _error_log = logging.getLogger("fastcore.error")
 cdef bytes _EMPTY = b""
@@ -268,37 +268,66 @@ cdef class BodyReader:
     cdef int _fill(self) except -1:
         """Make at least one body byte ready, unless the body is finished."""
         cdef int received
-        cdef Py_ssize_t decoded
-        cdef Conn* conn = self.conn
+        cdef Conn* conn = self._conn_for_reading()
         cdef int timeout_ms
-        if self.failure is not None:
-            raise self.failure
-        if conn == NULL and not self.finished:
-            raise ValueError("a streamed request body can be read only while its handler runs")
         while not self.finished and self._ready() == 0:
-            if conn.continue_deferred:
-                conn.continue_deferred = False
-                buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25)
+            self._owe_continue(conn)
             timeout_ms = <int>self.worker.timers[<int>TIMER_BODY].duration_ms
             with nogil:
                 received = conn_receive_blocking(self.worker, conn, timeout_ms if timeout_ms > 0 else -1)
             if received == 0:
                 self.failure = RequestBodyError(408, "the client sent no body bytes within body_timeout")
-            elif received < 0:
-                self.failure = RequestBodyError(400, "the client closed before sending the whole body")
-            elif self.chunked:
-                decoded = chunked_decode(conn.input.data + conn.input.start, buffer_length(&conn.input),
-                                         &conn.chunked_body, &self.worker.server.limits)
-                if decoded == 0:
-                    conn_drop_chunk_framing(conn)
-                if decoded < 0:
-                    self.failure = RequestBodyError(<int>-decoded, "malformed or oversized chunked body")
-                elif decoded > 0:
-                    self.chunks_complete = True
-                    self.trailer_end = <size_t>decoded
-                    self._finish_chunks()
-            if self.failure is not None:
                 raise self.failure
+            self._received(received)
+        return 0
+
+    cdef int fill_nowait(self) except -1:
+        """_fill for the ASGI event loop, which must not block: 1 when a body byte is ready or the
+        body is finished, 0 when nothing has arrived yet (wait for the socket to be readable)."""
+        cdef int received
+        cdef Conn* conn = self._conn_for_reading()
+        while not self.finished and self._ready() == 0:
+            self._owe_continue(conn)
+            received = conn_receive_nowait(self.worker, conn)
+            if received == 0:
+                return 0
+            self._received(received)
+        return 1
+
+    cdef Conn* _conn_for_reading(self) except? NULL:
+        """The connection to read from (NULL once the body is finished); raises the failure that
+        ended the body, or ValueError once the handler has returned."""
+        if self.failure is not None:
+            raise self.failure
+        if self.conn == NULL and not self.finished:
+            raise ValueError("a streamed request body can be read only while its handler runs")
+        return self.conn
+
+    cdef void _owe_continue(self, Conn* conn) noexcept:
+        """The client waits for 100 Continue before it sends a streamed body: sent with the first read."""
+        if conn.continue_deferred:
+            conn.continue_deferred = False
+            buffer_append(&conn.output, b"HTTP/1.1 100 Continue\r\n\r\n", 25)
+
+    cdef int _received(self, int received) except -1:
+        """After a read: -1 (the client closed) fails the body; bytes of a chunked body are decoded."""
+        cdef Py_ssize_t decoded
+        cdef Conn* conn = self.conn
+        if received < 0:
+            self.failure = RequestBodyError(400, "the client closed before sending the whole body")
+        elif self.chunked:
+            decoded = chunked_decode(conn.input.data + conn.input.start, buffer_length(&conn.input),
+                                     &conn.chunked_body, &self.worker.server.limits)
+            if decoded == 0:
+                conn_drop_chunk_framing(conn)
+            if decoded < 0:
+                self.failure = RequestBodyError(<int>-decoded, "malformed or oversized chunked body")
+            elif decoded > 0:
+                self.chunks_complete = True
+                self.trailer_end = <size_t>decoded
+                self._finish_chunks()
+        if self.failure is not None:
+            raise self.failure
         return 0
 
     def read(self, size=-1):

@@ -38,6 +38,7 @@ cdef enum:                            # fields a handler set itself (append_resp
     OWN_DATE_FIELD = 2
 
 cdef object _END_OF_STREAM = object()
+cdef object _STREAM_PAUSED = object() # an ASGI response's next part is not sent yet (asgi.pxi)
 
 
 cdef inline bint conn_streams_body(const Conn* conn) noexcept nogil:
@@ -454,6 +455,8 @@ cdef class ResponseSerializer:
                         conn_close_after(conn, CLOSE_AFTER_RESPONSE)
                     held_body_release(worker.server.debug_counters, &conn.held)
                     return
+                if item is _STREAM_PAUSED:
+                    return                              # the rest when the ASGI app sends it
                 part = _as_body_bytes(item)
                 if not part:
                     continue

@@ -164,11 +164,15 @@ ctypedef struct Bridge:               # handler-thread mode: connections handed 
     int parked_count                  #   handler thread, under the GIL
     int parked_capacity
     int stop                          # handler threads return once set and the FIFO is empty
+    int notify_fd                     # ASGI: an eventfd the event loop watches, written when the
+                                      #   FIFO or the parked bodies go from empty to not (else -1)
 
 cdef struct ServerState:
     ConnQueue queue
     Bridge bridge
     int handler_threads               # 0: inline (each I/O worker runs its own Python batch)
+    bint python_off_workers           # handler threads or an ASGI event loop take requests through
+                                      #   the bridge; the I/O workers never take the GIL
     Limits limits
     StaticRoute* routes
     size_t route_count

@@ -178,7 +178,7 @@ cdef extern from *:
        of each stopped server are back to zero and that no illegal event happened, and name the
        server when not. Release builds compile the counting away. */
     enum { FC_LIVE_CONNECTIONS, FC_LIVE_BUFFERS, FC_LIVE_PYTHON_BODIES, FC_OPEN_FDS,
-           FC_EPOLL_REGISTRATIONS, FC_ILLEGAL_TRANSITIONS, FC_DEBUG_COUNTERS };
+           FC_EPOLL_REGISTRATIONS, FC_ILLEGAL_TRANSITIONS, FC_LIVE_ASGI_CYCLES, FC_DEBUG_COUNTERS };
     #ifdef FASTCORE_DEBUG
     static long long fc_debug_totals[FC_DEBUG_COUNTERS];
     static inline void fc_debug_count(long long *counters, int counter, long long delta) {
@@ -220,6 +220,7 @@ cdef extern from *:
         FC_OPEN_FDS
         FC_EPOLL_REGISTRATIONS
         FC_ILLEGAL_TRANSITIONS
+        FC_LIVE_ASGI_CYCLES
         FC_DEBUG_COUNTERS
     void fc_debug_count(long long* counters, int counter, long long delta) nogil
     long long fc_debug_counter(const long long* counters, int counter) nogil

@@ -82,6 +82,7 @@ cdef dict debug_counts(const long long* counters):
         "open_fds": fc_debug_counter(counters, FC_OPEN_FDS),
         "epoll_registrations": fc_debug_counter(counters, FC_EPOLL_REGISTRATIONS),
         "illegal_transitions": fc_debug_counter(counters, FC_ILLEGAL_TRANSITIONS),
+        "asgi_cycles": fc_debug_counter(counters, FC_LIVE_ASGI_CYCLES),
     }
 
 

@@ -74,7 +74,7 @@ cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil
     cdef Conn* conn = <Conn*>event.data.ptr
     if conn == NULL:
         worker_take_queued_connections(worker)
-        if worker.server.handler_threads:
+        if worker.server.python_off_workers:
             worker_drain_inbox(worker)
     elif conn_with_python(conn):
         pass                                            # its Python batch runs at the end of this turn
@@ -146,7 +146,7 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
             worker.stopping = True
         for i in range(ready):
             worker_handle_event(worker, &worker.events[i])
-        if worker.server.handler_threads:
+        if worker.server.python_off_workers:
             if worker.parked_count:
                 bridge_park_bodies(worker)          # a handler thread releases them
         elif worker.python_first != NULL or worker.parked_count:

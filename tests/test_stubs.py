@@ -17,7 +17,7 @@ def stubbed():
             members = set()
             if isinstance(node, ast.ClassDef):
                 for item in node.body:
-                    if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not item.name.startswith("_"):
                         members.add(item.name)
                     elif isinstance(item, ast.AnnAssign):
                         members.add(item.target.id)

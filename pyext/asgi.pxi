@@ -1,0 +1,500 @@
+# asgi.pxi: ASGI 3 on the compiled core: the I/O workers hand requests to one event loop.
+#
+# Theory of operation. A Core built for an ASGI app (Dispatch.asgi, a fastcore.asgi.ASGIApp) runs
+# no handler threads: its Python executor is an event loop (a loop thread of fastcore.asgi_server,
+# or the caller's own loop). The I/O workers are unchanged: a request for Python goes onto the
+# bridge (bridge.pxi) and leaves the worker's epoll set, exactly as in handler-thread mode; the
+# only difference is the wake-up. Instead of a condition variable, the bridge writes an eventfd
+# (Core.asgi_fd) when it goes from empty to not, and the loop watches it (loop.add_reader). Its
+# callback, Core.asgi_drain(), takes everything waiting in one lock acquisition:
+#
+#   * parked bodies: released here, under the GIL (as a handler thread does);
+#   * a new request: its scope is built from the head bytes (asgi_scope), an ASGICycle takes the
+#     connection, and the app's task is created from this callback, so every task starts from the
+#     same base context and none inherits another request's contextvars;
+#   * a connection coming back for more of a streamed response (STREAM_MORE): the worker has sent
+#     what the cycle gave it, and the app's send() that waited for that returns.
+#
+# While a cycle holds its connection (`holding`), the connection is the loop's: the cycle reads
+# a streamed request body from the socket without blocking (the socket is not in the worker's
+# epoll set, so the loop's add_reader may watch it), writes the response into the output with the
+# ResponseSerializer, and sends what the socket takes at once. It gives the connection back to its
+# worker (inbox_push) when the response is complete, or when the socket is full (the worker then
+# sends the rest and hands it back through the bridge: that is the backpressure of a streamed
+# response). Once given back the cycle never touches the connection again unless it comes back;
+# if the client goes away meanwhile, the worker closes the connection and parks the held stream
+# (ASGIBodyParts), whose release here tells the cycle (send() then raises ClientDisconnected).
+#
+# Ownership of Python objects follows serializer.pxi: a streamed ASGI response is a HELD_STREAM
+# whose iterator is the cycle's ASGIBodyParts; pull_stream() takes the parts the app has sent
+# and stops at STREAM_PAUSED when it has sent them all.
+#
+# The loop thread works with its own Worker, `asgi_context` (Date line, counters, buffer bins,
+# parked bodies), as a handler thread does with its handler context.
+#
+# One cycle at a time per connection: pipelined requests wait, parsed, in the worker, which hands
+# the next one over once the response is out (serve_buffered_requests, as after any handler).
+
+from cpython.unicode cimport PyUnicode_DecodeLatin1 as _decode_latin1
+from urllib.parse import unquote as _unquote
+
+from collections import deque as _deque
+
+import fastcore.errors as _errors
+
+cdef object _asyncio = None           # imported with the first ASGI core (not every server needs it)
+cdef dict _ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
+cdef str _HTTP_VERSION_11 = "1.1", _HTTP_VERSION_10 = "1.0", _SCHEME_HTTP = "http"
+cdef str _TYPE_HTTP = "http"
+
+cdef enum CycleResponse:
+    RESPONSE_NONE = 0                 # no http.response.start yet
+    RESPONSE_STARTED = 1              # start received; nothing written (a body fixes the framing)
+    RESPONSE_STREAMING = 2            # head and some parts written; more to come
+    RESPONSE_DONE = 3                 # complete (or cut): the connection was given back
+
+
+cdef list asgi_headers(const char* data, Py_ssize_t head_length):
+    """The head's fields as ASGI wants them: [(lower-cased name, value without surrounding
+    whitespace)], as bytes, in order. The parser guarantees CRLF line ends and a colon per line."""
+    cdef list headers = []
+    cdef Py_ssize_t position, line_end, colon, value_start, value_end
+    cdef const char* newline = <const char*>memchr(data, 10, head_length)
+    position = newline - data + 1
+    while position < head_length:
+        newline = <const char*>memchr(data + position, 10, head_length - position)
+        line_end = newline - data - 1
+        if line_end <= position:
+            break
+        colon = (<const char*>memchr(data + position, 58, line_end - position)) - data
+        value_start = colon + 1
+        value_end = line_end
+        while value_start < value_end and (data[value_start] == 32 or data[value_start] == 9):
+            value_start += 1
+        while value_end > value_start and (data[value_end - 1] == 32 or data[value_end - 1] == 9):
+            value_end -= 1
+        headers.append((PyBytes_FromStringAndSize(data + position, colon - position).lower(),
+                        PyBytes_FromStringAndSize(data + value_start, value_end - value_start)))
+        position = line_end + 2
+    return headers
+
+
+cdef dict asgi_scope(object app_info, Conn* conn):
+    """The http scope of the connection's current request (its head is at the input's start)."""
+    cdef const char* data = conn.input.data + conn.input.start
+    cdef ParsedRequest* parsed = &conn.request
+    cdef Py_ssize_t query_start = parsed.path_offset + parsed.path_length
+    cdef Py_ssize_t target_end = parsed.target_offset + parsed.target_length
+    cdef bytes raw_path, query
+    cdef str path, root_path = app_info.root_path, host
+    if parsed.path_length == 0:
+        raw_path = b"/"
+    else:
+        raw_path = PyBytes_FromStringAndSize(data + parsed.path_offset, parsed.path_length)
+    if memchr(data + parsed.path_offset, 37, parsed.path_length) != NULL:        # '%'
+        path = _unquote(_decode_latin1(raw_path, len(raw_path), NULL))
+    else:
+        path = _decode_latin1(raw_path, len(raw_path), NULL)
+    if query_start < target_end and data[query_start] == 63:                     # '?'
+        query = PyBytes_FromStringAndSize(data + query_start + 1, target_end - query_start - 1)
+    else:
+        query = b""
+    if root_path:                       # as uvicorn: path and raw_path include the root path
+        path = root_path + path
+        raw_path = root_path.encode("latin-1") + raw_path
+    host = peer_host_text(&conn.peer)
+    scope = {
+        "type": _TYPE_HTTP,
+        "asgi": _ASGI_VERSIONS.copy(),
+        "http_version": _HTTP_VERSION_11 if parsed.version_minor == 1 else _HTTP_VERSION_10,
+        "method": _method_text(data, parsed.method_length),
+        "scheme": _SCHEME_HTTP,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": asgi_headers(data, parsed.head_length),
+        "client": (host, peer_port(&conn.peer)) if host else None,
+        "server": app_info.server,
+        "extensions": {"http.response.pathsend": {}},
+    }
+    state = app_info.state
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class ASGIBodyParts:
+    """The body of a streamed ASGI response, as the serializer pulls it (a HELD_STREAM's iterator):
+    the parts the app has sent and the worker has not been given yet. close() comes when the
+    serializer is done with it: at the end of the body, or when the client went away first."""
+    cdef object parts                 # collections.deque of bytes
+    cdef bint last_queued             # the app sent its final part
+    cdef bint ended                   # every part was pulled
+    cdef ASGICycle cycle
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.parts:
+            return self.parts.popleft()
+        if self.last_queued:
+            self.ended = True
+            raise StopIteration
+        return _STREAM_PAUSED
+
+    def close(self):
+        # While the loop holds the connection, the serializer closes the parts itself (the end, a
+        # HEAD, a declared length reached, a cut); otherwise the worker closed the connection.
+        if self.cycle is not None and not self.cycle.holding:
+            self.cycle.lost_client()
+        self.cycle = None
+
+
+@cython.auto_pickle(False)
+@cython.final
+cdef class ASGICycle:
+    """One request's ASGI cycle: receive() and send() of the app's call, and the connection while
+    the loop holds it (see the top of asgi.pxi)."""
+    cdef Core core
+    cdef Conn* conn                   # valid only while `holding`
+    cdef bint holding
+    cdef bint head_only
+    cdef bint body_given              # the request body went to the app (or there was none)
+    cdef bint disconnected
+    cdef size_t request_length        # of a buffered request, consumed once the response starts
+    cdef bytes body                   # a buffered request body (copied out at the start)
+    cdef BodyReader reader            # a streamed request body
+    cdef CycleResponse response
+    cdef object status, headers       # http.response.start, until the body fixes the framing
+    cdef ASGIBodyParts parts
+    cdef object waiting               # send() waits here while the worker sends (Future)
+    cdef object finished              # set when the response is complete or the client is gone
+    cdef long long* debug_counters
+
+    def __dealloc__(self):
+        if self.debug_counters != NULL:
+            fc_debug_count(self.debug_counters, FC_LIVE_ASGI_CYCLES, -1)
+
+    # -- receive ------------------------------------------------------------------------------
+
+    async def receive(self):
+        if self.reader is not None and not self.body_given:
+            return await self._receive_streamed()
+        if not self.body_given:
+            self.body_given = True
+            body, self.body = self.body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        # After the body nothing comes but the end of this exchange: the response complete, or
+        # the client gone.
+        if not self.disconnected and self.response != RESPONSE_DONE:
+            if self.finished is None:
+                self.finished = self.core.asgi_loop.create_future()
+            await _asyncio.shield(self.finished)
+        return {"type": "http.disconnect"}
+
+    async def _receive_streamed(self):
+        """The next part of a body too large to hold, read from the socket without blocking: the
+        loop watches the socket for it (it is out of the worker's epoll set), within body_timeout."""
+        cdef BodyReader reader = self.reader
+        cdef size_t ready
+        cdef long long timeout_ms = self.core.asgi_context.timers[<int>TIMER_BODY].duration_ms
+        loop = self.core.asgi_loop
+        while True:
+            if not self.holding or self.response != RESPONSE_NONE and self.response != RESPONSE_STARTED \
+                    or reader.conn == NULL and not reader.finished:
+                self.body_given = True          # the response went out: the body is not read
+                return {"type": "http.disconnect"}
+            try:
+                if reader.fill_nowait():
+                    ready = reader._ready()
+                    part = reader._take(min(ready, <size_t>READ_CHUNK * 4)) if ready else b""
+                    self.body_given = reader.finished
+                    return {"type": "http.request", "body": part, "more_body": not reader.finished}
+            except RequestBodyError as error:
+                self.body_given = True
+                self._body_failed(error.status)
+                return {"type": "http.disconnect"}
+            readable = loop.create_future()
+            fd = self.conn.fd
+            loop.add_reader(fd, _resolve, readable)
+            try:
+                if timeout_ms > 0:
+                    await _asyncio.wait_for(readable, timeout_ms / 1000.0)
+                else:
+                    await readable
+            except _asyncio.TimeoutError:
+                self.body_given = True
+                self._body_failed(408)
+                return {"type": "http.disconnect"}
+            finally:
+                loop.remove_reader(fd)
+
+    cdef void _body_failed(self, int status):
+        """The request body cannot be read (too slow, malformed, cut short): the client gets
+        `status` and a close, and the app sees a disconnect."""
+        self.disconnected = True
+        if self.holding and self.response < RESPONSE_STREAMING:
+            self._answer_error(status)
+
+    # -- send ---------------------------------------------------------------------------------
+
+    async def send(self, message):
+        kind = message["type"]
+        if self.disconnected:
+            raise _errors.ClientDisconnected("the client is gone")
+        if kind == "http.response.start":
+            if self.response != RESPONSE_NONE:
+                raise RuntimeError("http.response.start sent twice")
+            self.status = message["status"]
+            self.headers = message.get("headers") or ()
+            self.response = RESPONSE_STARTED
+            return
+        if self.response == RESPONSE_NONE:
+            raise RuntimeError(f"{kind} sent before http.response.start")
+        if self.response == RESPONSE_DONE:
+            if kind == "http.response.body" and self.parts is not None and not self.parts.last_queued:
+                # A HEAD, or a body past its declared length: the rest is not sent.
+                self.parts.last_queued = not message.get("more_body", False)
+                return
+            raise RuntimeError(f"{kind} sent after the response was complete")
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if self.response == RESPONSE_STARTED:
+                if not more:
+                    self._respond(Response(body, self.status, self.headers))
+                    return
+                self.parts = ASGIBodyParts.__new__(ASGIBodyParts)
+                self.parts.parts = _deque()
+                self.parts.cycle = self
+                self.parts.parts.append(body)
+                self._respond(Response(self.parts, self.status, self.headers))
+                if self.response == RESPONSE_DONE:
+                    return                      # HEAD, 204, 304, Content-Length 0: no body goes out
+            else:
+                self.parts.parts.append(body)
+                self.parts.last_queued = not more
+                if self.holding:
+                    self._pull()
+            if self.response == RESPONSE_STREAMING and not self.holding:
+                self.waiting = self.core.asgi_loop.create_future()
+                await self.waiting          # the worker is sending: backpressure
+            return
+        if kind == "http.response.pathsend":
+            if self.response != RESPONSE_STARTED:
+                raise RuntimeError("http.response.pathsend after a body was sent")
+            self._respond(Response(FileWrapper(open(message["path"], "rb")), self.status, self.headers))
+            return
+        raise RuntimeError(f"unknown ASGI message type {kind!r}")
+
+    cdef void _respond(self, Response response) except *:
+        """Write the response head (and what of the body there is) into the output. An invalid
+        start (a status or field the serializer refuses) raises to the app, and the client gets 500."""
+        cdef Conn* conn = self.conn
+        cdef Worker* context = self.core.asgi_context
+        cdef size_t output_before = buffer_length(&conn.output)
+        if self.reader is not None:
+            end_streamed_body(conn, self.reader)
+            output_before -= min(output_before, conn.output_sent_early)
+        if fc_atomic_load(&conn.home.stop_requested):
+            conn_close_after(conn, CLOSE_AFTER_RESPONSE)    # the server is stopping
+        try:
+            self.core.serializer.append_response(context, conn, response, self.head_only)
+        except BaseException:
+            response_rollback(context, conn, output_before)
+            self._answer_error(500)
+            raise
+        finish_request(conn, 0 if self.reader is not None else self.request_length)
+        if conn_streams_body(conn):
+            self.response = RESPONSE_STREAMING
+            self._after_pull()
+        else:
+            self._complete()
+
+    cdef void _pull(self):
+        self.core.serializer.pull_stream(self.core.asgi_context, self.conn)
+        self._after_pull()
+
+    cdef void _after_pull(self):
+        """The serializer took what parts there were and sent what the socket took: the body has
+        ended, or waits in the output for the worker (socket full), or everything is out and the
+        loop keeps the connection for the next part."""
+        if not conn_streams_body(self.conn):
+            self._complete()                # the last part, or a cut (pull_stream closes then)
+        elif buffer_length(&self.conn.output):
+            self._give_back()
+
+    cdef void _complete(self):
+        self.response = RESPONSE_DONE
+        self._give_back()
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    cdef void _answer_error(self, int status):
+        """Nothing of a response went out: answer `status` and close after it."""
+        cdef Conn* conn = self.conn
+        if self.reader is not None:
+            end_streamed_body(conn, self.reader)
+        conn_close_after(conn, CLOSE_LINGERING)
+        append_error_response(self.core.asgi_context, conn, status)
+        finish_request(conn, 0 if self.reader is not None else self.request_length)
+        self._complete()
+
+    cdef void _cut(self):
+        """A streamed response cannot be finished: close the connection without its end, so the
+        client sees the body is incomplete."""
+        conn_close_after(self.conn, CLOSE_AFTER_RESPONSE)
+        if self.conn.held.kind != HELD_NONE:
+            if self.parts is not None:
+                self.parts.ended = True     # a cut, not a lost client
+            held_body_release(self.core.state.debug_counters, &self.conn.held)
+        self._complete()
+
+    cdef void _give_back(self):
+        """Hand the connection to its worker: it sends the output, then serves what is pipelined,
+        or hands a streamed response back through the bridge once the output is out."""
+        cdef Conn* conn = self.conn
+        if not self.holding:
+            return
+        self.holding = False
+        self.conn = NULL
+        asgi_give_back(self.core.asgi_context, conn)
+
+    cdef void take_back(self, Conn* conn):
+        """The worker sent a streamed response's output and hands the connection back for more."""
+        self.conn = conn
+        self.holding = True
+        if self.response != RESPONSE_STREAMING:      # the app failed meanwhile: end it
+            self._cut()
+            return
+        self._pull()
+        if self.holding and self.waiting is not None and not self.waiting.done():
+            self.waiting.set_result(None)
+
+    cdef void lost_client(self):
+        """The worker closed the connection while it had it (the client went away)."""
+        self.disconnected = True
+        self.response = RESPONSE_DONE
+        if self.waiting is not None and not self.waiting.done():
+            self.waiting.set_exception(_errors.ClientDisconnected("the client went away"))
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    # -- the end of the app's call ----------------------------------------------------------------
+
+    cdef void app_ended(self, object error, object scope):
+        """The app's call returned (error None) or raised: finish what it left unfinished. Before
+        anything was written: 500 (503 when a stop's deadline cancelled it); in the middle of a
+        streamed body: the connection is cut."""
+        cdef bint cancelled = error is not None and isinstance(error, _asyncio.CancelledError)
+        if error is not None and not cancelled and not isinstance(error, _errors.ClientDisconnected):
+            self.core.asgi.log_failure(scope, error)
+        elif error is None and self.response != RESPONSE_DONE and not self.disconnected:
+            _error_log.error("ASGI app returned without completing its response to %s %s",
+                             scope.get("method"), scope.get("path"))
+        if self.response == RESPONSE_STREAMING:
+            if self.holding:
+                self._cut()
+            else:
+                self.response = RESPONSE_DONE   # take_back() cuts it when the worker returns it
+        elif self.response != RESPONSE_DONE and self.holding:
+            if cancelled:
+                fc_atomic_add64(&self.core.state.requests_cut_at_stop, 1)
+            self._answer_error(503 if cancelled else 500)
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+
+cdef void asgi_import_asyncio():
+    global _asyncio
+    if _asyncio is None:
+        import asyncio
+        _asyncio = asyncio
+
+
+cdef object asgi_running_loop():
+    return _asyncio.get_running_loop()
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
+
+
+async def _run_cycle(app, scope, ASGICycle cycle):
+    """The task of one request: the app's call, then whatever it left unfinished."""
+    try:
+        await app(scope, cycle.receive, cycle.send)
+    except BaseException as error:
+        cycle.app_ended(error, scope)
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+    else:
+        cycle.app_ended(None, scope)
+
+
+cdef void asgi_drain(Core core) except *:
+    """Core.asgi_drain: on the loop thread, when the bridge's eventfd is readable."""
+    cdef uint64_t value
+    cdef Worker* context = core.asgi_context
+    cdef Conn* conn
+    cdef Conn* following
+    read(core.state.bridge.notify_fd, &value, sizeof(value))       # before taking: see bridge_notify
+    conn = bridge_take_all(context)
+    release_parked_bodies(context)
+    context.now_ms = fc_now_ms()
+    date_refresh(&context.date)
+    while conn != NULL:
+        following = conn.next_awaiting_python
+        conn.next_awaiting_python = NULL
+        conn.input.bin = &context.input_bin         # its buffers are the loop's while it is here
+        conn.output.bin = &context.output_bin
+        try:
+            if stop_deadline_passed(conn.home):
+                batch_cut_at_deadline(context, conn)    # no app call starts after the deadline
+                asgi_give_back(context, conn)
+            elif conn.held.kind == HELD_STREAM:         # back for more of a streamed response
+                (<ASGIBodyParts>(<object>conn.held.iterator)).cycle.take_back(conn)
+            else:
+                asgi_start_cycle(core, conn)
+        except BaseException:
+            _error_log.exception("the ASGI bridge failed on a request")
+        conn = following
+    release_parked_bodies(context)                  # bytes bodies sent in full meanwhile
+
+
+cdef void asgi_give_back(Worker* context, Conn* conn) noexcept:
+    conn_transition(context, conn, EVENT_ANSWERED)
+    conn.input.bin = &conn.home.input_bin
+    conn.output.bin = &conn.home.output_bin
+    inbox_push(conn)
+
+
+cdef void asgi_start_cycle(Core core, Conn* conn) except *:
+    """A new request: its scope, its cycle (which takes the connection), its task."""
+    cdef ASGICycle cycle = ASGICycle.__new__(ASGICycle)
+    cdef ParsedRequest* parsed = &conn.request
+    cdef BodyReader reader
+    scope = asgi_scope(core.asgi, conn)
+    cycle.core = core
+    cycle.conn = conn
+    cycle.holding = True
+    cycle.head_only = parsed.is_head
+    cycle.debug_counters = core.state.debug_counters
+    fc_debug_count(core.state.debug_counters, FC_LIVE_ASGI_CYCLES, 1)
+    if conn.body_streamed:
+        reader = BodyReader.__new__(BodyReader)
+        reader.attach(core.asgi_context, conn)      # the head leaves the buffer here
+        conn.output_sent_early = 0
+        cycle.reader = reader
+    else:
+        cycle.body = (PyBytes_FromStringAndSize(conn.input.data + conn.input.start + parsed.head_length,
+                                                parsed.body_length) if parsed.body_length else _EMPTY)
+        cycle.request_length = parsed.request_length
+    task = core.asgi_loop.create_task(_run_cycle(core.asgi.app, scope, cycle))
+    core.asgi_tasks.add(task)
+    task.add_done_callback(core.asgi_tasks.discard)
