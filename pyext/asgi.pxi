@@ -354,7 +354,7 @@ cdef class ASGICycle:
             held_body_release(self.core.state.debug_counters, &self.conn.held)
         self._complete()
 
-    cdef void _give_back(self):
+    cdef void _give_back(self) except *:
         """Hand the connection to its worker: it sends the output, then serves what is pipelined,
         or hands a streamed response back through the bridge once the output is out."""
         cdef Conn* conn = self.conn
@@ -362,7 +362,7 @@ cdef class ASGICycle:
             return
         self.holding = False
         self.conn = NULL
-        asgi_give_back(self.core.asgi_context, conn)
+        asgi_give_back(self.core, conn)
 
     cdef void take_back(self, Conn* conn):
         """The worker sent a streamed response's output and hands the connection back for more."""
@@ -456,7 +456,7 @@ cdef void asgi_drain(Core core) except *:
         try:
             if stop_deadline_passed(conn.home):
                 batch_cut_at_deadline(context, conn)    # no app call starts after the deadline
-                asgi_give_back(context, conn)
+                asgi_give_back(core, conn)
             elif conn.held.kind == HELD_STREAM:         # back for more of a streamed response
                 (<ASGIBodyParts>(<object>conn.held.iterator)).cycle.take_back(conn)
             else:
@@ -467,11 +467,51 @@ cdef void asgi_drain(Core core) except *:
     release_parked_bodies(context)                  # bytes bodies sent in full meanwhile
 
 
-cdef void asgi_give_back(Worker* context, Conn* conn) noexcept:
-    conn_transition(context, conn, EVENT_ANSWERED)
+cdef void asgi_give_back(Core core, Conn* conn) except *:
+    """Hand `conn` back to its worker: it sends the output, then serves what is pipelined behind
+    (or, for a streamed response, hands it back through the bridge once the output is out). The
+    connection waits in a list that asgi_flush() hands over once the loop has run what is ready
+    now, so one loop iteration's responses cost each worker one wake-up, not one each (with one
+    wake-up per response, worker and loop ping-pong: 85k req/s pipelined, hello world)."""
+    conn_transition(core.asgi_context, conn, EVENT_ANSWERED)
     conn.input.bin = &conn.home.input_bin
     conn.output.bin = &conn.home.output_bin
-    inbox_push(conn)
+    conn.next_awaiting_python = NULL
+    if core.asgi_given_back_last != NULL:
+        core.asgi_given_back_last.next_awaiting_python = conn
+    else:
+        core.asgi_given_back = conn
+        core.asgi_loop.call_soon(core._asgi_flush)
+    core.asgi_given_back_last = conn
+
+
+cdef void asgi_flush(Core core) noexcept:
+    """Put every connection given back since the last flush into its worker's inbox, then wake each
+    worker whose inbox was empty, once."""
+    cdef Conn* conn = core.asgi_given_back
+    cdef Conn* following
+    cdef Worker* woken[64]
+    cdef int woken_count = 0, i
+    cdef uint64_t one = 1
+    cdef Worker* home
+    core.asgi_given_back = NULL
+    core.asgi_given_back_last = NULL
+    while conn != NULL:
+        following = conn.next_awaiting_python
+        home = conn.home
+        if inbox_append(conn):
+            for i in range(woken_count):
+                if woken[i] == home:
+                    break
+            else:
+                if woken_count < 64:
+                    woken[woken_count] = home
+                    woken_count += 1
+                else:
+                    write(home.wake_fd, &one, sizeof(one))
+        conn = following
+    for i in range(woken_count):
+        write(woken[i].wake_fd, &one, sizeof(one))
 
 
 cdef void asgi_start_cycle(Core core, Conn* conn) except *:

@@ -183,8 +183,16 @@ cdef void bridge_stop(Bridge* bridge) noexcept nogil:
 cdef void inbox_push(Conn* conn) noexcept nogil:
     """For a handler thread: give `conn` back to its home worker, waking it if its inbox was empty.
     After this the handler thread does not touch the connection."""
-    cdef Worker* home = conn.home
     cdef uint64_t one = 1
+    if inbox_append(conn):
+        write(conn.home.wake_fd, &one, sizeof(one))
+
+
+cdef bint inbox_append(Conn* conn) noexcept nogil:
+    """Give `conn` back to its home worker without waking it; True when its inbox was empty (the
+    caller then wakes it: a write to its wake_fd). After this the caller does not touch the
+    connection."""
+    cdef Worker* home = conn.home
     cdef bint was_empty
     conn.next_awaiting_python = NULL
     pthread_mutex_lock(&home.inbox_lock)
@@ -195,8 +203,7 @@ cdef void inbox_push(Conn* conn) noexcept nogil:
         home.inbox_first = conn
     home.inbox_last = conn
     pthread_mutex_unlock(&home.inbox_lock)
-    if was_empty:
-        write(home.wake_fd, &one, sizeof(one))
+    return was_empty
 
 
 cdef void worker_drain_inbox(Worker* worker) noexcept nogil:

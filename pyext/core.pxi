@@ -24,6 +24,8 @@ cdef class Core:
     cdef object asgi_loop             # its event loop, known from the first asgi_drain()
     cdef Worker* asgi_context         # the loop thread's own Worker (asgi.pxi)
     cdef set asgi_tasks               # the cycles' tasks not finished yet
+    cdef Conn* asgi_given_back        # connections the loop is done with, for asgi_flush()
+    cdef Conn* asgi_given_back_last
 
     def __cinit__(self, config, int listen_fd, Dispatch dispatch not None, list static_routes):
         """`config`: the fastcore.ServerConfig (validated there); `listen_fd`: the listening socket;
@@ -210,6 +212,10 @@ cdef class Core:
         if self.asgi_loop is None:
             self.asgi_loop = asgi_running_loop()
         asgi_drain(self)
+
+    def _asgi_flush(self):
+        """(Scheduled by the loop itself: hands finished connections back to their workers.)"""
+        asgi_flush(self)
 
     def asgi_in_flight(self):
         """How many ASGI cycles have a task that has not finished."""
