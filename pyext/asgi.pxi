@@ -302,6 +302,7 @@ cdef class ASGICycle:
             output_before -= min(output_before, conn.output_sent_early)
         if fc_atomic_load(&conn.home.stop_requested):
             conn_close_after(conn, CLOSE_AFTER_RESPONSE)    # the server is stopping
+        date_refresh(&context.date)         # the app may have awaited long since the drain
         try:
             self.core.serializer.append_response(context, conn, response, self.head_only)
         except BaseException:
@@ -340,6 +341,7 @@ cdef class ASGICycle:
         if self.reader is not None:
             end_streamed_body(conn, self.reader)
         conn_close_after(conn, CLOSE_LINGERING)
+        date_refresh(&self.core.asgi_context.date)
         append_error_response(self.core.asgi_context, conn, status)
         finish_request(conn, 0 if self.reader is not None else self.request_length)
         self._complete()
