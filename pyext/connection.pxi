@@ -206,6 +206,7 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     received = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
     if received > 0:
         conn.input.end += <size_t>received
+        conn.bytes_in += received
         fc_counter_add(&worker.counters.bytes_received, received)
     elif received == 0:
         conn.peer_closed = True
@@ -247,6 +248,7 @@ cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexc
         n = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
         if n > 0:
             conn.input.end += <size_t>n
+            conn.bytes_in += n
             fc_counter_add(&worker.counters.bytes_received, n)
             return <int>n
         if n == 0:

@@ -64,6 +64,7 @@
 #
 # Timers fire through conn_on_timeout(): a request caught mid-head or mid-body gets 408 and a
 # lingering close; anything else (idle, never used, not reading our output, lingering) is closed.
+# A body below body_min_rate gets the same 408 where it is read (timers.pxi says why not on a timer).
 
 
 # Per phase: the epoll interest (INTEREST_KEPT: leave as registered) and the timer to run
@@ -290,6 +291,7 @@ cdef void conn_on_timeout(Worker* worker, Conn* conn) noexcept nogil:
     lingering close; an idle or never-used connection, one that stopped reading, or one lingering
     is closed."""
     if conn.phase == PHASE_BODY or (conn.phase == PHASE_HEAD and buffer_length(&conn.input)):
+        fc_atomic_add64(&worker.server.body_timeouts if conn.phase == PHASE_BODY else &worker.server.header_timeouts, 1)
         fail_request(worker, conn, 408)
         conn_flush(worker, conn)
     else:

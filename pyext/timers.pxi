@@ -5,7 +5,8 @@
 # latest deadline and goes to the tail: the list stays sorted with O(1) arm and cancel, and no timer
 # fd per connection. Each loop turn epoll_wait sleeps until the earliest head deadline (or an
 # event), then worker_expire_timers() acts on every head that is due. A duration of 0 disables a
-# kind.
+# kind. Below the lists: the body's minimum rate, a per-connection deadline checked where the body
+# is read.
 
 cdef inline void timer_unlink(Worker* worker, Conn* conn) noexcept nogil:
     cdef TimerList* timers
@@ -59,3 +60,30 @@ cdef int timers_wait_ms(const Worker* worker) noexcept nogil:
     if earliest <= worker.now_ms:
         return 0
     return <int>(earliest - worker.now_ms) if earliest - worker.now_ms < 3600000 else 3600000
+
+
+# The body's minimum data rate (body_min_rate bytes/s, after body_min_rate_grace). body_timeout
+# bounds only the wait for the next byte, so a client sending one byte just within it would hold a
+# connection (and, reading a streamed body, a handler thread) for as long as it likes. A body must
+# also keep up an average rate, as Kestrel's MinRequestBodyDataRate (240 bytes/s after 5 s): at
+# time t after its clock started, the bytes received must be >= rate * (t - start - grace), i.e. a
+# body of `received` bytes so far is too slow from start + grace + received / rate on (its "rate
+# deadline"). Per-connection deadlines cannot go on the lists above (one duration per list), so the
+# rate is checked where the body is read: by the worker after each read of a body it buffers
+# (serve.pxi; a body that stalls is caught by the BODY timer first), and by a BodyReader, which
+# waits for the socket at most until the rate deadline (python.pxi). Bytes count as received when
+# recv() returns them, framing included; both checks run only after the socket was read, so bytes
+# waiting in the kernel always count.
+
+cdef inline void body_rate_start(Conn* conn, long long now_ms, size_t already) noexcept nogil:
+    """A body starts (its head is parsed) at `now_ms`, with `already` of its bytes received."""
+    conn.body_started_ms = now_ms
+    conn.body_bytes_base = conn.bytes_in - <long long>already
+
+
+cdef inline long long body_rate_deadline_ms(const ServerState* server, const Conn* conn) noexcept nogil:
+    """From when the body received so far is below the minimum rate; -1 when no rate is enforced."""
+    if server.body_min_rate <= 0:
+        return -1
+    return (conn.body_started_ms + server.body_min_rate_grace_ms
+            + (conn.bytes_in - conn.body_bytes_base) * 1000 // server.body_min_rate)

@@ -41,6 +41,8 @@ class Core:
         self.max_connections = config.max_connections
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout
+        self.body_min_rate = config.body_min_rate
+        self.body_min_rate_grace = config.body_min_rate_grace
         self.keepalive_timeout = config.keepalive_timeout
         self.write_timeout = config.write_timeout
         self.formats = Formats(config.server_name, static_routes)
@@ -149,6 +151,9 @@ class Core:
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
             "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers + contexts),
             "handlers_past_deadline": sum(worker.handlers_past_deadline for worker in self.workers + contexts),
+            "header_timeouts": sum(worker.header_timeouts for worker in self.workers),
+            "body_timeouts": sum(worker.body_timeouts for worker in self.workers + contexts),
+            "body_rate_timeouts": sum(worker.body_rate_timeouts for worker in self.workers + contexts),
             "open_connections": self.open_connections(),
             "accept_pauses": listener.accept_pauses,
             "accept_exhaustions": listener.accept_exhaustions,

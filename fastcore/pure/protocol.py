@@ -68,7 +68,8 @@ what the current response says in its Connection field: set per request from its
 (start_request), cleared by any escalation.
 
 Timers fire through on_timeout(): a request caught mid-head or mid-body gets 408 and a lingering
-close; anything else (idle, never used, not reading our output, lingering) is closed.
+close; anything else (idle, never used, not reading our output, lingering) is closed. A body below
+body_min_rate gets the same 408 where it is read (timers.py).
 """
 import select
 import socket
@@ -299,6 +300,10 @@ def on_timeout(conn):
     lingering is closed."""
     phase = conn.phase
     if phase == BODY or (phase == HEAD and conn.parser.inbuf):
+        if phase == BODY:
+            conn.worker.body_timeouts += 1
+        else:
+            conn.worker.header_timeouts += 1
         conn.fail(408)
         conn.flush()
     else:
