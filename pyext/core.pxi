@@ -294,6 +294,7 @@ cdef class Core:
             "header_timeouts": fc_atomic_load64(&self.state.header_timeouts),
             "body_timeouts": fc_atomic_load64(&self.state.body_timeouts),
             "body_rate_timeouts": fc_atomic_load64(&self.state.body_rate_timeouts),
+            "queue_expired": fc_atomic_load64(&self.state.queue_expired),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
             "accept_pauses": fc_atomic_load64(&self.state.accept_pauses),
             "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),

@@ -85,6 +85,7 @@ ctypedef union PeerAddress:          # what accept4 told us about the client (no
 ctypedef struct AcceptedConn:
     int fd
     PeerAddress peer
+    long long accepted_ms             # monotonic ms at accept: its first head is due header_timeout after it
 
 ctypedef struct ConnQueue:
     pthread_mutex_t lock              # the only lock on the hot path
@@ -202,6 +203,7 @@ cdef struct ServerState:
     long long header_timeouts         # atomic: 408s for a head not complete within header_timeout
     long long body_timeouts           # atomic: 408s for a body with no byte within body_timeout
     long long body_rate_timeouts      # atomic: 408s for a body slower than body_min_rate
+    long long queue_expired           # atomic: connections that waited in the queue past header_timeout (closed unread)
     long long accept_pauses           # atomic: times accepting stopped for ACCEPT_PAUSE_MS (out of fds or memory)
     long long accept_exhaustions      # atomic: episodes of those pauses (listener.pxi); Python logs each
     int accept_exhaustion_errno       # atomic: the errno of the latest pause (EMFILE, ENFILE, ENOBUFS, ENOMEM)

@@ -5,8 +5,9 @@
 # latest deadline and goes to the tail: the list stays sorted with O(1) arm and cancel, and no timer
 # fd per connection. Each loop turn epoll_wait sleeps until the earliest head deadline (or an
 # event), then worker_expire_timers() acts on every head that is due. A duration of 0 disables a
-# kind. Below the lists: the body's minimum rate, a per-connection deadline checked where the body
-# is read.
+# kind. One exception to "sorted": a new connection's header deadline counts from its accept
+# (timer_arm_from), which may put it behind later deadlines, bounded as explained there. Below the
+# lists: the body's minimum rate, a per-connection deadline checked where the body is read.
 
 cdef inline void timer_unlink(Worker* worker, Conn* conn) noexcept nogil:
     cdef TimerList* timers
@@ -60,6 +61,22 @@ cdef int timers_wait_ms(const Worker* worker) noexcept nogil:
     if earliest <= worker.now_ms:
         return 0
     return <int>(earliest - worker.now_ms) if earliest - worker.now_ms < 3600000 else 3600000
+
+
+cdef inline void timer_arm_from(Worker* worker, Conn* conn, TimerKind kind, long long start_ms) noexcept nogil:
+    """timer_arm, with the deadline counted from `start_ms` (no later than now) instead of now: a
+    new connection's head is due header_timeout after its accept, not after its adoption.
+
+    It is still appended at the tail, so it may sit behind entries armed while it waited in the
+    queue, whose deadlines are later than its own. Expiry stops at the first entry not yet due, so
+    such an entry fires late by at most how long it waited (less than the duration: one that waited
+    longer is closed at adoption, conn_adopt), that is never later than now + duration, the deadline
+    it would have had without this. Inserting in order instead would walk back over every entry
+    armed during the wait, on each adoption: under the very overload that makes queues wait, that
+    is quadratic."""
+    timer_arm(worker, conn, kind)
+    if conn.timer_kind == kind and start_ms < worker.now_ms:
+        conn.deadline_ms = start_ms + worker.timers[<int>kind].duration_ms
 
 
 # The body's minimum data rate (body_min_rate bytes/s, after body_min_rate_grace). body_timeout

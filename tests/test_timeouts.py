@@ -238,3 +238,37 @@ def test_body_min_rate_0_turns_the_rate_off(server):
         sock.sendall(b"yz")
         assert ResponseReader(sock).read_response().body == b"3"
 
+
+# -- connections waiting in the listener's queue ----------------------------------------------------
+
+def test_a_connection_queued_past_header_timeout_is_closed_unread_when_adopted(server):
+    """Inline handlers, one worker, stuck in a handler for longer than header_timeout: a connection
+    accepted meanwhile waits in the queue. Its head was due header_timeout after its accept, so
+    once the worker is free it is closed at once, without an answer (it was never read), and
+    counted; a connection that arrives after that is served."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def handler(request):
+        if request.path == "/block":
+            entered.set()
+            release.wait(10)
+        return b"done"
+
+    srv = server(handler, threads=1, handler_threads=0, header_timeout=1.0)
+    with connect(srv.port, timeout=5) as blocker:
+        blocker.sendall(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered.wait(5)
+        queued = connect(srv.port, timeout=5)           # accepted while the only worker is in the handler
+        queued_connect = time.monotonic()
+        queued.sendall(b"GET /queued HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wait_until(lambda: srv.stats()["accepted"] == 2, 5)
+        time.sleep(1.2 - (time.monotonic() - queued_connect))      # its head's deadline passes in the queue
+        release.set()
+        released = time.monotonic()
+        assert ResponseReader(blocker).read_response().body == b"done"
+        with queued:
+            assert read_until_closed(queued) == b""
+        assert time.monotonic() - released < 0.8, "closed at adoption, not header_timeout after it"
+    assert srv.stats()["queue_expired"] == 1
+    assert get(srv.port, "/later")[2] == b"done"

@@ -11,7 +11,7 @@ still queued or still held for a handler thread).
 Core never closes the listening socket: the Server that made it does.
 
     listener thread   listener.py: accept, queue, wake a worker
-    queue             queue.Queue(maxsize=queue_size) of (socket, peer address)
+    queue             queue.Queue(maxsize=queue_size) of (socket, peer address, accept time)
     worker threads    worker.py + connection.py: epoll, read, parse (parser.py), answer
                       (response.py, request.py), write, keep-alive, timeouts (timers.py);
                       handler calls batched per loop turn (batch.py) when handler_threads = 0
@@ -101,7 +101,7 @@ class Core:
         self._released = True
         while True:                                     # accepted but never served
             try:
-                sock, _ = self.queue.get_nowait()
+                sock, _, _ = self.queue.get_nowait()
             except queue.Empty:
                 break
             sock.close()
@@ -154,6 +154,7 @@ class Core:
             "header_timeouts": sum(worker.header_timeouts for worker in self.workers),
             "body_timeouts": sum(worker.body_timeouts for worker in self.workers + contexts),
             "body_rate_timeouts": sum(worker.body_rate_timeouts for worker in self.workers + contexts),
+            "queue_expired": sum(worker.queue_expired for worker in self.workers),
             "open_connections": self.open_connections(),
             "accept_pauses": listener.accept_pauses,
             "accept_exhaustions": listener.accept_exhaustions,
