@@ -63,6 +63,9 @@ SCENARIOS = {
     "blocking": {"path": "/blocking", "connections": 12,
                  "desc": "GET /blocking on 12 keep-alive connections: one request in ten blocks 100 ms in the "
                          "app (bench/apps.py), as a database call would"},
+    "blocking64": {"path": "/blocking", "connections": 64,
+                   "desc": "GET /blocking on 64 keep-alive connections: the blocking app with more clients than "
+                           "any server has threads (issue 13 measures c12 and c64)"},
     "idle": {"desc": "RSS of the server with {idle:,} idle keep-alive connections (one request each) "
                      "minus its RSS idle, divided by the connections held"},
 }

@@ -13,6 +13,8 @@ Limits, next to what peers use by default:
 Timeouts (0 disables one):
     header_timeout    30 s         nginx client_header_timeout 60s
     body_timeout      60 s         nginx client_body_timeout 60s (between two reads)
+    body_min_rate     240 B/s      Kestrel MinRequestBodyDataRate 240 bytes/s, after a 5 s grace
+                                   (body_min_rate_grace 5 s; 0 disables the rate)
     keepalive_timeout 5 s          gunicorn keepalive 2s, uvicorn 5s, nginx keepalive_timeout 75s
     write_timeout     60 s         nginx send_timeout 60s (between two writes)
 """
@@ -49,6 +51,8 @@ class ServerOptions(TypedDict, total=False):
     max_connections: int
     header_timeout: float
     body_timeout: float
+    body_min_rate: int
+    body_min_rate_grace: float
     keepalive_timeout: float
     write_timeout: float
     shutdown_timeout: float
@@ -86,6 +90,10 @@ class ServerConfig:
     header_timeout: float = _option(30.0, "seconds for a request head to arrive, from its first byte (408); "
                                     "a new connection's first head is due this long after accept", 0)
     body_timeout: float = _option(60.0, "seconds between two reads of a request body (408)", 0)
+    body_min_rate: int = _option(240, "bytes/s a request body must average once body_min_rate_grace has "
+                                 "passed since its head, or 408 and close: a client trickling bytes "
+                                 "within body_timeout cannot hold a connection or handler thread (0: off)", 0)
+    body_min_rate_grace: float = _option(5.0, "seconds a request body is given before body_min_rate applies", 0)
     keepalive_timeout: float = _option(5.0, "seconds an idle keep-alive connection stays open", 0)
     write_timeout: float = _option(60.0, "seconds a client may stop taking response bytes before it is closed", 0)
     shutdown_timeout: float = _option(10.0, "seconds a graceful stop lets in-flight requests finish "

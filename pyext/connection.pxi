@@ -206,6 +206,7 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
     received = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
     if received > 0:
         conn.input.end += <size_t>received
+        conn.bytes_in += received
         fc_counter_add(&worker.counters.bytes_received, received)
     elif received == 0:
         conn.peer_closed = True
@@ -277,6 +278,7 @@ cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexc
         n = recv(conn.fd, conn.input.data + conn.input.end, conn.input.capacity - conn.input.end, 0)
         if n > 0:
             conn.input.end += <size_t>n
+            conn.bytes_in += n
             fc_counter_add(&worker.counters.bytes_received, n)
             return <int>n
         if n == 0:
@@ -297,9 +299,21 @@ cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexc
 
 cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogil:
     """Take a freshly accepted socket into this worker's epoll set and try reading at once: the
-    client usually sent its request right after connecting, so this saves an epoll round."""
+    client usually sent its request right after connecting, so this saves an epoll round.
+
+    Its first head is due header_timeout after the accept (conn_accepted). One that waited in the
+    queue that long (every worker was busy in a handler) is closed unread and counted
+    (queue_expired), as a connection that sent nothing in that time is: we never read it, so there
+    is no request to answer, and by now its client has likely given up."""
     cdef int fd = accepted.fd
-    cdef Conn* conn = <Conn*>calloc(1, sizeof(Conn))
+    cdef long long header_ms = worker.timers[<int>TIMER_HEADER].duration_ms
+    cdef Conn* conn
+    if header_ms > 0 and worker.now_ms - accepted.accepted_ms >= header_ms:
+        fc_atomic_add64(&worker.server.queue_expired, 1)   # before the close a client (a test) may see
+        fc_atomic_add64(&worker.server.open_connections, -1)
+        close(fd)
+        return
+    conn = <Conn*>calloc(1, sizeof(Conn))
     fc_debug_count(worker.server.debug_counters, FC_OPEN_FDS, 1)
     if conn == NULL:
         close(fd)
@@ -313,7 +327,7 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
     conn.sendfile_fd = -1
     conn.input.bin = &worker.input_bin            # released blocks stay with the worker for reuse
     conn.output.bin = &worker.output_bin
-    if conn_transition(worker, conn, EVENT_ACCEPTED) != 0:     # into the epoll set; the first request is due
+    if conn_accepted(worker, conn, accepted.accepted_ms) != 0:     # into the epoll set; the first request is due
         timer_unlink(worker, conn)
         close(fd)
         fc_debug_count(worker.server.debug_counters, FC_OPEN_FDS, -1)

@@ -45,6 +45,8 @@ cdef class Core:
         cdef double body_timeout = config.body_timeout
         cdef double keepalive_timeout = config.keepalive_timeout
         cdef double write_timeout = config.write_timeout
+        cdef long long body_min_rate = config.body_min_rate
+        cdef double body_min_rate_grace = config.body_min_rate_grace
         cdef int handler_threads = config.handler_threads
         cdef str server_name = config.server_name
         cdef epoll_event event
@@ -73,6 +75,8 @@ cdef class Core:
         self.state.limits.max_header_count = max_header_count
         self.state.limits.max_body_size = max_body_size
         self.state.limits.body_buffer_size = body_buffer_size if body_buffer_size > 0 else max_body_size
+        self.state.body_min_rate = body_min_rate
+        self.state.body_min_rate_grace_ms = <long long>(body_min_rate_grace * 1000)
         self.state.has_python_handler = self.handler is not None or self.asgi is not None
         self.state.python_batch = python_batch
         self.state.max_connections = max_connections
@@ -352,6 +356,10 @@ cdef class Core:
             "sendfile_bytes": fc_atomic_load64(&self.state.sendfile_bytes),
             "requests_cut_at_stop": fc_atomic_load64(&self.state.requests_cut_at_stop),
             "handlers_past_deadline": fc_atomic_load64(&self.state.handlers_past_deadline),
+            "header_timeouts": fc_atomic_load64(&self.state.header_timeouts),
+            "body_timeouts": fc_atomic_load64(&self.state.body_timeouts),
+            "body_rate_timeouts": fc_atomic_load64(&self.state.body_rate_timeouts),
+            "queue_expired": fc_atomic_load64(&self.state.queue_expired),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
             "accept_pauses": fc_atomic_load64(&self.state.accept_pauses),
             "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),

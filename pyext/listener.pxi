@@ -83,6 +83,7 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
             set_nodelay(server, fd)
         fc_atomic_add64(&server.open_connections, 1)
         accepted.fd = fd
+        accepted.accepted_ms = fc_now_ms()              # its head's deadline counts from here (conn_adopt)
         if queue_push(&server.queue, &accepted) != 0:
             fc_atomic_add64(&server.open_connections, -1)
             fc_atomic_add64(&server.rejected_queue_full, 1)

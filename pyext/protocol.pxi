@@ -64,6 +64,9 @@
 #
 # Timers fire through conn_on_timeout(): a request caught mid-head or mid-body gets 408 and a
 # lingering close; anything else (idle, never used, not reading our output, lingering) is closed.
+# A body below body_min_rate gets the same 408 where it is read (timers.pxi says why not on a timer).
+# A new connection's HEADER deadline counts from its accept (conn_accepted), so time spent in the
+# listener's queue is the client's too.
 
 
 # Per phase: the epoll interest (INTEREST_KEPT: leave as registered) and the timer to run
@@ -169,6 +172,15 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
                                 or progressed):
         timer_arm(worker, conn, <TimerKind>timer)
     return 0
+
+
+cdef int conn_accepted(Worker* worker, Conn* conn, long long accepted_ms) noexcept nogil:
+    """ACCEPTED, with the head's deadline counted from the accept, not from now (timer_arm_from).
+    Returns as conn_transition."""
+    cdef int result = conn_transition(worker, conn, EVENT_ACCEPTED)
+    if result == 0 and conn.timer_kind == TIMER_HEADER:
+        timer_arm_from(worker, conn, TIMER_HEADER, accepted_ms)
+    return result
 
 
 cdef inline void conn_close_after(Conn* conn, ClosePolicy policy) noexcept nogil:
@@ -290,6 +302,7 @@ cdef void conn_on_timeout(Worker* worker, Conn* conn) noexcept nogil:
     lingering close; an idle or never-used connection, one that stopped reading, or one lingering
     is closed."""
     if conn.phase == PHASE_BODY or (conn.phase == PHASE_HEAD and buffer_length(&conn.input)):
+        fc_atomic_add64(&worker.server.body_timeouts if conn.phase == PHASE_BODY else &worker.server.header_timeouts, 1)
         fail_request(worker, conn, 408)
         conn_flush(worker, conn)
     else:

@@ -223,6 +223,10 @@ cdef class BodyReader:
         self.worker = worker
         self.conn = conn
         self.chunked = conn.request.chunked
+        # The body's rate clock (timers.pxi) restarts now: until a handler took the request, nobody
+        # read the socket, and what the client could send meanwhile was bounded by the kernel's
+        # buffer, not by its rate. The body bytes already received still count.
+        conn.body_started_ms = fc_now_ms()
         buffer_consume(&conn.input, head_length)
         if self.chunked:
             conn.chunked_body.read_offset -= head_length
@@ -270,12 +274,30 @@ cdef class BodyReader:
         cdef int received
         cdef Conn* conn = self._conn_for_reading()
         cdef int timeout_ms
+        cdef long long rate_deadline, until_rate
+        cdef bint rate_bound
         while not self.finished and self._ready() == 0:
             self._owe_continue(conn)
+            # Wait for the next bytes up to body_timeout, and no later than the body's rate deadline
+            # (timers.pxi); bytes already in the kernel are taken first, however late it is.
             timeout_ms = <int>self.worker.timers[<int>TIMER_BODY].duration_ms
+            if timeout_ms <= 0:
+                timeout_ms = -1
+            rate_deadline = body_rate_deadline_ms(self.worker.server, conn)
+            rate_bound = False
+            if rate_deadline >= 0:
+                until_rate = max(0, min(rate_deadline - fc_now_ms(), 2147483647))
+                if timeout_ms < 0 or until_rate < timeout_ms:
+                    timeout_ms = <int>until_rate
+                    rate_bound = True
             with nogil:
-                received = conn_receive_blocking(self.worker, conn, timeout_ms if timeout_ms > 0 else -1)
-            if received == 0:
+                received = conn_receive_blocking(self.worker, conn, timeout_ms)
+            if received == 0 and rate_bound:
+                fc_atomic_add64(&self.worker.server.body_rate_timeouts, 1)
+                self.failure = RequestBodyError(408, "the client sent the body slower than body_min_rate")
+                raise self.failure
+            elif received == 0:
+                fc_atomic_add64(&self.worker.server.body_timeouts, 1)
                 self.failure = RequestBodyError(408, "the client sent no body bytes within body_timeout")
                 raise self.failure
             self._received(received)

@@ -96,7 +96,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
                         and request_goes_to_python(worker, conn)):
                     conn.body_streamed = True           # too big to hold: the handler reads it as it comes
                     return SERVE_NEEDS_PYTHON
-                return SERVE_DONE
+                return body_incomplete(worker, conn)
             if result < 0:
                 return fail_request(worker, conn, <int>-result)
             conn.request.request_length = <size_t>result
@@ -109,7 +109,7 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             # Make room for the whole body now, so it is read without repeated growth.
             if buffer_reserve(&conn.input, conn.request.request_length - available) != 0:
                 return fail_request(worker, conn, 500)
-            return SERVE_DONE
+            return body_incomplete(worker, conn)
 
         # A complete request: answer it.
         conn_request_complete(conn)
@@ -123,6 +123,17 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             append_error_response(worker, conn, 404)
         conn_transition(worker, conn, EVENT_ANSWERED)
         finish_request(conn, conn.request.request_length)
+
+
+cdef ServeResult body_incomplete(Worker* worker, Conn* conn) noexcept nogil:
+    """A body the worker buffers is not all in yet: wait for more (SERVE_DONE), unless it has
+    fallen below body_min_rate (timers.pxi), which is a 408 and a close. Checked after each read,
+    so what the kernel held has been counted; a body that stalls is the BODY timer's."""
+    cdef long long deadline = body_rate_deadline_ms(worker.server, conn)
+    if deadline >= 0 and worker.now_ms >= deadline:
+        fc_atomic_add64(&worker.server.body_rate_timeouts, 1)
+        return fail_request(worker, conn, 408)
+    return SERVE_DONE
 
 
 cdef void conn_drop_chunk_framing(Conn* conn) noexcept nogil:
@@ -162,6 +173,7 @@ cdef int start_body(Worker* worker, Conn* conn, size_t available) noexcept nogil
     Returns 0 or -status."""
     cdef ParsedRequest* request = &conn.request
     conn_start_request(worker, conn)
+    body_rate_start(conn, worker.now_ms, available - request.head_length)
     if request.expect_unknown:
         return -417
     if request.content_length > worker.server.limits.max_body_size:

@@ -85,6 +85,7 @@ ctypedef union PeerAddress:          # what accept4 told us about the client (no
 ctypedef struct AcceptedConn:
     int fd
     PeerAddress peer
+    long long accepted_ms             # monotonic ms at accept: its first head is due header_timeout after it
 
 ctypedef struct ConnQueue:
     pthread_mutex_t lock              # the only lock on the hot path
@@ -154,6 +155,9 @@ cdef struct Conn:
     Worker* home                      # the I/O worker it lives in (handler threads hand it back there)
     bint stream_chunked               # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
     int64_t stream_remaining          # bytes still owed under a handler-declared Content-Length, or -1
+    long long bytes_in                # bytes received on this connection (the body rate's measure)
+    long long body_bytes_base         # bytes_in less the current body's bytes: bytes_in - this = its bytes so far
+    long long body_started_ms         # when the current body's rate clock started (timers.pxi)
 
 ctypedef struct Bridge:               # handler-thread mode: connections handed to Python (bridge.pxi)
     pthread_mutex_t lock
@@ -198,6 +202,12 @@ cdef struct ServerState:
     long long sendfile_bytes          # body bytes sent with sendfile(2)
     long long requests_cut_at_stop    # refused (503) or closed mid-way by a stop's deadline
     long long handlers_past_deadline  # handler calls that returned after a stop's deadline
+    long long body_min_rate           # bytes/s a body must keep up after its grace (0: not checked; timers.pxi)
+    long long body_min_rate_grace_ms
+    long long header_timeouts         # atomic: 408s for a head not complete within header_timeout
+    long long body_timeouts           # atomic: 408s for a body with no byte within body_timeout
+    long long body_rate_timeouts      # atomic: 408s for a body slower than body_min_rate
+    long long queue_expired           # atomic: connections that waited in the queue past header_timeout (closed unread)
     long long accept_pauses           # atomic: times accepting stopped for ACCEPT_PAUSE_MS (out of fds or memory)
     long long accept_exhaustions      # atomic: episodes of those pauses (listener.pxi); Python logs each
     int accept_exhaustion_errno       # atomic: the errno of the latest pause (EMFILE, ENFILE, ENOBUFS, ENOMEM)

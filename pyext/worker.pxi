@@ -30,6 +30,9 @@ cdef void worker_adopt_from_queue(Worker* worker, uint64_t wakeups) noexcept nog
     """Take up to `wakeups` connections from the queue (fewer when it holds fewer) and adopt them."""
     cdef AcceptedConn accepted[64]
     cdef size_t wanted, taken, i
+    # The clock of this turn may be old by now (an inline batch ran since): adoption measures how
+    # long each connection waited in the queue against it (conn_adopt).
+    worker.now_ms = fc_now_ms()
     while wakeups > 0:
         wanted = wakeups if wakeups < 64 else 64
         taken = queue_take(&worker.server.queue, accepted, wanted)

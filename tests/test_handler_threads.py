@@ -39,6 +39,56 @@ def test_slow_uploaders_do_not_stall_the_io_workers(engine, server):
             sock.close()
 
 
+def test_slow_uploaders_holding_every_handler_thread_are_cut_by_the_minimum_rate(engine, server):
+    """The issue's repro against handler_threads=2: two clients each send one body byte every
+    0.3 s, well within body_timeout, and their handlers read request.stream, so both handler threads
+    are theirs. Without a rate they would hold them until the whole body came (hours), and a third
+    client would never be answered. With body_min_rate=100 after a 1 s grace, each is cut with a
+    408 about grace + bytes received / rate = 1 s + about 0.1 s after its handler began reading, so
+    the third client is answered within that bound plus scheduling: 2.5 s."""
+    reading = threading.Semaphore(0)
+
+    def handler(request):
+        if request.path == "/upload":
+            reading.release()
+            return b"%d" % len(request.stream.read())
+        return b"fast"
+
+    srv = server(handler, threads=2, handler_threads=2, body_buffer_size=1024, body_timeout=10,
+                 body_min_rate=100, body_min_rate_grace=1.0)
+    stop = threading.Event()
+
+    def trickle(sock):
+        while not stop.is_set():
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                return
+            stop.wait(0.3)
+
+    uploaders = [connect(srv.port, 10) for _ in range(2)]
+    tricklers = [threading.Thread(target=trickle, args=(sock,)) for sock in uploaders]
+    try:
+        for sock, trickler in zip(uploaders, tricklers):
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+            trickler.start()
+        assert reading.acquire(timeout=5) and reading.acquire(timeout=5)    # both handler threads are taken
+        started = time.monotonic()
+        status, _, body = get(srv.port, "/other", timeout=5)
+        waited = time.monotonic() - started
+        assert (status, body) == (200, b"fast")
+        assert waited < 2.5, f"answered after {waited:.2f} s"
+        for sock in uploaders:
+            assert ResponseReader(sock).read_response().status == 408
+    finally:
+        stop.set()
+        for sock, trickler in zip(uploaders, tricklers):
+            if trickler.ident is not None:
+                trickler.join(5)
+            sock.close()
+    assert srv.stats()["body_rate_timeouts"] == 2
+
+
 def test_event_streams_do_not_stall_the_io_workers(engine, server):
     """Two server-sent-event generators that sleep between events, on two I/O workers: a plain GET
     is answered at once, and the events keep coming."""

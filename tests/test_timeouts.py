@@ -1,6 +1,7 @@
 """Timeouts and the connection cap, each with short values: header read (slowloris), body read,
 keep-alive idle, write (a client that stops reading), and max_connections."""
 import socket
+import threading
 import time
 
 import pytest
@@ -165,3 +166,109 @@ def test_a_flood_of_empty_lines_is_400(server):
     with connect(srv.port) as sock:              # a couple are tolerated (RFC 9112 2.2)
         sock.sendall(b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert ResponseReader(sock).read_response().body == b"hello"
+
+
+# -- the body's minimum rate (body_min_rate, body_min_rate_grace) ---------------------------------
+
+def trickle(sock, stop, interval=0.3):
+    """Send one body byte every `interval` seconds until `stop` is set or the server has closed."""
+    while not stop.is_set():
+        try:
+            sock.sendall(b"x")
+        except OSError:
+            return
+        stop.wait(interval)
+
+
+def body_reading_handler(request):
+    if request.path == "/upload":
+        return b"%d" % len(request.stream.read())
+    return b"other"
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "buffered"])
+def test_a_body_trickled_below_the_minimum_rate_gets_408_and_frees_its_thread(server, streamed):
+    """One byte every 0.3 s (3 bytes/s) against body_min_rate=100 after a 0.5 s grace: each byte
+    comes well within body_timeout, yet the request is cut about 0.6 s in. Streamed (over
+    body_buffer_size), the handler thread reading it is freed: the only one, and another client is
+    answered next. Buffered, the worker cuts it in its BODY phase before any handler runs."""
+    srv = server(body_reading_handler, threads=1, handler_threads=1, body_buffer_size=1024 if streamed else 65536,
+                 body_timeout=10, body_min_rate=100, body_min_rate_grace=0.5)
+    stop = threading.Event()
+    with connect(srv.port, timeout=5) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n" + b"x" * 10)
+        started = time.monotonic()
+        trickler = threading.Thread(target=trickle, args=(sock, stop))
+        trickler.start()
+        try:
+            response = ResponseReader(sock).read_response()
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            trickler.join(5)
+    assert not trickler.is_alive()
+    assert response.status == 408 and response.headers["connection"] == "close"
+    assert 0.4 <= elapsed < 3.0, elapsed                # not before the grace, long before body_timeout
+    assert get(srv.port, "/other", timeout=2)[2] == b"other"
+    stats = srv.stats()
+    assert (stats["body_rate_timeouts"], stats["body_timeouts"]) == (1, 0)
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "buffered"])
+def test_a_body_sent_above_the_minimum_rate_is_not_cut(server, streamed):
+    """40 bytes every 0.2 s (200 bytes/s) for 1.6 s against body_min_rate=100, grace 0.5 s."""
+    srv = server(body_reading_handler, threads=1, handler_threads=1, body_buffer_size=100 if streamed else 65536,
+                 body_timeout=10, body_min_rate=100, body_min_rate_grace=0.5)
+    parts = [b"%02d" % index * 20 for index in range(8)]
+    with connect(srv.port, timeout=5) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 320\r\n\r\n" + parts[0])
+        for part in parts[1:]:
+            time.sleep(0.2)
+            sock.sendall(part)
+        response = ResponseReader(sock).read_response()
+    assert (response.status, response.body) == (200, b"320")
+    assert srv.stats()["body_rate_timeouts"] == 0
+
+
+def test_body_min_rate_0_turns_the_rate_off(server):
+    srv = server(body_reading_handler, body_timeout=10, body_min_rate=0, body_min_rate_grace=0)
+    with connect(srv.port, timeout=5) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nx")
+        time.sleep(0.5)                          # far below any rate: still waited for
+        sock.sendall(b"yz")
+        assert ResponseReader(sock).read_response().body == b"3"
+
+
+# -- connections waiting in the listener's queue ----------------------------------------------------
+
+def test_a_connection_queued_past_header_timeout_is_closed_unread_when_adopted(server):
+    """Inline handlers, one worker, stuck in a handler for longer than header_timeout: a connection
+    accepted meanwhile waits in the queue. Its head was due header_timeout after its accept, so
+    once the worker is free it is closed at once, without an answer (it was never read), and
+    counted; a connection that arrives after that is served."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def handler(request):
+        if request.path == "/block":
+            entered.set()
+            release.wait(10)
+        return b"done"
+
+    srv = server(handler, threads=1, handler_threads=0, header_timeout=1.0)
+    with connect(srv.port, timeout=5) as blocker:
+        blocker.sendall(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered.wait(5)
+        queued = connect(srv.port, timeout=5)           # accepted while the only worker is in the handler
+        queued_connect = time.monotonic()
+        queued.sendall(b"GET /queued HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wait_until(lambda: srv.stats()["accepted"] == 2, 5)
+        time.sleep(1.2 - (time.monotonic() - queued_connect))      # its head's deadline passes in the queue
+        release.set()
+        released = time.monotonic()
+        assert ResponseReader(blocker).read_response().body == b"done"
+        with queued:
+            assert read_until_closed(queued) == b""
+        assert time.monotonic() - released < 0.8, "closed at adoption, not header_timeout after it"
+    assert srv.stats()["queue_expired"] == 1
+    assert get(srv.port, "/later")[2] == b"done"

@@ -74,6 +74,8 @@ class HandlerContext:
         self.python_batch = core.python_batch
         self.formats = core.formats
         self.body_timeout = core.body_timeout or None
+        self.body_min_rate = core.body_min_rate             # bytes/s (0: not enforced; timers.py)
+        self.body_min_rate_grace = core.body_min_rate_grace
         self.handler_threads = core.handler_threads
         self.date = DateCache()
         self.now = time.monotonic()
@@ -81,6 +83,9 @@ class HandlerContext:
         self.stop_deadline = 0.0                # force-close everything after this (monotonic)
         self.requests_cut_at_stop = 0           # refused (503) or closed mid-way by the stop's deadline
         self.handlers_past_deadline = 0         # handler calls that returned after it
+        self.header_timeouts = 0                # 408s: a head not complete within header_timeout
+        self.body_timeouts = 0                  # 408s: no body byte within body_timeout
+        self.body_rate_timeouts = 0             # 408s: a body slower than body_min_rate
         self.responses = [0] * 6                # by status class: [1] 1xx ... [5] 5xx, [0] anything else
         self.bytes_received = 0
         self.bytes_sent = 0

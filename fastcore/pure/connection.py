@@ -52,7 +52,8 @@ class Conn:
                  "interest", "head_complete", "keep_alive", "peer_closed", "body_streamed",
                  "continue_deferred", "serving_paused", "timer_kind", "home", "with_handler_thread",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
-                 "sendfile_fd", "sendfile_offset", "sendfile_remaining")
+                 "sendfile_fd", "sendfile_offset", "sendfile_remaining",
+                 "bytes_in", "body_bytes_base", "body_started")
 
     def __init__(self, worker, sock, peer):
         self.worker = worker                # the I/O worker, or a handler thread's context while it has it
@@ -81,6 +82,9 @@ class Conn:
         self.sendfile_fd = -1               # a file being sent with sendfile(2)
         self.sendfile_offset = 0
         self.sendfile_remaining = 0
+        self.bytes_in = 0                   # bytes received on this connection (the body rate's measure)
+        self.body_bytes_base = 0            # bytes_in less the current body's bytes so far
+        self.body_started = 0.0             # when the current body's rate clock started (timers.py)
 
     def write(self, data):
         self.out.append(data)
@@ -115,7 +119,7 @@ class Conn:
                             and self.goes_to_python(message):
                         self.body_streamed = True       # too big to hold: the handler reads it as it comes
                         return SERVE_NEEDS_PYTHON
-                    return SERVE_DONE
+                    return self.body_incomplete()
             except Reject as error:
                 return self.fail(error.status, error.head_only)
 
@@ -131,6 +135,15 @@ class Conn:
             transition(self, ANSWERED)
             self.finish_request()
 
+    def body_incomplete(self):
+        """A body the worker buffers is not all in yet: wait for more, unless it has fallen below
+        body_min_rate (timers.py), which is a 408 and a close (serve.pxi: body_incomplete)."""
+        deadline = timers.body_rate_deadline(self)
+        if deadline is not None and self.worker.now >= deadline:
+            self.worker.body_rate_timeouts += 1
+            return self.fail(408)
+        return SERVE_DONE
+
     def goes_to_python(self, message):
         worker = self.worker
         return worker.handler is not None and worker.static_route(message) is None
@@ -138,6 +151,7 @@ class Conn:
     def start_body(self, message):
         """The head is valid: decide keep-alive, check the body's size, answer Expect."""
         protocol.start_request(self)
+        timers.body_rate_start(self, self.worker.now, len(self.parser.inbuf))
         if message.expect_unknown:
             raise Reject(417)
         if message.content_length > self.worker.limits.max_body_size:
@@ -235,6 +249,7 @@ class Conn:
             return
         if data:
             self.parser.inbuf += data
+            self.bytes_in += len(data)
             self.worker.bytes_received += len(data)
         else:
             self.peer_closed = True
@@ -282,6 +297,7 @@ class Conn:
                 self.peer_closed = True
                 return -1
             self.parser.inbuf += data
+            self.bytes_in += len(data)
             self.worker.bytes_received += len(data)
             return len(data)
 

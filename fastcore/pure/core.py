@@ -11,7 +11,7 @@ still queued or still held for a handler thread).
 Core never closes the listening socket: the Server that made it does.
 
     listener thread   listener.py: accept, queue, wake a worker
-    queue             queue.Queue(maxsize=queue_size) of (socket, peer address)
+    queue             queue.Queue(maxsize=queue_size) of (socket, peer address, accept time)
     worker threads    worker.py + connection.py: epoll, read, parse (parser.py), answer
                       (response.py, request.py), write, keep-alive, timeouts (timers.py);
                       handler calls batched per loop turn (batch.py) when handler_threads = 0
@@ -41,6 +41,8 @@ class Core:
         self.max_connections = config.max_connections
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout
+        self.body_min_rate = config.body_min_rate
+        self.body_min_rate_grace = config.body_min_rate_grace
         self.keepalive_timeout = config.keepalive_timeout
         self.write_timeout = config.write_timeout
         self.formats = Formats(config.server_name, static_routes)
@@ -99,7 +101,7 @@ class Core:
         self._released = True
         while True:                                     # accepted but never served
             try:
-                sock, _ = self.queue.get_nowait()
+                sock, _, _ = self.queue.get_nowait()
             except queue.Empty:
                 break
             sock.close()
@@ -149,6 +151,10 @@ class Core:
             "sendfile_bytes": sum(worker.sendfile_bytes for worker in self.workers),
             "requests_cut_at_stop": sum(worker.requests_cut_at_stop for worker in self.workers + contexts),
             "handlers_past_deadline": sum(worker.handlers_past_deadline for worker in self.workers + contexts),
+            "header_timeouts": sum(worker.header_timeouts for worker in self.workers),
+            "body_timeouts": sum(worker.body_timeouts for worker in self.workers + contexts),
+            "body_rate_timeouts": sum(worker.body_rate_timeouts for worker in self.workers + contexts),
+            "queue_expired": sum(worker.queue_expired for worker in self.workers),
             "open_connections": self.open_connections(),
             "accept_pauses": listener.accept_pauses,
             "accept_exhaustions": listener.accept_exhaustions,

@@ -18,6 +18,7 @@ import errno
 import queue
 import select
 import socket
+import time
 
 from .response import DateCache
 from .wakeup import Wakeup
@@ -103,7 +104,7 @@ class Listener:
                 pass
             self.opened += 1
             try:
-                self.queue.put_nowait((sock, peer))
+                self.queue.put_nowait((sock, peer, time.monotonic()))     # its head is due header_timeout after this
             except queue.Full:
                 self.opened -= 1
                 self.rejected_queue_full += 1

@@ -68,7 +68,9 @@ what the current response says in its Connection field: set per request from its
 (start_request), cleared by any escalation.
 
 Timers fire through on_timeout(): a request caught mid-head or mid-body gets 408 and a lingering
-close; anything else (idle, never used, not reading our output, lingering) is closed.
+close; anything else (idle, never used, not reading our output, lingering) is closed. A body below
+body_min_rate gets the same 408 where it is read (timers.py). A new connection's HEADER deadline
+counts from its accept (accepted()), so time spent in the listener's queue is the client's too.
 """
 import select
 import socket
@@ -193,6 +195,16 @@ def transition(conn, event, progressed=False):
     return LEGAL
 
 
+def accepted(conn, accepted_at):
+    """ACCEPTED, with the head's deadline counted from the accept, not from now (conn_accepted).
+    Returns as transition()."""
+    result = transition(conn, ACCEPTED)
+    if result == LEGAL and conn.timer_kind == timers.HEADER:
+        worker = conn.worker
+        worker.timers.arm_from(conn, timers.HEADER, accepted_at, worker.now)
+    return result
+
+
 def close_after(conn, policy):
     """The only writer of conn.close_policy: escalate it (never lower it). Any policy but
     CLOSE_NEVER also makes the current response say Connection: close."""
@@ -299,6 +311,10 @@ def on_timeout(conn):
     lingering is closed."""
     phase = conn.phase
     if phase == BODY or (phase == HEAD and conn.parser.inbuf):
+        if phase == BODY:
+            conn.worker.body_timeouts += 1
+        else:
+            conn.worker.header_timeouts += 1
         conn.fail(408)
         conn.flush()
     else:

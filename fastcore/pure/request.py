@@ -9,14 +9,16 @@ A body up to body_buffer_size is read whole before the handler runs (request.bod
 handed over after the head: request.stream is then a BodyReader that reads from the socket as the
 handler asks. The thread running the handler (its worker, or a handler thread that has the
 connection out of the worker's epoll set: bridge.py) is inside the handler anyway, so the reader
-waits for the client right there (poll with body_timeout), feeds what arrives to the connection's
-parser and hands out the decoded bytes: memory stays bounded by one read. Reading is possible only
-while the handler runs.
+waits for the client right there (poll with body_timeout, and no later than the body's
+body_min_rate deadline: timers.py), feeds what arrives to the connection's parser and hands out the
+decoded bytes: memory stays bounded by one read. Reading is possible only while the handler runs.
 """
 import io
+import time
 
 from .._core import Headers, RequestBodyError
 from .parser import Reject
+from .timers import body_rate_deadline
 
 
 class Request:
@@ -124,6 +126,8 @@ class BodyReader:
         self.conn = conn                    # None once the handler has returned
         self.message = message
         self.failure = None
+        # The body's rate clock restarts now (python.pxi: BodyReader.attach says why).
+        conn.body_started = time.monotonic()
 
     @property
     def finished(self):
@@ -161,8 +165,22 @@ class BodyReader:
             raise ValueError("a streamed request body can be read only while its handler runs")
         while not self.finished and not self.message.buffered:
             conn.send_deferred_continue()
-            received = conn.receive_blocking(conn.worker.body_timeout)
-            if received == 0:
+            # Wait up to body_timeout, and no later than the body's rate deadline (timers.py);
+            # bytes already in the kernel are taken first, however late it is.
+            timeout = conn.worker.body_timeout
+            rate_deadline = body_rate_deadline(conn)
+            rate_bound = False
+            if rate_deadline is not None:
+                until_rate = max(0.0, rate_deadline - time.monotonic())
+                if timeout is None or until_rate < timeout:
+                    timeout = until_rate
+                    rate_bound = True
+            received = conn.receive_blocking(timeout)
+            if received == 0 and rate_bound:
+                conn.worker.body_rate_timeouts += 1
+                self.failure = RequestBodyError(408, "the client sent the body slower than body_min_rate")
+            elif received == 0:
+                conn.worker.body_timeouts += 1
                 self.failure = RequestBodyError(408, "the client sent no body bytes within body_timeout")
             elif received < 0:
                 self.failure = RequestBodyError(400, "the client closed before sending the whole body")

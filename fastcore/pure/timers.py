@@ -7,7 +7,10 @@ deadline and goes to the tail: each list stays sorted by deadline with O(1) arm 
 lists are OrderedDicts (a linked list inside, so the head is found in O(1) however many entries come
 and go). The worker sleeps in epoll until the earliest head deadline, then expire() yields every
 connection whose deadline has passed. A duration of 0 disables a kind. The linger duration is
-not configurable (LINGER_TIMEOUT, as the compiled core's LINGER_TIMEOUT_MS).
+not configurable (LINGER_TIMEOUT, as the compiled core's LINGER_TIMEOUT_MS). One exception to
+"sorted": a new connection's header deadline counts from its accept (arm_from), bounded as
+explained there. At the end: the body's minimum rate, a per-connection deadline checked where the
+body is read.
 """
 from collections import OrderedDict
 
@@ -46,6 +49,16 @@ class Timers:
         conn.timer_kind = kind
         self.lists[kind][conn] = now + duration
 
+    def arm_from(self, conn, kind, start, now):
+        """arm(), with the deadline counted from `start` (no later than now): a new connection's
+        head is due header_timeout after its accept, not after its adoption. Appended at the tail
+        all the same, behind entries armed while it waited in the queue: it then fires late by at
+        most that wait, never later than now + duration (timers.pxi: timer_arm_from says why not
+        in order)."""
+        self.arm(conn, kind, now)
+        if conn.timer_kind == kind and start < now:
+            self.lists[kind][conn] = start + self.durations[kind]
+
     def wait(self, now):
         """Seconds until the earliest deadline (0 if one has passed), or -1 when no timer runs."""
         earliest = None
@@ -70,3 +83,23 @@ class Timers:
                 del entries[conn]
                 conn.timer_kind = NONE
                 yield kind, conn
+
+
+# The body's minimum data rate (body_min_rate bytes/s after body_min_rate_grace; timers.pxi has the
+# theory): a body of `received` bytes so far is too slow from start + grace + received / rate on. It
+# is checked where the body is read: by the worker after each read of a body it buffers
+# (connection.py), and by a BodyReader, which waits at most until then (request.py).
+
+def body_rate_start(conn, now, already):
+    """A body starts (its head is parsed) at `now`, with `already` of its bytes received."""
+    conn.body_started = now
+    conn.body_bytes_base = conn.bytes_in - already
+
+
+def body_rate_deadline(conn):
+    """From when the body received so far is below the minimum rate; None when no rate is enforced."""
+    worker = conn.worker
+    rate = worker.body_min_rate
+    if rate <= 0:
+        return None
+    return conn.body_started + worker.body_min_rate_grace + (conn.bytes_in - conn.body_bytes_base) / rate

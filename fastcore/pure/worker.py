@@ -37,7 +37,7 @@ from . import protocol, timers
 from .batch import HandlerContext, run_python_batch
 from .bridge import drain_inbox
 from .connection import Conn
-from .protocol import ACCEPTED, CLOSE_LINGERING, LINGERING, PYTHON_PHASES, SENDING, transition
+from .protocol import CLOSE_LINGERING, LINGERING, PYTHON_PHASES, SENDING
 from .wakeup import Wakeup
 
 EPOLL_BATCH = 256           # events taken per epoll.poll()
@@ -60,6 +60,7 @@ class Worker(HandlerContext):
         self.stopping = False                   # this thread's own copy of stop_requested, once seen
         self.closed_count = 0                   # connections closed here (for stats: open = opened - closed)
         self.requests = 0                       # heads parsed
+        self.queue_expired = 0                  # connections that waited in the queue past header_timeout
         self.wakeup = Wakeup()
         try:
             self.epoll = select.epoll()
@@ -147,17 +148,28 @@ class Worker(HandlerContext):
 
     def adopt_from_queue(self, wanted):
         """Take up to `wanted` connections from the queue (fewer when it holds fewer) and adopt them."""
+        # The clock of this turn may be old by now (an inline batch ran since): adoption measures
+        # how long each connection waited in the queue against it.
+        self.now = time.monotonic()
         for _ in range(wanted):
             try:
-                sock, peer = self.queue.get_nowait()
+                sock, peer, accepted_at = self.queue.get_nowait()
             except queue.Empty:
                 break
-            self.adopt(sock, peer)
+            self.adopt(sock, peer, accepted_at)
 
-    def adopt(self, sock, peer):
-        """Take a freshly accepted socket into this worker's epoll set and try reading at once."""
+    def adopt(self, sock, peer, accepted_at):
+        """Take a freshly accepted socket into this worker's epoll set and try reading at once. Its
+        first head is due header_timeout after the accept (protocol.accepted); one that waited in
+        the queue that long is closed unread and counted (conn_adopt says why)."""
+        header_timeout = self.timers.durations[timers.HEADER]
+        if header_timeout > 0 and self.now - accepted_at >= header_timeout:
+            self.queue_expired += 1             # before the close a client (a test) may see
+            self.closed_count += 1
+            sock.close()
+            return
         conn = Conn(self, sock, peer)
-        if transition(conn, ACCEPTED) != protocol.LEGAL:    # into the epoll set; the first request is due
+        if protocol.accepted(conn, accepted_at) != protocol.LEGAL:    # into the epoll set; the first request is due
             sock.close()
             self.closed_count += 1
             return
