@@ -9,6 +9,8 @@ import cycle. tests/test_imports.py keeps it a leaf.
         ServerStateError     also a RuntimeError: the call does not fit the server's state
         SupervisorError      also a RuntimeError: the worker processes keep failing at start
         RequestBodyError     also an OSError (fastcore._core): reading a streamed request body failed
+        ClientDisconnected   also an OSError: an ASGI app's send() after its client went away
+        LifespanFailed       also a RuntimeError: an ASGI app's lifespan startup failed
 
 A second base keeps what callers caught before the hierarchy existed (ValueError, RuntimeError,
 OSError). Errors that are Python's own contract stay Python's: a TypeError for an argument of the
@@ -31,3 +33,13 @@ class ServerStateError(FastcoreError, RuntimeError):
 
 class SupervisorError(FastcoreError, RuntimeError):
     """The worker processes keep failing right at start (processes > 1; fastcore.supervisor)."""
+
+
+class ClientDisconnected(FastcoreError, OSError):
+    """An ASGI app's send() came after its client went away (ASGI spec 2.4: an OSError). The
+    server does not log it as an error: a client that leaves is not the app's fault."""
+
+
+class LifespanFailed(FastcoreError, RuntimeError):
+    """An ASGI app's lifespan startup failed (it sent lifespan.startup.failed, or raised under
+    lifespan="on", or raised after receiving the startup event): the server does not start."""
