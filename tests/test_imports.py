@@ -30,9 +30,9 @@ LAYERS = [
     ("leaves", {"fastcore.errors", "fastcore.config"}),
     ("compiled core", {COMPILED}),
     ("server parts", {"fastcore.sockets", "fastcore.access", "fastcore.metrics", "fastcore.supervisor",
-                      "fastcore.wsgi_adapter", "fastcore.demo"}),
+                      "fastcore.wsgi_adapter", "fastcore.asgi", "fastcore.demo"}),
     ("server", {"fastcore.server"}),
-    ("entry points and the pure engine", {"fastcore.wsgi", "fastcore.pure.*"}),
+    ("entry points and the pure engine", {"fastcore.wsgi", "fastcore.asgi_server", "fastcore.pure.*"}),
     ("facades and command line", {"fastcore", "fastcore.pure", "fastcore.cli", "fastcore.__main__"}),
 ]
 
