@@ -51,16 +51,24 @@ ASGIAppCallable = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any
 
 def is_asgi_app(obj: object) -> bool:
     """True for an ASGI 3 application: a coroutine function, or an object whose __call__ is one
-    (FastAPI, Starlette, Quart, Django's ASGIHandler), or a functools.partial of either. ASGI 2
-    double callables (a class called with the scope) are not supported, so not detected."""
+    (FastAPI, Starlette, Quart, Django's ASGIHandler), or a functools.partial of either, that can
+    be called with (scope, receive, send). ASGI 2 double callables (a class called with the
+    scope) are not supported, so not detected."""
     inner = obj
     while isinstance(inner, functools.partial):
         inner = inner.func
-    if inspect.iscoroutinefunction(inner):
-        return True
-    if inspect.isfunction(inner) or inspect.ismethod(inner) or isinstance(inner, type):
-        return False
-    return inspect.iscoroutinefunction(getattr(type(inner), "__call__", None))
+    if not inspect.iscoroutinefunction(inner):
+        if inspect.isfunction(inner) or inspect.ismethod(inner) or isinstance(inner, type):
+            return False
+        if not inspect.iscoroutinefunction(getattr(type(inner), "__call__", None)):
+            return False
+    try:
+        inspect.signature(obj).bind(None, None, None)       # (scope, receive, send)
+    except TypeError:
+        return False                                        # an async WSGI-shaped function, say
+    except ValueError:
+        pass                                                # no signature to read: trust the async call
+    return True
 
 
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
@@ -193,9 +201,10 @@ def call_on_loop(loop: asyncio.AbstractEventLoop | None, function: Callable[...,
 class Lifespan:
     """The app's lifespan protocol (ASGI lifespan 2.0), run on the server's loop.
 
-    mode "on": the app must support it; "auto": an app that raises before it has received the
-    startup event (Django's ASGIHandler refuses the scope), or returns without answering, is served
-    without it; "off": not run. startup() returns the `state` dict each request scope gets a
+    mode "on": the app must support it; "auto": an app that raises in the lifespan scope (Django's
+    ASGIHandler refuses it; a raw app reads it as a request), or returns without answering, is
+    served without it (a failure it reports with lifespan.startup.failed, as Starlette does, still
+    stops the start); "off": not run. startup() returns the `state` dict each request scope gets a
     shallow copy of (None when lifespan did not run), or raises LifespanFailed with the app's
     message. shutdown() after the in-flight requests have finished."""
 
@@ -232,13 +241,18 @@ class Lifespan:
             raise LifespanFailed(f"the app's lifespan startup failed: {message.get('message') or '(no message)'}")
         # The app ended (returned or raised) without answering the startup event.
         error = self._error
-        if error is not None and (self.mode == "on" or self._received):
+        if error is not None and self.mode == "on":
             raise LifespanFailed(f"the app's lifespan startup raised {type(error).__name__}: {error}") from error
         if self.mode == "on":
             raise LifespanFailed("the app returned from the lifespan scope without completing its startup")
         if error is not None:
-            log.debug("the app does not support the ASGI lifespan protocol (%s: %s); serving without it",
-                      type(error).__name__, error)
+            # As uvicorn: under "auto" an app that raises in the lifespan scope is taken not to
+            # support it (a raw app reading it as a request, Django's handler refusing it); one
+            # that raised only after taking the startup event may have failed for real, so that
+            # is said where the default log level shows it.
+            log.log(logging.INFO if self._received else logging.DEBUG,
+                    "the app does not support the ASGI lifespan protocol (%s: %s); serving without it "
+                    "(lifespan=on makes this an error)", type(error).__name__, error)
         return None
 
     async def _main(self, scope: dict[str, Any]) -> None:

@@ -211,7 +211,7 @@ class Cycle:
             context.requests_cut_at_stop += 1
         if self.gone:
             close_after(conn, CLOSE_LINGERING)
-        elif self.start is None or (not self.head_written and not cut):
+        elif self.start is None:
             context.date.refresh()
             if cut:
                 close_after(conn, CLOSE_LINGERING)
@@ -379,6 +379,10 @@ class Cycle:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if framing == FRAME_CLOSE or start.close or context.stop_requested:
             close_after(conn, CLOSE_AFTER_RESPONSE)
+        if self.reader is not None and not self.reader.finished:
+            # Unread body bytes cannot be told from the next request without reading them all:
+            # the response says the connection closes (as for a native handler, connection.py).
+            close_after(conn, CLOSE_LINGERING)
         parts.append(response.connection_field(conn))
         parts.append(b"\r\n")
         context.count_response(start.status)
