@@ -56,6 +56,10 @@ class Framework:                                # FastAPI / Starlette: an instan
 
 framework = Framework()
 
+async def failing_startup(scope, receive, send):     # lifespan.startup.failed, as Starlette sends it
+    message = await receive()
+    await send({"type": "lifespan.startup.failed", "message": "no database"})
+
 async def wsgi_shaped(environ, start_response):
     start_response("200 OK", [])
     return [b"never"]
@@ -425,15 +429,22 @@ def _quiet_get(served):
     (["userapp:app", "--threads", "0"], {}, 2, "threads must be at least 1, not 0"),
     (["userapp:app", "--port", "70000"], {}, 2, "port must be at most 65535"),
     (["userapp:app", "--log-level", "chatty"], {}, 2, "log_level must be one of"),
-    (["userapp:app", "--interface", "asgi"], {}, 2, "argument --interface: invalid choice"),
+    (["userapp:app", "--interface", "cgi"], {}, 2, "argument --interface: invalid choice"),
+    (["userapp:app", "--interface", "asgi"], {}, 2, "'userapp:app' is not an ASGI application"),
+    (["asyncapps:asgi", "--lifespan", "sometimes"], {}, 2, "lifespan must be auto, on or off"),
+    (["asyncapps:asgi", "--loop", "trio"], {}, 2, "loop must be auto, asyncio or uvloop"),
+    (["asyncapps:failing_startup", "--port", "0"], {}, 1,
+     "the app's lifespan startup failed: no database"),
+    (["asyncapps:asgi", "--port", "0", "--lifespan", "on"], {}, 1,
+     "the app returned from the lifespan scope without completing its startup"),
     (["userapp:app", "--no-such-option"], {}, 2, "unrecognized arguments: --no-such-option"),
     (["userapp:app"], {"FASTCORE_THREADS": "many"}, 2, "FASTCORE_THREADS='many': invalid int value"),
     (["userapp:app"], {"FASTCORE_ACCESS_LOG": "maybe"}, 2, "FASTCORE_ACCESS_LOG='maybe'"),
     (["userapp:app"], {"FASTCORE_INTERFACE": "cgi"}, 2, "FASTCORE_INTERFACE='cgi'"),
     (["userapp:app", "--root-path", "no-slash"], {}, 2, "root_path must start with '/'"),
-    (["asyncapps:asgi"], {}, 2, "'asyncapps:asgi': this is an ASGI application (async, with scope, receive, "
-                                "send): fastcore runs WSGI applications and native handlers, not ASGI (yet)"),
-    (["asyncapps:framework"], {}, 2, "'asyncapps:framework': this is an ASGI application"),
+    (["asyncapps:asgi", "--interface", "wsgi"], {}, 2, "'asyncapps:asgi': this is an ASGI application (async, "
+                                                       "with scope, receive, send), not a WSGI application"),
+    (["asyncapps:framework", "--interface", "native"], {}, 2, "'asyncapps:framework': this is an ASGI application"),
     (["asyncapps:wsgi_shaped"], {}, 2, "this is an async function (async def); a WSGI application is a "
                                        "plain callable (environ, start_response)"),
     (["asyncapps:handle", "--interface", "native"], {}, 2,
