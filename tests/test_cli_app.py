@@ -56,6 +56,18 @@ class Framework:                                # FastAPI / Starlette: an instan
 
 framework = Framework()
 
+async def hello(scope, receive, send):           # lifespan state, root_path, and an answer
+    if scope["type"] == "lifespan":
+        await receive()
+        scope["state"]["greeting"] = "hello from lifespan"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = " ".join([scope["state"]["greeting"], scope["path"], scope["root_path"]]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
 async def failing_startup(scope, receive, send):     # lifespan.startup.failed, as Starlette sends it
     message = await receive()
     await send({"type": "lifespan.startup.failed", "message": "no database"})
@@ -101,6 +113,17 @@ def app(environ, start_response):
 '''
 
 
+FASTAPI_APP = '''
+import fastapi
+
+app = fastapi.FastAPI()
+
+@app.get("/items/{item_id}")
+async def read_item(item_id: int):
+    return {"item_id": item_id}
+'''
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     (tmp_path / "userapp.py").write_text(APP_MODULE)
@@ -109,6 +132,7 @@ def app_dir(tmp_path):
     (tmp_path / "asyncapps.py").write_text(ASYNC_APPS)
     (tmp_path / "ownlogging.py").write_text(OWN_LOGGING_APP)
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    (tmp_path / "main.py").write_text(FASTAPI_APP)
     return tmp_path
 
 
@@ -271,6 +295,33 @@ def test_native_interface(serve):
     assert served.get("/n") == (200, b"native /n")
     assert '"GET /n HTTP/1.1" 200 9 ' in read_line(served.child.stdout, TIMEOUT)
     assert served.stop()[0] == 0
+
+
+def asgi_engine(engine):
+    from conftest import COMPILED_ASGI, COMPILED_ASGI_MISSING
+    if engine == "compiled" and not COMPILED_ASGI:
+        pytest.skip(COMPILED_ASGI_MISSING)
+    return engine
+
+
+@pytest.mark.parametrize("engine", ["compiled", "pure"])
+def test_an_asgi_app_is_detected_and_served(serve, engine):
+    served = serve("asyncapps:hello", "--port", "0", "--engine", asgi_engine(engine), "--root-path", "/api",
+                   "--loop", "asyncio", "--lifespan", "on")
+    assert "asyncapps:hello (ASGI)" in served.banner
+    assert served.get("/api/x") == (200, b"hello from lifespan /api/x /api")
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
+
+
+@pytest.mark.parametrize("engine", ["compiled", "pure"])
+def test_fastapi_main_app_as_a_user_runs_it(serve, engine):
+    pytest.importorskip("fastapi")
+    served = serve("main:app", "--port", "0", "--engine", asgi_engine(engine))
+    assert "main:app (ASGI)" in served.banner
+    assert served.get("/items/7") == (200, b'{"item_id":7}')
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
 
 
 def test_demo_without_app_takes_the_generated_options(serve):
