@@ -45,8 +45,10 @@ LOOP_KINDS = ("auto", "asyncio", "uvloop")
 # How long a stop waits for the app's lifespan shutdown, and for cancelled cycles to unwind.
 LIFESPAN_SHUTDOWN_TIMEOUT = 10.0
 
-ASGIAppCallable = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
-                            Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
+# What an ASGI 3 app is to a type checker: called with (scope, receive, send), awaited. Loose on
+# purpose: frameworks type the three differently (Starlette's Scope is a MutableMapping, a plain
+# app may take a dict).
+ASGIAppCallable = Callable[[Any, Any, Any], Awaitable[Any]]
 
 
 def is_asgi_app(obj: object) -> bool:

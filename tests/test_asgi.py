@@ -616,6 +616,8 @@ def test_detection_and_constructors():
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_loop_choice(asgi_server, loop):
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
     kinds = []
 
     async def app(scope, receive, send):
