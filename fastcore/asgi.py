@@ -56,7 +56,9 @@ def is_asgi_app(obj: object) -> bool:
     (FastAPI, Starlette, Quart, Django's ASGIHandler), or a functools.partial of either, that can
     be called with (scope, receive, send). ASGI 2 double callables (a class called with the
     scope) are not supported, so not detected."""
-    inner = obj
+    if not callable(obj):
+        return False
+    inner: Any = obj
     while isinstance(inner, functools.partial):
         inner = inner.func
     if not inspect.iscoroutinefunction(inner):

@@ -47,13 +47,15 @@ class AsyncServer:
 
     def __init__(self, app: ASGIAppCallable, config: ServerConfig | None = None, *,
                  engine: Literal["compiled", "pure"] | None = None, **options: Unpack[ServerOptions]) -> None:
-        engine = engine or self.engine
-        if engine == "pure":
-            from .pure.server import ASGIServer as server_class
-        elif engine == "compiled":
+        chosen = engine or self.engine
+        server_class: type[ASGIServer]
+        if chosen == "pure":
+            from .pure.server import ASGIServer as PureASGIServer
+            server_class = PureASGIServer
+        elif chosen == "compiled":
             server_class = ASGIServer
         else:
-            raise ConfigError(f"engine must be 'compiled' or 'pure', not {engine!r}")
+            raise ConfigError(f"engine must be 'compiled' or 'pure', not {chosen!r}")
         self.server: ASGIServer = server_class(app, config, **options)
         self._lifespan: Lifespan | None = None
 

@@ -410,9 +410,9 @@ def run(argv=None):
         elif server.serve_forever(on_ready=announce) is False:
             return 1                                    # requests were cut off (logged by stop())
     except LifespanFailed as error:
-        failure = RuntimeFailure(str(error), error.__cause__)
-        failure.show_traceback = config.log_level.lower() == "debug"
-        raise failure from None
+        lifespan_failure = RuntimeFailure(str(error), error.__cause__)
+        lifespan_failure.show_traceback = config.log_level.lower() == "debug"
+        raise lifespan_failure from None
     except ConfigError as error:                        # found at start: loop="uvloop" without uvloop
         raise UsageError(f"invalid option: {error}") from None
     except ServerStateError as error:                   # an engine built without ASGI, say
