@@ -10,6 +10,8 @@
     server.serve_forever()
 
     fastcore.serve_wsgi(wsgi_app, port=8000)    # a WSGI (PEP 3333) application; or fastcore.Server.wsgi(app)
+    fastcore.serve_asgi(asgi_app, port=8000)    # an ASGI 3 application; or fastcore.Server.asgi(app),
+                                                # or `async with fastcore.AsyncServer(app)` on your loop
 """
 import os as _os
 
@@ -27,10 +29,12 @@ except ModuleNotFoundError as _error:
         f"Run the `fastcore` command, or run from another directory, or build here: pip install -e .",
         name=_error.name) from None
 from .config import ServerConfig
-from .errors import ConfigError, FastcoreError, ServerStateError
+from .asgi_server import ASGIServer, AsyncServer, serve_asgi
+from .errors import ClientDisconnected, ConfigError, FastcoreError, LifespanFailed, ServerStateError
 from .server import Server
 from .wsgi import WSGIHandler, WSGIServer, serve, serve_wsgi
 
 __version__ = "0.1.0"
 __all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
-           "FastcoreError", "ConfigError", "ServerStateError", "WSGIServer", "WSGIHandler", "serve", "serve_wsgi"]
+           "FastcoreError", "ConfigError", "ServerStateError", "WSGIServer", "WSGIHandler", "serve", "serve_wsgi",
+           "ASGIServer", "AsyncServer", "serve_asgi", "ClientDisconnected", "LifespanFailed"]

@@ -1,6 +1,7 @@
 """The command line: `fastcore [options] module:app` (also `python -m fastcore ...`).
 
     fastcore myproject.wsgi:application --host 0.0.0.0 --port 8000 --threads 8
+    fastcore main:app --loop uvloop --lifespan on        # an ASGI app (FastAPI, ...), detected
     fastcore 'myapp:create_app()' --access-log          # an app factory, called once at startup
     FASTCORE_THREADS=8 fastcore myapp:app                # every option also from FASTCORE_<OPTION>
     fastcore --interface native handlers:handle          # a native handler, request -> Response
@@ -13,8 +14,8 @@ beats the default.
 
 A user's mistake ends the process with one line on stderr and no traceback: exit status 2 for a
 usage error (unknown or malformed option, bad value, app not found), 1 for a runtime one (the
-address cannot be bound, the app's module or factory raised; --log-level debug adds the
-traceback of the latter).
+address cannot be bound, the app's module or factory raised, an ASGI app's lifespan startup
+failed; --log-level debug adds the traceback of the latter).
 """
 import argparse
 import ast
@@ -29,12 +30,14 @@ import socket
 import sys
 import traceback
 
+from .asgi import is_asgi_app
 from .config import ServerConfig
 from .demo import demo_app
-from .errors import ConfigError, FastcoreError, SupervisorError
+from .errors import ConfigError, FastcoreError, LifespanFailed, ServerStateError, SupervisorError
 from .wsgi_adapter import refuse_async_callable
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+INTERFACES = ("auto", "wsgi", "asgi", "native")
 ENV_PREFIX = "FASTCORE_"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -101,7 +104,7 @@ def _converter(spec):
 def build_parser():
     parser = _Parser(
         prog="fastcore",
-        description="Serve a WSGI application (or a native fastcore handler) with fastcore. "
+        description="Serve a WSGI or ASGI application (or a native fastcore handler) with fastcore. "
                     "Without APP, the built-in demo app is served.",
         epilog=f"Every option can also come from the environment: {ENV_PREFIX}<OPTION>, e.g. "
                f"{ENV_PREFIX}THREADS=8, {ENV_PREFIX}ACCESS_LOG=1. A flag beats the environment.",
@@ -109,9 +112,10 @@ def build_parser():
     parser.add_argument("app", nargs="?", metavar="APP",
                         help="module:attribute (module alone: module:application), or module:factory() "
                              "for an app factory called once at startup, e.g. 'myapp:create_app()'")
-    parser.add_argument("--interface", choices=("wsgi", "native"), default=None,
-                        help=f"APP is a WSGI application (default) or a native handler, request -> Response "
-                             f"(env {ENV_PREFIX}INTERFACE)")
+    parser.add_argument("--interface", choices=INTERFACES, default=None,
+                        help=f"APP is an ASGI application (auto, the default: when it is an async callable "
+                             f"(scope, receive, send)), else a WSGI application; or a native handler, "
+                             f"request -> Response (env {ENV_PREFIX}INTERFACE)")
     parser.add_argument("--engine", choices=("compiled", "pure"), default=None,
                         help=f"the compiled core (default) or fastcore.pure, the same server in pure Python "
                              f"with httptools, for comparison (env {ENV_PREFIX}ENGINE)")
@@ -165,9 +169,9 @@ def resolve(argv=None, environ=None):
         if value is not None:
             values[spec.name] = value
     if args.interface is None:
-        interface = environ.get(ENV_PREFIX + "INTERFACE", "wsgi") or "wsgi"
-        if interface not in ("wsgi", "native"):
-            raise UsageError(f"{ENV_PREFIX}INTERFACE={interface!r}: expected wsgi or native")
+        interface = environ.get(ENV_PREFIX + "INTERFACE", "auto") or "auto"
+        if interface not in INTERFACES:
+            raise UsageError(f"{ENV_PREFIX}INTERFACE={interface!r}: expected {', '.join(INTERFACES)}")
         args.interface = interface
     if args.engine is None:
         engine = environ.get(ENV_PREFIX + "ENGINE", "compiled") or "compiled"
@@ -220,7 +224,8 @@ def _describe_failure(error):
 
 
 def load_app(spec, factory=False, interface="wsgi"):
-    """Import what `spec` ("module:attr", "module:factory()", "module") names and return it."""
+    """Import what `spec` ("module:attr", "module:factory()", "module") names and return it.
+    With interface "auto", it must be told apart first: see detect_interface."""
     module_name, colon, attribute = spec.partition(":")
     module_name = module_name.strip()
     if not module_name or (colon and not attribute.strip()):
@@ -265,8 +270,21 @@ def load_app(spec, factory=False, interface="wsgi"):
             raise RuntimeFailure(f"the app factory {spec!r} failed: {_describe_failure(error)}", error) from None
     if not callable(target):
         raise UsageError(f"{spec!r} is a {type(target).__name__}, not a callable application")
-    _check_arity(spec, target, interface)
+    interface = detect_interface(spec, target, interface)
+    if interface != "asgi":
+        _check_arity(spec, target, interface)
     return target
+
+
+def detect_interface(spec, target, interface):
+    """The interface `target` is served with: "auto" is "asgi" for an ASGI app (fastcore.asgi.
+    is_asgi_app), else "wsgi"; "asgi" must be one."""
+    if interface == "auto":
+        return "asgi" if is_asgi_app(target) else "wsgi"
+    if interface == "asgi" and not is_asgi_app(target):
+        raise UsageError(f"{spec!r} is not an ASGI application: an ASGI app is an async callable "
+                         f"(scope, receive, send); if it is an app factory, add '()' or pass --factory")
+    return interface
 
 
 def _check_arity(spec, target, interface):
@@ -338,13 +356,13 @@ def run(argv=None):
     args, config = resolve(argv)
     if args.engine == "pure":
         try:
-            from .pure.server import Server, WSGIServer
+            from .pure.server import ASGIServer, Server, WSGIServer
         except ModuleNotFoundError as error:
             if error.name != "httptools":
                 raise
             raise UsageError(str(error)) from None
     else:
-        from .server import Server, WSGIServer
+        from .server import ASGIServer, Server, WSGIServer
     if args.app is None:
         server = Server(demo_app, config=config)           # Server adds the access log if asked
         server.add_static("/health", b"OK\n")
@@ -356,14 +374,15 @@ def run(argv=None):
         except RuntimeFailure as failure:
             failure.show_traceback = config.log_level.lower() == "debug"
             raise
-        if args.interface == "wsgi":
+        interface = detect_interface(args.app, target, args.interface)
+        if interface in ("wsgi", "asgi"):
             try:
-                server = WSGIServer(target, config=config)
+                server = (WSGIServer if interface == "wsgi" else ASGIServer)(target, config=config)
             except ConfigError as error:
                 raise UsageError(f"invalid option: {error}") from None
         else:
             server = Server(target, config=config)
-        banner = f"fastcore serving {args.app} ({args.interface.upper() if args.interface == 'wsgi' else 'native'})" \
+        banner = f"fastcore serving {args.app} ({interface.upper() if interface != 'native' else 'native'})" \
                  " on {url} (Ctrl-C to stop)"
     listener = None
     if config.processes > 1:
@@ -390,6 +409,14 @@ def run(argv=None):
                 raise RuntimeFailure(str(error)) from None
         elif server.serve_forever(on_ready=announce) is False:
             return 1                                    # requests were cut off (logged by stop())
+    except LifespanFailed as error:
+        lifespan_failure = RuntimeFailure(str(error), error.__cause__)
+        lifespan_failure.show_traceback = config.log_level.lower() == "debug"
+        raise lifespan_failure from None
+    except ConfigError as error:                        # found at start: loop="uvloop" without uvloop
+        raise UsageError(f"invalid option: {error}") from None
+    except ServerStateError as error:                   # an engine built without ASGI, say
+        raise RuntimeFailure(str(error)) from None
     except OSError as error:
         # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
         # error -2"): its strerror is the resolver's own message ("Name or service not known").

@@ -64,6 +64,8 @@ class ServerOptions(TypedDict, total=False):
     python_batch: int
     server_name: str
     root_path: str
+    lifespan: str
+    loop: str
     access_log: bool
     log_level: str
 
@@ -111,8 +113,12 @@ class ServerConfig:
                                    "take the GIL (0: each I/O worker runs its own handler batches inline)", 0)
     python_batch: int = _option(16, "handler calls per GIL acquisition, at most", 1)
     server_name: str = _option("fastcore", "value of the Server response field")
-    # Used by the WSGI adapter and the command line, not by the compiled core:
-    root_path: str = _option("", "WSGI SCRIPT_NAME: the URL prefix the app is mounted under (stripped from PATH_INFO)")
+    # Used by the WSGI adapter, the ASGI server and the command line, not by the compiled core:
+    root_path: str = _option("", "the URL prefix the app is mounted under: WSGI SCRIPT_NAME (stripped from "
+                             "PATH_INFO), ASGI root_path (the scope's path includes it)")
+    lifespan: str = _option("auto", "ASGI: run the app's lifespan startup before accepting and its shutdown "
+                            "after the last request (auto: when the app supports it; on: it must; off)")
+    loop: str = _option("auto", "ASGI: the event loop (auto: uvloop when installed, else asyncio; asyncio; uvloop)")
     access_log: bool = _option(False, "log every response on the fastcore.access logger (gunicorn-like format)")
     log_level: str = _option("info", "command line: level of fastcore's loggers, printed to stderr; the "
                              "app's own logging is left as the app configures it "
@@ -143,6 +149,10 @@ class ServerConfig:
         if self.metrics_path and (not self.metrics_path.startswith("/")
                                   or any(c in self.metrics_path for c in " ?#\r\n\0")):
             raise ConfigError("metrics_path must start with '/' and hold no space, '?', '#', CR, LF or NUL")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError(f"loop must be auto, asyncio or uvloop, not {self.loop!r}")
         if any(c in self.server_name for c in "\r\n\0") or len(self.server_name) > 200:
             raise ConfigError("server_name must be at most 200 characters, without CR, LF or NUL")
 

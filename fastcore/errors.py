@@ -9,6 +9,8 @@ import cycle. tests/test_imports.py keeps it a leaf.
         ServerStateError     also a RuntimeError: the call does not fit the server's state
         SupervisorError      also a RuntimeError: the worker processes keep failing at start
         RequestBodyError     also an OSError (fastcore._core): reading a streamed request body failed
+        ClientDisconnected   also an OSError: an ASGI app's send() after its client went away
+        LifespanFailed       also a RuntimeError: an ASGI app's lifespan startup failed
 
 A second base keeps what callers caught before the hierarchy existed (ValueError, RuntimeError,
 OSError). Errors that are Python's own contract stay Python's: a TypeError for an argument of the
@@ -34,5 +36,10 @@ class SupervisorError(FastcoreError, RuntimeError):
 
 
 class ClientDisconnected(FastcoreError, OSError):
-    """An ASGI app's send() after the client went away (ASGI spec 2.4: an OSError). Not logged as
-    an app failure: the client leaving is not the app's error."""
+    """An ASGI app's send() came after its client went away (ASGI spec 2.4: an OSError). The
+    server does not log it as an error: a client that leaves is not the app's fault."""
+
+
+class LifespanFailed(FastcoreError, RuntimeError):
+    """An ASGI app's lifespan startup failed (it sent lifespan.startup.failed, or raised under
+    lifespan="on", or raised after receiving the startup event): the server does not start."""

@@ -1,5 +1,5 @@
 """Server: the Python face of the compiled core, and its lifecycle (and WSGIServer, a Server that
-runs a WSGI application).
+runs a WSGI application, and ASGIServer, one that runs an ASGI application on an event loop).
 
 Theory of operation. start() opens the listening socket (fastcore.sockets, non-blocking), hands its
 fd to a fastcore._core.Core together with the ServerConfig, the static routes and the Dispatch (how
@@ -17,13 +17,21 @@ connections close at once; everything left is force-closed at the deadline), joi
 the C state. If a handler never returns, its thread cannot be joined: the C state is then leaked
 on purpose (freeing it under a running thread would crash) and a warning is logged.
 
+ASGIServer wraps that lifecycle: start() runs the app's lifespan startup on the server's event loop
+(a LoopThread) before the listener exists, and the core is built with the loop watching its
+asgi_fd; stop() lets the cycles on the loop finish within the same deadline (then cancels them),
+stops watching, runs the lifespan shutdown and stops the loop (fastcore.asgi says how requests get
+to the loop).
+
 Layering: this module builds on the compiled core, config, errors, sockets, the access log, the
-metrics route and the WSGI adapter (fastcore.wsgi_adapter); fastcore.supervisor is imported when
+metrics route, the WSGI adapter (fastcore.wsgi_adapter) and the ASGI parts (fastcore.asgi), which
+is why ASGIServer lives here beside WSGIServer; fastcore.supervisor is imported when
 processes > 1. Nothing it imports imports it: fastcore.wsgi, fastcore.pure and the command line
 build on it (tests/test_imports.py).
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import signal
@@ -35,6 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from . import _core, access, metrics, sockets
+from .asgi import ASGIApp, ASGIAppCallable, CallerLoop, Lifespan, LoopThread
 from .config import ServerConfig, ServerOptions
 from .errors import ConfigError, ServerStateError
 from .wsgi_adapter import WSGIHandler, refuse_async_callable
@@ -146,6 +155,13 @@ class Server:
         """Server.wsgi(app, **options) -> a WSGIServer for the WSGI application `app`.
         (fastcore.pure.Server.wsgi gives the pure engine's WSGIServer.)"""
         return WSGIServer(app, config, **options)
+
+    @classmethod
+    def asgi(cls, app: ASGIAppCallable, config: ServerConfig | None = None,
+             **options: Unpack[ServerOptions]) -> ASGIServer:
+        """Server.asgi(app, **options) -> an ASGIServer for the ASGI 3 application `app`.
+        (fastcore.pure.Server.asgi gives the pure engine's ASGIServer.)"""
+        return ASGIServer(app, config, **options)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -277,6 +293,7 @@ class Server:
             core.stop_handlers()
             handlers_left = self._handlers.join(min(self._join_deadline, graceful_deadline + HANDLER_THREADS_GRACE))
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
+            stuck += self._core_stopped(core, graceful_deadline)
             stats = core.stats()
             cut, overran = stats.get("requests_cut_at_stop", 0), stats.get("handlers_past_deadline", 0)
             if cut or overran or handlers_left:
@@ -339,6 +356,12 @@ class Server:
             self.stop()                                 # (no-op after a graceful stop)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
+
+    def _core_stopped(self, core: Any, graceful_deadline: float) -> list[str]:
+        """The workers have been joined, the core is not released yet: what a subclass must
+        finish first (ASGIServer: the cycles on its loop). Returns what is still running (the core
+        is then left allocated)."""
+        return []
 
     def _force_stop(self):
         """Close every connection now instead of at the graceful deadline (in-flight requests are
@@ -425,6 +448,145 @@ class WSGIServer(Server):
 
     def __repr__(self) -> str:
         return "<fastcore.WSGIServer " + super().__repr__()[len("<fastcore.Server "):]
+
+
+class ASGIServer(Server):
+    """A Server running an ASGI 3 application (FastAPI, Starlette, Django's ASGI handler, Quart)
+    on one event loop per process: a thread of its own here, the caller's running loop in
+    fastcore.AsyncServer.
+
+        server = ASGIServer(app, host="127.0.0.1", port=8000, threads=2, lifespan="on")
+        server.serve_forever()          # or: with Server.asgi(app, port=0) as s: ... s.port ...
+
+    Options are ServerConfig fields; lifespan, loop and root_path are the ASGI ones. The loop is
+    the executor: handler_threads is always 0, `threads` are the I/O workers. metrics_path and
+    access_log are not served for ASGI apps (yet): refused rather than silently ignored."""
+
+    def __init__(self, app: ASGIAppCallable, config: ServerConfig | None = None,
+                 **options: Unpack[ServerOptions]) -> None:
+        if not callable(app):
+            raise TypeError("an ASGI app is an async callable (scope, receive, send)")
+        super().__init__(None, config, **options)
+        if self.config.handler_threads:
+            self.config = self.config.replace(handler_threads=0)
+        if self.config.metrics_path or self.config.access_log:
+            raise ConfigError("metrics_path and access_log are not available for ASGI apps yet")
+        ASGIApp(app, self.config.root_path)               # checks root_path now, not at start()
+        self.app = app
+        self._embedded_loop: asyncio.AbstractEventLoop | None = None  # AsyncServer: the caller's loop
+        self._embedded_state: dict[str, Any] | None = None    # and the state its lifespan made
+        self._loop_runner: LoopThread | CallerLoop | None = None
+        self._lifespan: Lifespan | None = None
+        self._asgi: ASGIApp | None = None
+        self._cancel_at_deadline: asyncio.TimerHandle | None = None
+
+    def start(self) -> Self:
+        if self._core is not None:
+            raise ServerStateError("server already started")
+        if self._embedded_loop is not None:
+            runner: LoopThread | CallerLoop = CallerLoop(self._embedded_loop)
+            state = self._embedded_state
+        else:
+            runner = LoopThread(self.config.loop, f"fastcore-asgi-loop:{self.config.port}")
+            runner.start()
+            lifespan = Lifespan(self.app, self.config.lifespan)
+            try:
+                state = runner.run(lifespan.startup())     # before the listener exists
+            except BaseException:
+                runner.stop()
+                raise
+            self._lifespan = lifespan
+        self._loop_runner = runner
+        self._asgi = ASGIApp(self.app, self.config.root_path, state)
+        self._asgi.loop = runner.loop
+        try:
+            super().start()
+        except BaseException:
+            self._finish_loop()
+            raise
+        if isinstance(runner, LoopThread):
+            runner.rename(f"fastcore-asgi-loop:{self.port}")
+        return self
+
+    def _dispatch(self):
+        return _core.Dispatch(None, asgi=self._asgi)
+
+    def _build_core(self, listening):
+        """The engine's core, with the loop watching its asgi_fd before any worker or listener runs."""
+        asgi, runner = self._asgi, self._loop_runner
+        address = listening.getsockname()
+        asgi.server = (address[0], address[1]) if listening.family != socket.AF_UNIX else None
+        core = super()._build_core(listening)
+        try:
+            if not hasattr(core, "asgi_drain"):
+                raise ServerStateError(f"this engine ({type(core).__module__}) does not run ASGI apps")
+            runner.call(asgi.loop.add_reader, core.asgi_fd, core.asgi_drain)
+        except BaseException:
+            core.release()
+            raise
+        return core
+
+    def stop(self, timeout: float | None = None) -> bool | None:
+        runner = self._loop_runner
+        if runner is not None and runner.on_loop_thread():
+            # From the app, on the loop: the stop waits for the loop, so it runs on another thread.
+            threading.Thread(target=self.stop, args=(timeout,), name="fastcore-stop").start()
+            return None
+        if timeout is None:
+            timeout = self.config.shutdown_timeout
+        core = self._core
+        if core is not None and runner is not None:
+            deadline = time.monotonic() + timeout
+            runner.call(self._arm_cancel, core, deadline)
+        result = super().stop(timeout)
+        self._finish_loop()
+        return result
+
+    def _arm_cancel(self, core, deadline):
+        """On the loop: cancel the cycles still running at the stop's deadline."""
+        loop = self._asgi.loop
+        self._cancel_at_deadline = loop.call_later(max(0.0, deadline - time.monotonic()), core.asgi_cancel)
+
+    def _core_stopped(self, core, graceful_deadline):
+        """The workers are gone: let the cycles on the loop finish (a background task after its
+        response, say) until the deadline, cancel what is left, stop watching the core."""
+        runner = self._loop_runner
+        if runner is None:
+            return []
+        asgi = self._asgi
+
+        async def settle():
+            if self._cancel_at_deadline is not None:
+                self._cancel_at_deadline.cancel()
+                self._cancel_at_deadline = None
+            while core.asgi_in_flight() and time.monotonic() < graceful_deadline:
+                await asyncio.sleep(0.01)
+            if core.asgi_in_flight():
+                core.asgi_cancel()
+                grace = time.monotonic() + HANDLER_THREADS_GRACE
+                while core.asgi_in_flight() and time.monotonic() < grace:
+                    await asyncio.sleep(0.01)
+            asgi.loop.remove_reader(core.asgi_fd)
+            return core.asgi_in_flight()
+
+        left = asyncio.run_coroutine_threadsafe(settle(), asgi.loop).result()
+        return [f"{left} ASGI cycle(s) ignoring cancellation"] if left else []
+
+    def _finish_loop(self):
+        """After the core is gone: the lifespan shutdown, then the loop thread stops (an
+        AsyncServer's caller runs its own lifespan and keeps its loop)."""
+        runner, lifespan = self._loop_runner, self._lifespan
+        self._loop_runner = self._lifespan = None
+        if isinstance(runner, LoopThread):
+            if lifespan is not None:
+                try:
+                    runner.run(lifespan.shutdown())
+                except Exception:
+                    log.exception("the ASGI app's lifespan shutdown failed")
+            runner.stop()
+
+    def __repr__(self) -> str:
+        return "<fastcore.ASGIServer " + super().__repr__()[len("<fastcore.Server "):]
 
 
 def _ignore_hangup(signum, frame):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from .config import ServerConfig, ServerOptions
 from .errors import ConfigError
-from .server import Server, WSGIServer
+from .server import ASGIServer, Server, WSGIServer
 from .wsgi_adapter import WSGIHandler
 
 if TYPE_CHECKING:
@@ -29,13 +29,15 @@ def serve_wsgi(app: WSGIApplication, config: ServerConfig | None = None, **optio
     WSGIServer(app, config, **options).serve_forever()
 
 
-def serve(app: Any, interface: Literal["wsgi", "native"] = "wsgi", config: ServerConfig | None = None,
+def serve(app: Any, interface: Literal["wsgi", "asgi", "native"] = "wsgi", config: ServerConfig | None = None,
           **options: Unpack[ServerOptions]) -> None:
-    """Serve `app` until Ctrl-C / SIGTERM: a WSGI application (interface="wsgi", the default) or
-    a native handler, request -> Response (interface="native")."""
+    """Serve `app` until Ctrl-C / SIGTERM: a WSGI application (interface="wsgi", the default), an
+    ASGI application (interface="asgi"), or a native handler, request -> Response (interface="native")."""
     if interface == "wsgi":
         serve_wsgi(app, config, **options)
+    elif interface == "asgi":
+        ASGIServer(app, config, **options).serve_forever()
     elif interface == "native":
         Server(app, config, **options).serve_forever()      # Server adds the access log if asked
     else:
-        raise ConfigError(f"interface must be 'wsgi' or 'native', not {interface!r}")
+        raise ConfigError(f"interface must be 'wsgi', 'asgi' or 'native', not {interface!r}")

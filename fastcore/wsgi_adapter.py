@@ -195,7 +195,7 @@ def refuse_async_callable(target: object, expected: str) -> None:
     """Raise TypeError if calling `target` gives a coroutine (an `async def` function, an object
     whose __call__ is one, a partial of either), which would fail every request, one by one, with
     "coroutine object is not iterable". An ASGI application (FastAPI's, Starlette's) is named as
-    one: until fastcore runs ASGI, the plain answer is that it does not. `expected`: what a usable
+    one, with where it runs (fastcore.ASGIServer; the command line detects it). `expected`: what a usable
     callable is, for the message. Checked once, at construction (and by the command line)."""
     inner = target
     while isinstance(inner, functools.partial):
@@ -208,9 +208,9 @@ def refuse_async_callable(target: object, expected: str) -> None:
     except (TypeError, ValueError):
         parameters = []
     if len(parameters) == 3 or parameters[:1] == ["scope"]:
-        raise TypeError("this is an ASGI application (async, with scope, receive, send): fastcore runs "
-                        "WSGI applications and native handlers, not ASGI (yet); serve it with an ASGI "
-                        "server such as uvicorn")
+        raise TypeError("this is an ASGI application (async, with scope, receive, send), not a WSGI "
+                        "application or native handler: serve it with fastcore.Server.asgi(app) (the "
+                        "command line serves it as ASGI unless --interface says otherwise)")
     raise TypeError(f"this is an async function (async def); {expected}, not a coroutine function")
 
 

@@ -99,9 +99,8 @@ cdef dict asgi_scope(object app_info, Conn* conn):
         query = PyBytes_FromStringAndSize(data + query_start + 1, target_end - query_start - 1)
     else:
         query = b""
-    if root_path:                       # as uvicorn: path and raw_path include the root path
-        path = root_path + path
-        raw_path = root_path.encode("latin-1") + raw_path
+    if root_path:                       # path and raw_path include it (fastcore.asgi.scope_paths)
+        path, raw_path = _scope_paths(raw_path, root_path)
     host = peer_host_text(&conn.peer)
     scope = {
         "type": _TYPE_HTTP,
@@ -158,18 +157,23 @@ cdef class ASGIBodyParts:
 @cython.final
 cdef class ASGICycle:
     """One request's ASGI cycle: receive() and send() of the app's call, and the connection while
-    the loop holds it (see the top of asgi.pxi)."""
+    the loop holds it (see the top of asgi.pxi). The app's mistakes follow fastcore.asgi's rules,
+    as on the pure engine: before http.response.start, a 500 (the connection stays); after it, the
+    connection is cut (closed without a complete response), even when nothing was written yet."""
     cdef Core core
     cdef Conn* conn                   # valid only while `holding`
     cdef bint holding
     cdef bint head_only
     cdef bint body_given              # the request body went to the app (or there was none)
-    cdef bint disconnected
+    cdef bint disconnected            # the client is gone (or its body failed): send() raises
+    cdef int watched_fd               # the socket the loop watches for the client leaving, or -1
     cdef size_t request_length        # of a buffered request, consumed once the response starts
     cdef bytes body                   # a buffered request body (copied out at the start)
     cdef BodyReader reader            # a streamed request body
     cdef CycleResponse response
     cdef object status, headers       # http.response.start, until the body fixes the framing
+    cdef long long declared           # its Content-Length, or -1
+    cdef long long body_sent          # body bytes the app has sent
     cdef ASGIBodyParts parts
     cdef object waiting               # send() waits here while the worker sends (Future)
     cdef object finished              # set when the response is complete or the client is gone
@@ -189,12 +193,35 @@ cdef class ASGICycle:
             body, self.body = self.body, None
             return {"type": "http.request", "body": body, "more_body": False}
         # After the body nothing comes but the end of this exchange: the response complete, or
-        # the client gone.
+        # the client gone (seen by watching its socket while the loop holds it).
         if not self.disconnected and self.response != RESPONSE_DONE:
             if self.finished is None:
                 self.finished = self.core.asgi_loop.create_future()
+            if self.holding and self.watched_fd < 0:
+                self.watched_fd = self.conn.fd
+                self.core.asgi_loop.add_reader(self.watched_fd, self._client_readable)
             await _asyncio.shield(self.finished)
         return {"type": "http.disconnect"}
+
+    def _client_readable(self):
+        """The socket is readable while the app waits for the end: EOF or an error means the client
+        left; bytes (a pipelined request) mean nothing yet, and the watch ends."""
+        cdef char probe
+        cdef ssize_t n
+        if not self.holding or self.watched_fd < 0:
+            return
+        n = recv(self.watched_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT)
+        if n < 0 and (errno == EAGAIN or errno == EINTR):
+            return
+        self._unwatch()
+        if n <= 0:
+            self.conn.peer_closed = True
+            self._lost()
+
+    cdef void _unwatch(self) except *:
+        if self.watched_fd >= 0:
+            self.core.asgi_loop.remove_reader(self.watched_fd)
+            self.watched_fd = -1
 
     async def _receive_streamed(self):
         """The next part of a body too large to hold, read from the socket without blocking: the
@@ -204,9 +231,8 @@ cdef class ASGICycle:
         cdef long long timeout_ms = self.core.asgi_context.timers[<int>TIMER_BODY].duration_ms
         loop = self.core.asgi_loop
         while True:
-            if not self.holding or self.response != RESPONSE_NONE and self.response != RESPONSE_STARTED \
-                    or reader.conn == NULL and not reader.finished:
-                self.body_given = True          # the response went out: the body is not read
+            if not self.holding or self.response != RESPONSE_NONE or reader.conn == NULL:
+                self.body_given = True          # the response went out: the rest is not read
                 return {"type": "http.disconnect"}
             try:
                 if reader.fill_nowait():
@@ -228,17 +254,18 @@ cdef class ASGICycle:
                     await readable
             except _asyncio.TimeoutError:
                 self.body_given = True
+                fc_atomic_add64(&self.core.state.body_timeouts, 1)
                 self._body_failed(408)
                 return {"type": "http.disconnect"}
             finally:
                 loop.remove_reader(fd)
 
-    cdef void _body_failed(self, int status):
+    cdef void _body_failed(self, int status) except *:
         """The request body cannot be read (too slow, malformed, cut short): the client gets
-        `status` and a close, and the app sees a disconnect."""
+        `status` and a close (if nothing of a response went out yet), and the app sees a disconnect."""
         self.disconnected = True
-        if self.holding and self.response < RESPONSE_STREAMING:
-            self._answer_error(status)
+        if self.holding and self.response == RESPONSE_NONE:
+            self._answer_error(status, True)
 
     # -- send ---------------------------------------------------------------------------------
 
@@ -249,21 +276,24 @@ cdef class ASGICycle:
         if kind == "http.response.start":
             if self.response != RESPONSE_NONE:
                 raise RuntimeError("http.response.start sent twice")
-            self.status = message["status"]
+            start = _check_start(message)       # RuntimeError for what cannot be sent
+            self.status = start.status
+            self.declared = start.declared_length
             self.headers = message.get("headers") or ()
             self.response = RESPONSE_STARTED
             return
         if self.response == RESPONSE_NONE:
             raise RuntimeError(f"{kind} sent before http.response.start")
-        if self.response == RESPONSE_DONE:
-            if kind == "http.response.body" and self.parts is not None and not self.parts.last_queued:
-                # A HEAD, or a body past its declared length: the rest is not sent.
-                self.parts.last_queued = not message.get("more_body", False)
-                return
-            raise RuntimeError(f"{kind} sent after the response was complete")
         if kind == "http.response.body":
-            body = message.get("body", b"")
+            body = _body_bytes(message)
             more = message.get("more_body", False)
+            if self.response == RESPONSE_DONE:
+                if self.parts is not None and not self.parts.last_queued:
+                    # A HEAD, a 204 or 304: the rest of the body is not sent.
+                    self.parts.last_queued = not more
+                    return
+                raise RuntimeError("http.response.body sent after the response was complete")
+            self._check_length(len(body), more)
             if self.response == RESPONSE_STARTED:
                 if not more:
                     self._respond(Response(body, self.status, self.headers))
@@ -274,7 +304,7 @@ cdef class ASGICycle:
                 self.parts.parts.append(body)
                 self._respond(Response(self.parts, self.status, self.headers))
                 if self.response == RESPONSE_DONE:
-                    return                      # HEAD, 204, 304, Content-Length 0: no body goes out
+                    return                      # HEAD, 204, 304: no body goes out
             else:
                 self.parts.parts.append(body)
                 self.parts.last_queued = not more
@@ -284,6 +314,8 @@ cdef class ASGICycle:
                 self.waiting = self.core.asgi_loop.create_future()
                 await self.waiting          # the worker is sending: backpressure
             return
+        if self.response == RESPONSE_DONE:
+            raise RuntimeError(f"{kind} sent after the response was complete")
         if kind == "http.response.pathsend":
             if self.response != RESPONSE_STARTED:
                 raise RuntimeError("http.response.pathsend after a body was sent")
@@ -291,12 +323,23 @@ cdef class ASGICycle:
             return
         raise RuntimeError(f"unknown ASGI message type {kind!r}")
 
+    cdef void _check_length(self, long long length, bint more) except *:
+        """A declared Content-Length is what the body must be: more or less is the app's error."""
+        self.body_sent += length
+        if self.declared < 0 or self.head_only or self.status == 204 or self.status == 304:
+            return
+        if self.body_sent > self.declared:
+            raise RuntimeError(f"the ASGI app sent more than its Content-Length {self.declared}")
+        if not more and self.body_sent < self.declared:
+            raise RuntimeError(f"the ASGI app ended its body {self.declared - self.body_sent} bytes "
+                               f"short of its Content-Length {self.declared}")
+
     cdef void _respond(self, Response response) except *:
-        """Write the response head (and what of the body there is) into the output. An invalid
-        start (a status or field the serializer refuses) raises to the app, and the client gets 500."""
+        """Write the response head (and what of the body there is) into the output."""
         cdef Conn* conn = self.conn
         cdef Worker* context = self.core.asgi_context
         cdef size_t output_before = buffer_length(&conn.output)
+        self._unwatch()
         if self.reader is not None:
             end_streamed_body(conn, self.reader)
             output_before -= min(output_before, conn.output_sent_early)
@@ -307,7 +350,7 @@ cdef class ASGICycle:
             self.core.serializer.append_response(context, conn, response, self.head_only)
         except BaseException:
             response_rollback(context, conn, output_before)
-            self._answer_error(500)
+            self._answer_error(500, True)
             raise
         finish_request(conn, 0 if self.reader is not None else self.request_length)
         if conn_streams_body(conn):
@@ -316,44 +359,53 @@ cdef class ASGICycle:
         else:
             self._complete()
 
-    cdef void _pull(self):
+    cdef void _pull(self) except *:
         self.core.serializer.pull_stream(self.core.asgi_context, self.conn)
         self._after_pull()
 
-    cdef void _after_pull(self):
+    cdef void _after_pull(self) except *:
         """The serializer took what parts there were and sent what the socket took: the body has
         ended, or waits in the output for the worker (socket full), or everything is out and the
         loop keeps the connection for the next part."""
         if not conn_streams_body(self.conn):
-            self._complete()                # the last part, or a cut (pull_stream closes then)
+            self._complete()                # the last part, or a failed send (pull_stream cuts)
         elif buffer_length(&self.conn.output):
             self._give_back()
 
-    cdef void _complete(self):
+    cdef void _complete(self) except *:
         self.response = RESPONSE_DONE
         self._give_back()
         if self.finished is not None and not self.finished.done():
             self.finished.set_result(None)
 
-    cdef void _answer_error(self, int status):
-        """Nothing of a response went out: answer `status` and close after it."""
+    cdef void _answer_error(self, int status, bint close) except *:
+        """Nothing of a response went out: answer `status` (and close after it when `close`, or
+        when the request's body was not read to its end)."""
         cdef Conn* conn = self.conn
+        self._unwatch()
         if self.reader is not None:
             end_streamed_body(conn, self.reader)
-        conn_close_after(conn, CLOSE_LINGERING)
+        if close:
+            conn_close_after(conn, CLOSE_LINGERING)
         date_refresh(&self.core.asgi_context.date)
         append_error_response(self.core.asgi_context, conn, status)
         finish_request(conn, 0 if self.reader is not None else self.request_length)
         self._complete()
 
-    cdef void _cut(self):
-        """A streamed response cannot be finished: close the connection without its end, so the
-        client sees the body is incomplete."""
-        conn_close_after(self.conn, CLOSE_AFTER_RESPONSE)
-        if self.conn.held.kind != HELD_NONE:
+    cdef void _cut(self) except *:
+        """The response cannot be completed: close the connection without it (or without the end
+        of its body), so the client sees it is incomplete."""
+        cdef Conn* conn = self.conn
+        self._unwatch()
+        if self.reader is not None:
+            end_streamed_body(conn, self.reader)
+        conn_close_after(conn, CLOSE_LINGERING)
+        if conn.held.kind != HELD_NONE:
             if self.parts is not None:
                 self.parts.ended = True     # a cut, not a lost client
-            held_body_release(self.core.state.debug_counters, &self.conn.held)
+            held_body_release(self.core.state.debug_counters, &conn.held)
+        if self.response != RESPONSE_STREAMING:
+            finish_request(conn, 0 if self.reader is not None else self.request_length)
         self._complete()
 
     cdef void _give_back(self) except *:
@@ -362,22 +414,23 @@ cdef class ASGICycle:
         cdef Conn* conn = self.conn
         if not self.holding:
             return
+        self._unwatch()
         self.holding = False
         self.conn = NULL
         asgi_give_back(self.core, conn)
 
-    cdef void take_back(self, Conn* conn):
+    cdef void take_back(self, Conn* conn) except *:
         """The worker sent a streamed response's output and hands the connection back for more."""
         self.conn = conn
         self.holding = True
-        if self.response != RESPONSE_STREAMING:      # the app failed meanwhile: end it
+        if self.response != RESPONSE_STREAMING:      # the app failed or left meanwhile: end it
             self._cut()
             return
         self._pull()
         if self.holding and self.waiting is not None and not self.waiting.done():
             self.waiting.set_result(None)
 
-    cdef void lost_client(self):
+    cdef void lost_client(self) except *:
         """The worker closed the connection while it had it (the client went away)."""
         self.disconnected = True
         self.response = RESPONSE_DONE
@@ -386,36 +439,55 @@ cdef class ASGICycle:
         if self.finished is not None and not self.finished.done():
             self.finished.set_result(None)
 
+    cdef void _lost(self) except *:
+        """The loop saw the client leave while it holds the connection: the app learns it from
+        receive() (http.disconnect) and send() (ClientDisconnected); the connection is closed when
+        the app's call ends."""
+        self.disconnected = True
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
     # -- the end of the app's call ----------------------------------------------------------------
 
-    cdef void app_ended(self, object error, object scope):
+    cdef void app_ended(self, object error, object scope) except *:
         """The app's call returned (error None) or raised: finish what it left unfinished. Before
-        anything was written: 500 (503 when a stop's deadline cancelled it); in the middle of a
-        streamed body: the connection is cut."""
+        http.response.start: 500 (503 when a stop's deadline cancelled it); after it: a cut."""
         cdef bint cancelled = error is not None and isinstance(error, _asyncio.CancelledError)
+        if error is None and self.response != RESPONSE_DONE and not self.disconnected:
+            error = RuntimeError("the ASGI app returned without completing its response")
         if error is not None and not cancelled and not isinstance(error, _errors.ClientDisconnected):
             self.core.asgi.log_failure(scope, error)
-        elif error is None and self.response != RESPONSE_DONE and not self.disconnected:
-            _error_log.error("ASGI app returned without completing its response to %s %s",
-                             scope.get("method"), scope.get("path"))
-        if self.response == RESPONSE_STREAMING:
+        if self.holding and self.disconnected:
+            self._cut()                     # the client is gone: close what is left
+        elif self.response == RESPONSE_STREAMING:
             if self.holding:
                 self._cut()
             else:
                 self.response = RESPONSE_DONE   # take_back() cuts it when the worker returns it
-        elif self.response != RESPONSE_DONE and self.holding:
+        elif self.response == RESPONSE_STARTED and self.holding:
+            self._cut()
+        elif self.response == RESPONSE_NONE and self.holding:
             if cancelled:
                 fc_atomic_add64(&self.core.state.requests_cut_at_stop, 1)
-            self._answer_error(503 if cancelled else 500)
+            self._answer_error(503 if cancelled else 500, cancelled)
         if self.finished is not None and not self.finished.done():
             self.finished.set_result(None)
 
 
+cdef object _check_start = None       # fastcore.asgi's rules, shared with the pure engine
+cdef object _body_bytes = None
+cdef object _scope_paths = None
+
+
 cdef void asgi_import_asyncio():
-    global _asyncio
+    global _asyncio, _check_start, _body_bytes, _scope_paths
     if _asyncio is None:
         import asyncio
+        from fastcore.asgi import body_bytes, check_start, scope_paths
         _asyncio = asyncio
+        _check_start = check_start
+        _body_bytes = body_bytes
+        _scope_paths = scope_paths
 
 
 cdef object asgi_running_loop():
@@ -525,6 +597,8 @@ cdef void asgi_start_cycle(Core core, Conn* conn) except *:
     cycle.core = core
     cycle.conn = conn
     cycle.holding = True
+    cycle.watched_fd = -1
+    cycle.declared = -1
     cycle.head_only = parsed.is_head
     cycle.debug_counters = core.state.debug_counters
     fc_debug_count(core.state.debug_counters, FC_LIVE_ASGI_CYCLES, 1)

@@ -152,6 +152,43 @@ def pure_server():
     stop_servers(started)
 
 
+def asgi_server_class(engine):
+    if engine == "pure":
+        from fastcore.pure import ASGIServer
+        return ASGIServer
+    return fastcore.ASGIServer
+
+
+@pytest.fixture
+def asgi_server(request, engine, error_log):
+    """Factory: asgi_server(app, threads=2, static=None, **options) -> a started fastcore.ASGIServer
+    (or fastcore.pure.ASGIServer, see `engine`) on 127.0.0.1. At teardown the servers are stopped,
+    their loop threads must be gone, the leak counters clean, and nothing may have been logged on
+    "fastcore.error" unless the test took it (error_log.records.clear() after checking it). A test
+    module's ASGI_LIFESPAN sets the default lifespan mode (its small apps may ignore lifespan)."""
+    server_class = asgi_server_class(engine)
+    started = []
+    lifespan = getattr(request.module, "ASGI_LIFESPAN", "auto")
+
+    def start(app, threads=2, static=None, **options):
+        options = {"host": "127.0.0.1", "port": 0, "lifespan": lifespan, **options}
+        srv = server_class(app, threads=threads, **options)
+        for path, body in (static or {}).items():
+            srv.add_static(path, body)
+        srv.start()
+        started.append(srv)
+        return srv
+
+    yield start
+    stop_servers(started)
+    for srv in started:
+        assert srv._loop_runner is None, "the loop thread was not stopped"
+    left = [thread.name for thread in threading.enumerate() if thread.name.startswith("fastcore-asgi-loop")]
+    assert not left, f"loop threads still running: {left}"
+    unexpected = [record for record in error_log.records if record.levelno >= logging.WARNING]
+    assert not unexpected, "unexpected log lines:\n" + error_log.text()
+
+
 def assert_no_leaks():
     """In a debug build (FASTCORE_DEBUG=1), every connection, buffer and held response body must
     have been freed once the servers are stopped. A release build does not count: nothing to check."""

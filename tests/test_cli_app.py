@@ -56,6 +56,22 @@ class Framework:                                # FastAPI / Starlette: an instan
 
 framework = Framework()
 
+async def hello(scope, receive, send):           # lifespan state, root_path, and an answer
+    if scope["type"] == "lifespan":
+        await receive()
+        scope["state"]["greeting"] = "hello from lifespan"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = " ".join([scope["state"]["greeting"], scope["path"], scope["root_path"]]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+async def failing_startup(scope, receive, send):     # lifespan.startup.failed, as Starlette sends it
+    message = await receive()
+    await send({"type": "lifespan.startup.failed", "message": "no database"})
+
 async def wsgi_shaped(environ, start_response):
     start_response("200 OK", [])
     return [b"never"]
@@ -97,6 +113,17 @@ def app(environ, start_response):
 '''
 
 
+FASTAPI_APP = '''
+import fastapi
+
+app = fastapi.FastAPI()
+
+@app.get("/items/{item_id}")
+async def read_item(item_id: int):
+    return {"item_id": item_id}
+'''
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     (tmp_path / "userapp.py").write_text(APP_MODULE)
@@ -105,6 +132,7 @@ def app_dir(tmp_path):
     (tmp_path / "asyncapps.py").write_text(ASYNC_APPS)
     (tmp_path / "ownlogging.py").write_text(OWN_LOGGING_APP)
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    (tmp_path / "main.py").write_text(FASTAPI_APP)
     return tmp_path
 
 
@@ -269,6 +297,26 @@ def test_native_interface(serve):
     assert served.stop()[0] == 0
 
 
+@pytest.mark.parametrize("engine", ["compiled", "pure"])
+def test_an_asgi_app_is_detected_and_served(serve, engine):
+    served = serve("asyncapps:hello", "--port", "0", "--engine", engine, "--root-path", "/api",
+                   "--loop", "asyncio", "--lifespan", "on")
+    assert "asyncapps:hello (ASGI)" in served.banner
+    assert served.get("/api/x") == (200, b"hello from lifespan /api/x /api")
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
+
+
+@pytest.mark.parametrize("engine", ["compiled", "pure"])
+def test_fastapi_main_app_as_a_user_runs_it(serve, engine):
+    pytest.importorskip("fastapi")
+    served = serve("main:app", "--port", "0", "--engine", engine)
+    assert "main:app (ASGI)" in served.banner
+    assert served.get("/items/7") == (200, b'{"item_id":7}')
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
+
+
 def test_demo_without_app_takes_the_generated_options(serve):
     served = serve("--port", "0", "--access-log", "--server-name", "demo-test")
     assert served.banner.startswith("fastcore demo serving on http://127.0.0.1:")
@@ -425,15 +473,22 @@ def _quiet_get(served):
     (["userapp:app", "--threads", "0"], {}, 2, "threads must be at least 1, not 0"),
     (["userapp:app", "--port", "70000"], {}, 2, "port must be at most 65535"),
     (["userapp:app", "--log-level", "chatty"], {}, 2, "log_level must be one of"),
-    (["userapp:app", "--interface", "asgi"], {}, 2, "argument --interface: invalid choice"),
+    (["userapp:app", "--interface", "cgi"], {}, 2, "argument --interface: invalid choice"),
+    (["userapp:app", "--interface", "asgi"], {}, 2, "'userapp:app' is not an ASGI application"),
+    (["asyncapps:asgi", "--lifespan", "sometimes"], {}, 2, "lifespan must be auto, on or off"),
+    (["asyncapps:asgi", "--loop", "trio"], {}, 2, "loop must be auto, asyncio or uvloop"),
+    (["asyncapps:failing_startup", "--port", "0"], {}, 1,
+     "the app's lifespan startup failed: no database"),
+    (["asyncapps:asgi", "--port", "0", "--lifespan", "on"], {}, 1,
+     "the app returned from the lifespan scope without completing its startup"),
     (["userapp:app", "--no-such-option"], {}, 2, "unrecognized arguments: --no-such-option"),
     (["userapp:app"], {"FASTCORE_THREADS": "many"}, 2, "FASTCORE_THREADS='many': invalid int value"),
     (["userapp:app"], {"FASTCORE_ACCESS_LOG": "maybe"}, 2, "FASTCORE_ACCESS_LOG='maybe'"),
     (["userapp:app"], {"FASTCORE_INTERFACE": "cgi"}, 2, "FASTCORE_INTERFACE='cgi'"),
     (["userapp:app", "--root-path", "no-slash"], {}, 2, "root_path must start with '/'"),
-    (["asyncapps:asgi"], {}, 2, "'asyncapps:asgi': this is an ASGI application (async, with scope, receive, "
-                                "send): fastcore runs WSGI applications and native handlers, not ASGI (yet)"),
-    (["asyncapps:framework"], {}, 2, "'asyncapps:framework': this is an ASGI application"),
+    (["asyncapps:asgi", "--interface", "wsgi"], {}, 2, "'asyncapps:asgi': this is an ASGI application (async, "
+                                                       "with scope, receive, send), not a WSGI application"),
+    (["asyncapps:framework", "--interface", "native"], {}, 2, "'asyncapps:framework': this is an ASGI application"),
     (["asyncapps:wsgi_shaped"], {}, 2, "this is an async function (async def); a WSGI application is a "
                                        "plain callable (environ, start_response)"),
     (["asyncapps:handle", "--interface", "native"], {}, 2,

@@ -256,7 +256,8 @@ class PureHarness:
         self.sockets = socket.socketpair()
         self.worker = types.SimpleNamespace(
             limits=fastcore.ServerConfig(), epoll=RecordingEpoll(), timers=timers.Timers(1, 2, 3, 4),
-            now=1.0, stop_requested=False, illegal_transitions=0, python_queue=[], handler_threads=0)
+            now=1.0, stop_requested=False, illegal_transitions=0, python_queue=[], handler_threads=0,
+            python_elsewhere=False, asgi=None)
         self.worker.timers.durations = tuple(float(kind) for kind in range(len(protocol.TIMER_KINDS)))
         self.conn = Conn(self.worker, self.sockets[0], None)
 

@@ -285,6 +285,7 @@ def django_app(tmp_path_factory):
             LOGGING_CONFIG=None,
         )
         django.setup()
+    settings.ROOT_URLCONF = urls            # also when another test module configured Django first
     from django.core.wsgi import get_wsgi_application
     application = get_wsgi_application()
     application.download = download

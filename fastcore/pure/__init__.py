@@ -6,12 +6,15 @@
     server.add_static("/health", b"OK")
     server.serve_forever()                       # the same API as fastcore.Server
     fastcore.pure.Server.wsgi(app, port=8000)    # and WSGI, as fastcore.Server.wsgi
+    fastcore.pure.Server.asgi(app, port=8000)    # and ASGI, as fastcore.Server.asgi (and AsyncServer)
 
 Theory of operation. The architecture of docs/ARCHITECTURE.md, in modules named like the pyext/
 fragments:
 
     server.py      Server: fastcore.Server with this engine (overrides only _build_core), and
-                   WSGIServer: fastcore.WSGIServer with this engine
+                   WSGIServer and ASGIServer: fastcore.WSGIServer and fastcore.ASGIServer with it
+    asgi.py        ASGI: the hand-off of connections to the event loop (an eventfd it watches, as
+                   bridge.py hands them to handler threads) and each request's scope/receive/send
     core.py        Core: the state of one server and its threads' entry points
     listener.py    listener thread: select.epoll on the listening socket, accept, bounded
                    queue.Queue (full: canned 503), wake one worker (an idle one first)
@@ -71,9 +74,16 @@ Differences that stay, and why:
 """
 from .._core import FileWrapper, Headers, RequestBodyError, Response
 from ..config import ServerConfig
+from ..asgi_server import AsyncServer as _AsyncServer
 from .request import Request
-from .server import Server, WSGIServer
+from .server import ASGIServer, Server, WSGIServer
 from .wsgi import serve_wsgi
 
 __all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
-           "WSGIServer", "serve_wsgi"]
+           "WSGIServer", "serve_wsgi", "ASGIServer", "AsyncServer"]
+
+
+class AsyncServer(_AsyncServer):
+    """fastcore.AsyncServer on the pure-Python engine: `async with fastcore.pure.AsyncServer(app) as s:`."""
+
+    engine = "pure"

@@ -69,6 +69,11 @@ class HandlerContext:
     def __init__(self, core, index):
         self.index = index
         self.handler = core.handler
+        self.asgi = core.asgi                   # the ASGI bridge (asgi.py) when the server runs an ASGI app
+        # Python runs off the I/O worker (handler threads, or the ASGI loop): a connection it has
+        # leaves the epoll set and comes back through the inbox.
+        self.python_elsewhere = core.handler_threads > 0 or core.asgi is not None
+        self.serves_python = core.handler is not None or core.asgi is not None
         self.limits = core.limits
         self.body_buffer_size = core.body_buffer_size
         self.python_batch = core.python_batch

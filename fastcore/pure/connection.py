@@ -128,7 +128,7 @@ class Conn:
             route = worker.static_route(message)
             if route is not None:
                 response.append_static_response(self, route, message.is_head)
-            elif worker.handler is not None:
+            elif worker.serves_python:
                 return SERVE_NEEDS_PYTHON
             else:
                 response.append_error_response(self, 404, message.is_head)
@@ -146,7 +146,7 @@ class Conn:
 
     def goes_to_python(self, message):
         worker = self.worker
-        return worker.handler is not None and worker.static_route(message) is None
+        return worker.serves_python and worker.static_route(message) is None
 
     def start_body(self, message):
         """The head is valid: decide keep-alive, check the body's size, answer Expect."""

@@ -17,10 +17,14 @@ Core never closes the listening socket: the Server that made it does.
                       handler calls batched per loop turn (batch.py) when handler_threads = 0
     handler threads   batch.py + bridge.py (handler_threads > 0): take connections from the bridge,
                       call the handler, hand each back to its worker's inbox
+    ASGI              asgi.py (Dispatch.asgi set): the same hand-off, to the server's event loop,
+                      which watches asgi_fd and runs asgi_drain(); asgi_in_flight() and
+                      asgi_cancel() serve the stop
 """
 import queue
 import time
 
+from .asgi import ASGIBridge
 from .batch import HandlerContext, handler_thread_run
 from .bridge import Bridge
 from .listener import Listener
@@ -35,6 +39,8 @@ class Core:
         (this engine always calls dispatch.handler: it has no compiled WSGI path), `static_routes`
         (path, status, content_type, body) tuples as Server.add_static keeps them."""
         self.handler = dispatch.handler
+        # An ASGI app (fastcore.asgi.ASGIApp): every request for Python goes to the event loop.
+        self.asgi = ASGIBridge(dispatch.asgi, config.write_timeout) if dispatch.asgi is not None else None
         self.limits = config
         self.body_buffer_size = config.body_buffer_size if config.body_buffer_size > 0 else config.max_body_size
         self.python_batch = config.python_batch
@@ -52,6 +58,8 @@ class Core:
         self.workers = []
         # A handler thread's context: its Date line and counters, kept to itself (batch.py).
         self.handler_contexts = [HandlerContext(self, index) for index in range(self.handler_threads)]
+        if self.asgi is not None:                       # the loop's context, as a handler thread's
+            self.asgi.context = HandlerContext(self, config.threads)
         self.listener = None
         self._released = False
         try:
@@ -88,7 +96,7 @@ class Core:
     def stop_workers(self, timeout):
         """Graceful stop: finish in-flight requests, close idle connections, force-close at the deadline."""
         deadline = time.monotonic() + timeout
-        for context in self.handler_contexts:
+        for context in self.python_contexts():
             context.stop_deadline = deadline
             context.stop_requested = True
         for worker in self.workers:
@@ -109,6 +117,32 @@ class Core:
             self.listener.close()
         for worker in self.workers:
             worker.close()
+        if self.asgi is not None:
+            self.asgi.close()
+
+    # -- ASGI (asgi.py): the loop's side -----------------------------------------------------------------
+
+    @property
+    def asgi_fd(self):
+        """Readable while connections wait for the loop: loop.add_reader(core.asgi_fd, core.asgi_drain)."""
+        return self.asgi.wakeup.fileno()
+
+    def asgi_drain(self):
+        """On the loop thread: start a cycle for every waiting request."""
+        self.asgi.drain()
+
+    def asgi_in_flight(self):
+        """Cycles whose task has not finished."""
+        return len(self.asgi.cycles) if self.asgi is not None else 0
+
+    def asgi_cancel(self):
+        """On the loop thread: cancel every cycle still in flight (a stop's deadline)."""
+        if self.asgi is not None:
+            self.asgi.cancel()
+
+    def python_contexts(self):
+        """Where Python answers besides the I/O workers: handler threads' contexts, the loop's."""
+        return self.handler_contexts + ([self.asgi.context] if self.asgi is not None else [])
 
     # -- counters --------------------------------------------------------------------------------------
 
@@ -121,7 +155,7 @@ class Core:
         it checks the compiled Core's): events the state machine refused in their phase
         (protocol.py). Readable after release()."""
         return {"illegal_transitions": sum(worker.illegal_transitions
-                                           for worker in self.workers + self.handler_contexts)}
+                                           for worker in self.workers + self.python_contexts())}
 
     def stats(self):
         """Server-wide counters plus the per-worker ones (each written only by its worker) summed."""
@@ -129,7 +163,7 @@ class Core:
         per_worker = [worker.stats() for worker in self.workers]
         # Handler threads count the responses they write and the bytes they move (request.stream,
         # streamed bodies) in their own contexts: added to the totals, not listed per worker.
-        contexts = self.handler_contexts
+        contexts = self.python_contexts()
         responses = {key: sum(worker["responses"][key] for worker in per_worker)
                      for key in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")}
         for context in contexts:
@@ -143,7 +177,7 @@ class Core:
             "bytes_sent": (sum(worker["bytes_sent"] for worker in per_worker)
                            + sum(context.bytes_sent for context in contexts)),
             "workers": per_worker,
-            "handler_threads": len(contexts),
+            "handler_threads": len(self.handler_contexts),
             "worker_gil_batches": sum(worker.gil_batches for worker in self.workers),
             "accepted": listener.accepted,
             "rejected_queue_full": listener.rejected_queue_full,

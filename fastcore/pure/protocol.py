@@ -171,7 +171,7 @@ def transition(conn, event, progressed=False):
         conn.worker.illegal_transitions += 1
         return ILLEGAL
     conn.phase, interest, timer, rearmed = cell
-    if conn.phase in PYTHON_PHASES and conn.worker.handler_threads:
+    if conn.phase in PYTHON_PHASES and conn.worker.python_elsewhere:
         if conn.interest:                       # a handler thread has it: out of the epoll set (1)
             try:
                 conn.worker.epoll.unregister(conn.fd)
@@ -295,10 +295,13 @@ def finish(conn):
 
 def queue_for_python(conn, event):
     """Hand the connection to Python (TO_HANDLER, or STREAM_MORE for the next part of a streamed
-    body): to the handler threads through the bridge, or inline to the worker's own batch at the
-    end of this loop turn."""
+    body): to the ASGI loop (asgi.py), to the handler threads through the bridge, or inline to the
+    worker's own batch at the end of this loop turn."""
     transition(conn, event)
     worker = conn.worker
+    if worker.asgi is not None:
+        worker.asgi.push(conn)
+        return
     if worker.handler_threads:
         worker.bridge.push(conn)
         return

@@ -1,5 +1,5 @@
-"""fastcore.pure.server: Server, fastcore.Server with the pure-Python engine (and WSGIServer, its
-WSGI twin).
+"""fastcore.pure.server: Server, fastcore.Server with the pure-Python engine (and WSGIServer and
+ASGIServer, its WSGI and ASGI twins).
 
 Theory of operation. fastcore.server.Server drives its engine through a small interface: a Core
 with run_listener(), run_worker(i), stop_listener(), stop_workers(timeout), release() and stats(),
@@ -13,7 +13,8 @@ the stop-at-exit registry. Server.wsgi is overridden too, so that it gives the W
 The WSGI adapter (fastcore.wsgi_adapter) is a native handler built only on the Request / Response
 interface, which this engine implements the same way; so WSGIServer is fastcore.WSGIServer with
 this Server as its engine (multiple inheritance: the adapter's __init__/start run, then the pure
-start()). Nothing is copied.
+start()). ASGIServer likewise: fastcore.ASGIServer's loop and lifespan around this engine's
+_build_core (whose Core serves ASGI in fastcore/pure/asgi.py). Nothing is copied.
 """
 from .. import server as compiled_server
 from .core import Core
@@ -35,6 +36,11 @@ class Server(compiled_server.Server):
         """Server.wsgi(app, **options) -> a fastcore.pure.WSGIServer for the WSGI application `app`."""
         return WSGIServer(app, config, **options)
 
+    @classmethod
+    def asgi(cls, app, config=None, **options):
+        """Server.asgi(app, **options) -> a fastcore.pure.ASGIServer for the ASGI application `app`."""
+        return ASGIServer(app, config, **options)
+
     def __repr__(self):
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.pure.Server {state}, {self.config.threads} threads>"
@@ -50,3 +56,14 @@ class WSGIServer(compiled_server.WSGIServer, Server):
     def __repr__(self):
         state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
         return f"<fastcore.pure.WSGIServer {state}, {self.config.threads} threads>"
+
+
+class ASGIServer(compiled_server.ASGIServer, Server):
+    """fastcore.ASGIServer on the pure-Python engine (same options).
+
+        server = fastcore.pure.Server.asgi(app, port=0).start()     # a fastcore.pure.ASGIServer
+    """
+
+    def __repr__(self):
+        state = f"listening on {self.host}:{self.port}" if self.running else "stopped"
+        return f"<fastcore.pure.ASGIServer {state}, {self.config.threads} threads>"

@@ -109,7 +109,7 @@ class Worker(HandlerContext):
             for fd, _ in events:
                 if fd == wake_fd:
                     self.take_queued_connections()
-                    if self.handler_threads:
+                    if self.python_elsewhere:
                         drain_inbox(self)
                     continue
                 conn = connections.get(fd)
