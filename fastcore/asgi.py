@@ -31,6 +31,7 @@ import inspect
 import logging
 import re
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -338,6 +339,9 @@ class ASGIApp:
         """One line on "fastcore.error", with the traceback: the app failed on this request."""
         what = f"{scope.get('method', '?')} {scope.get('path', '?')}" if scope else "a request"
         log.error("ASGI app failed on %s", what, exc_info=error)
+        # A handler may keep the record (and so the traceback) for long; its frames' locals would
+        # keep this request's receive/send, and with them its cycle, alive until then.
+        traceback.clear_frames(error.__traceback__)
 
     def __repr__(self) -> str:
         return f"<fastcore.asgi.ASGIApp {self.app!r}>"

@@ -155,6 +155,7 @@ cdef class ASGIBodyParts:
 
 @cython.auto_pickle(False)
 @cython.final
+@cython.no_gc_clear                   # __dealloc__ counts the cycle out on its core: keep `core` till then
 cdef class ASGICycle:
     """One request's ASGI cycle: receive() and send() of the app's call, and the connection while
     the loop holds it (see the top of asgi.pxi). The app's mistakes follow fastcore.asgi's rules,
@@ -177,11 +178,10 @@ cdef class ASGICycle:
     cdef ASGIBodyParts parts
     cdef object waiting               # send() waits here while the worker sends (Future)
     cdef object finished              # set when the response is complete or the client is gone
-    cdef long long* debug_counters
 
     def __dealloc__(self):
-        if self.debug_counters != NULL:
-            fc_debug_count(self.debug_counters, FC_LIVE_ASGI_CYCLES, -1)
+        if self.core is not None:
+            fc_debug_count(self.core.state.debug_counters, FC_LIVE_ASGI_CYCLES, -1)
 
     # -- receive ------------------------------------------------------------------------------
 
@@ -312,7 +312,10 @@ cdef class ASGICycle:
                     self._pull()
             if self.response == RESPONSE_STREAMING and not self.holding:
                 self.waiting = self.core.asgi_loop.create_future()
-                await self.waiting          # the worker is sending: backpressure
+                try:
+                    await self.waiting      # the worker is sending: backpressure
+                finally:
+                    self.waiting = None     # (its exception's traceback would hold this cycle)
             return
         if self.response == RESPONSE_DONE:
             raise RuntimeError(f"{kind} sent after the response was complete")
@@ -600,7 +603,6 @@ cdef void asgi_start_cycle(Core core, Conn* conn) except *:
     cycle.watched_fd = -1
     cycle.declared = -1
     cycle.head_only = parsed.is_head
-    cycle.debug_counters = core.state.debug_counters
     fc_debug_count(core.state.debug_counters, FC_LIVE_ASGI_CYCLES, 1)
     if conn.body_streamed:
         reader = BodyReader.__new__(BodyReader)
