@@ -53,6 +53,8 @@ def pytest_configure(config):
         "markers", "hang_timeout(seconds): kill the run with a traceback dump if the test runs longer")
     config.addinivalue_line(
         "markers", "compiled_only(reason): run only against the compiled engine (a listed difference)")
+    config.addinivalue_line(
+        "markers", "native_responses: tests/test_protocol.py: a native Response feature ASGI cannot express")
     try:
         _hang_dump_fd = os.dup(sys.__stderr__.fileno())
     except (AttributeError, OSError, ValueError):

@@ -658,3 +658,13 @@ def test_async_server_runs_on_the_callers_loop(engine):
         assert not server.running and loops[-1] == "shutdown"
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+@pytest.mark.compiled_only("the pure engine's I/O workers are Python threads")
+def test_the_io_workers_never_take_the_gil_for_an_asgi_app(asgi_server):
+    srv = asgi_server(echo_app)
+    for _ in range(20):
+        described, _ = get_json(srv.port, "/x")
+        assert described["path"] == "/x"
+    stats = srv.stats()
+    assert stats["responses"]["2xx"] >= 20 and stats["worker_gil_batches"] == 0

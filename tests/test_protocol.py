@@ -9,8 +9,79 @@ import time
 
 import pytest
 
-from conftest import ResponseReader, connect, exchange_and_check_close, get, read_until_closed, wait_until
+import fastcore
+from conftest import (ResponseReader, asgi_server_class, connect, exchange_and_check_close, get,
+                      pure_server_class, read_until_closed, start_servers, stop_servers, wait_until)
 from fastcore._core import parse_request
+
+
+class NativeRequestFromScope:
+    """What the handlers of this file read from a native Request, built from an ASGI scope and body."""
+
+    def __init__(self, scope, body):
+        self.method = scope["method"]
+        self.path = scope["raw_path"].decode("latin-1")
+        self.query_string = scope["query_string"].decode("latin-1")
+        self.target = self.path + ("?" + self.query_string if self.query_string else "")
+        self.http_version = scope["http_version"]
+        self.headers = fastcore.Headers([(name.decode("latin-1"), value.decode("latin-1"))
+                                         for name, value in scope["headers"]])
+        self.body = body
+        self.stream = io.BytesIO(body)
+        self.remote_addr, self.remote_port = scope["client"] or ("", 0)
+
+
+def asgi_from_native(handler):
+    """An ASGI app answering as the native `handler` would, so the protocol corpus also runs through
+    the ASGI path (the bridge to the event loop and the ASGI cycle) on both engines."""
+    async def app(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        result = handler(NativeRequestFromScope(scope, body))
+        if not isinstance(result, fastcore.Response):
+            result = fastcore.Response(result)
+        payload = result.body.encode() if isinstance(result.body, str) else bytes(result.body)
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in (result.headers or [])]
+        if result.content_type:
+            headers.append((b"content-type", result.content_type.encode("latin-1")))
+        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+    return app
+
+
+# What a native handler's Response can be that an ASGI app has no way to say (iterables whose
+# close() is called, FileWrapper, a reason phrase, a Content-Length the server enforces): those
+# tests run on native handlers only; tests/test_asgi.py covers the ASGI side of responses.
+NATIVE_RESPONSES = pytest.mark.native_responses
+
+
+@pytest.fixture(params=["native", "asgi"])
+def server(request, engine):
+    """This file's `server`: conftest's, and the same handlers served as ASGI apps (the request side
+    of the protocol corpus, through the bridge to the event loop)."""
+    started = []
+    if request.param == "asgi" and request.node.get_closest_marker("native_responses"):
+        pytest.skip("a native handler's response, which ASGI cannot express")
+    if request.param == "native":
+        yield start_servers(pure_server_class() if engine == "pure" else fastcore.Server, started)
+    else:
+        server_class = asgi_server_class(engine)
+
+        def start(handler=None, threads=2, static=None, **options):
+            options = {"host": "127.0.0.1", "port": 0, "lifespan": "off", **options}
+            srv = server_class(asgi_from_native(handler), threads=threads, **options)
+            for path, body in (static or {}).items():
+                srv.add_static(path, body)
+            srv.start()
+            started.append(srv)
+            return srv
+
+        yield start
+    stop_servers(started)
 
 
 def body_echo(request):
@@ -226,6 +297,7 @@ class TrackedBody:
 
 
 
+@NATIVE_RESPONSES
 def test_streamed_body_goes_out_chunked_on_http11_and_close_is_called(server):
     import fastcore
     body = TrackedBody([b"alpha,", b"", "beta,", b"gamma"])
@@ -242,6 +314,7 @@ def test_streamed_body_goes_out_chunked_on_http11_and_close_is_called(server):
     conn.close()
 
 
+@NATIVE_RESPONSES
 def test_streamed_body_is_close_delimited_on_http10(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(iter([b"one", b"two"])))
@@ -253,6 +326,7 @@ def test_streamed_body_is_close_delimited_on_http10(server):
     assert payload == b"onetwo"
 
 
+@NATIVE_RESPONSES
 def test_large_streamed_body_arrives_whole(server):
     import fastcore
     part = bytes(range(256)) * 64                      # 16 KiB
@@ -264,6 +338,7 @@ def test_large_streamed_body_arrives_whole(server):
     assert len(data) == len(part) * 512 and data[:len(part)] == part and data[-len(part):] == part
 
 
+@NATIVE_RESPONSES
 def test_head_with_streamed_body_sends_no_body_and_closes_the_iterable(server):
     import fastcore
     body = TrackedBody([b"never sent"])
@@ -277,6 +352,7 @@ def test_head_with_streamed_body_sends_no_body_and_closes_the_iterable(server):
     assert body.closed.wait(5)
 
 
+@NATIVE_RESPONSES
 def test_exception_mid_stream_closes_the_connection_without_the_last_chunk(server, caplog):
     import fastcore
     body = TrackedBody([b"first", b"second"], fail_after=1)
@@ -291,6 +367,7 @@ def test_exception_mid_stream_closes_the_connection_without_the_last_chunk(serve
                if record.name == "fastcore.error")
 
 
+@NATIVE_RESPONSES
 def test_client_gone_mid_stream_still_gets_close_called(server):
     import fastcore
     body = TrackedBody([b"x" * 65536] * 2000)          # 128 MiB: far more than socket buffers
@@ -304,6 +381,7 @@ def test_client_gone_mid_stream_still_gets_close_called(server):
 
 # -- files and peers ------------------------------------------------------------------------------
 
+@NATIVE_RESPONSES
 def test_file_wrapper_goes_out_with_sendfile_and_is_closed(server, tmp_path):
     import fastcore
     payload = os.urandom(3 * 1024 * 1024 + 17)
@@ -327,6 +405,7 @@ def test_file_wrapper_goes_out_with_sendfile_and_is_closed(server, tmp_path):
     assert wait_until(lambda: opened[0].closed, 5)
 
 
+@NATIVE_RESPONSES
 def test_file_wrapper_over_a_non_file_is_iterated(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(fastcore.FileWrapper(io.BytesIO(b"abc" * 5000), 1000)))
@@ -353,6 +432,7 @@ def test_request_stream_reads_the_body(server):
 
 # -- a handler's own Content-Length and reason phrase ----------------------------------------------
 
+@NATIVE_RESPONSES
 def test_head_carries_the_declared_content_length_without_a_body(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(b"", headers={"Content-Length": "1234"}))
@@ -365,6 +445,7 @@ def test_head_carries_the_declared_content_length_without_a_body(server):
             assert len(response.getall("content-length")) == 1
 
 
+@NATIVE_RESPONSES
 def test_a_body_longer_than_declared_is_cut_and_a_shorter_one_is_500(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(b"0123456789", headers=[("Content-Length", request.path[1:])]))
@@ -375,6 +456,7 @@ def test_a_body_longer_than_declared_is_cut_and_a_shorter_one_is_500(server):
         assert reader.read_response().status == 500
 
 
+@NATIVE_RESPONSES
 def test_streamed_body_with_declared_length_goes_out_with_content_length(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(iter([b"abc", b"defg", b"hij-extra"]),
@@ -389,6 +471,7 @@ def test_streamed_body_with_declared_length_goes_out_with_content_length(server)
     conn.close()
 
 
+@NATIVE_RESPONSES
 def test_streamed_body_short_of_its_declared_length_closes_the_connection(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(iter([b"abc"]), headers={"Content-Length": "10"}))
@@ -398,6 +481,7 @@ def test_streamed_body_short_of_its_declared_length_closes_the_connection(server
     assert data.endswith(b"\r\n\r\nabc")
 
 
+@NATIVE_RESPONSES
 def test_reason_phrase_of_the_handler_is_sent(server):
     import fastcore
     srv = server(lambda request: fastcore.Response(b"x", status=299, reason="Custom Thing"))
@@ -407,6 +491,7 @@ def test_reason_phrase_of_the_handler_is_sent(server):
     assert (response.status, response.reason) == (299, "Custom Thing")
 
 
+@NATIVE_RESPONSES
 def test_each_streamed_part_reaches_the_client_before_the_next_is_produced(server):
     import fastcore
     first_part_seen = threading.Event()
@@ -428,6 +513,7 @@ def test_each_streamed_part_reaches_the_client_before_the_next_is_produced(serve
     assert b"data: two" in data
 
 
+@NATIVE_RESPONSES
 def test_request_pipelined_behind_a_file_is_answered(server, tmp_path):
     import fastcore
     path = tmp_path / "f.bin"
