@@ -276,16 +276,19 @@ cdef class ASGICycle:
         if kind == "http.response.start":
             if self.response != RESPONSE_NONE:
                 raise RuntimeError("http.response.start sent twice")
-            start = _check_start(message)       # RuntimeError for what cannot be sent
-            self.status = start.status
-            self.declared = start.declared_length
+            self.declared = asgi_known_start(self.core.asgi_checked_fields, message)
+            if self.declared == -2:
+                self.declared = asgi_check_start(self.core.asgi_checked_fields, message)
+            self.status = message["status"]
             self.headers = message.get("headers") or ()
             self.response = RESPONSE_STARTED
             return
         if self.response == RESPONSE_NONE:
             raise RuntimeError(f"{kind} sent before http.response.start")
         if kind == "http.response.body":
-            body = _body_bytes(message)
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = _body_bytes(message)     # bytearray, memoryview; RuntimeError otherwise
             more = message.get("more_body", False)
             if self.response == RESPONSE_DONE:
                 if self.parts is not None and not self.parts.last_queued:
@@ -475,6 +478,47 @@ cdef class ASGICycle:
             self._answer_error(503 if cancelled else 500, cancelled)
         if self.finished is not None and not self.finished.done():
             self.finished.set_result(None)
+
+
+cdef enum:
+    CHECKED_FIELDS_MAX = 4096         # (name, value) pairs of response heads remembered as valid
+
+
+cdef long long asgi_known_start(dict checked, object message) except -3:
+    """The fast path of an http.response.start check: its Content-Length (-1 when none) when the
+    status is valid and every header is a (name, value) tuple already checked; -2 otherwise."""
+    cdef long long declared = -1
+    status = message.get("status")
+    if type(status) is not int or not 200 <= <long long>status <= 999:
+        return -2
+    headers = message.get("headers")
+    if not headers:
+        return -1
+    if type(headers) is not list and type(headers) is not tuple:
+        return -2
+    for item in headers:
+        if type(item) is not tuple:
+            return -2
+        known = checked.get(item)
+        if known is None:
+            return -2
+        if <long long>known >= 0:
+            if declared >= 0:
+                return -2                   # two Content-Lengths: the full check decides
+            declared = known
+    return declared
+
+
+cdef long long asgi_check_start(dict checked, object message) except -3:
+    """The full check (fastcore.asgi.check_start: RuntimeError for what cannot be sent); then its
+    (name, value) tuples are remembered as valid, each with its Content-Length or -1."""
+    start = _check_start(message)
+    for item in message.get("headers") or ():
+        if len(checked) >= CHECKED_FIELDS_MAX:
+            break
+        if type(item) is tuple and type(item[0]) is bytes and type(item[1]) is bytes:
+            checked[item] = (int(item[1].strip(b" \t")) if item[0].lower() == b"content-length" else -1)
+    return start.declared_length
 
 
 cdef object _check_start = None       # fastcore.asgi's rules, shared with the pure engine

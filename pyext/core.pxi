@@ -24,6 +24,7 @@ cdef class Core:
     cdef object asgi_loop             # its event loop, known from the first asgi_drain()
     cdef Worker* asgi_context         # the loop thread's own Worker (asgi.pxi)
     cdef set asgi_tasks               # the cycles' tasks not finished yet
+    cdef dict asgi_checked_fields     # response header tuples already checked (asgi.pxi)
     cdef Conn* asgi_given_back        # connections the loop is done with, for asgi_flush()
     cdef Conn* asgi_given_back_last
 
@@ -107,6 +108,7 @@ cdef class Core:
                 raise ConfigError("an ASGI app runs on its event loop: handler_threads must be 0")
             asgi_import_asyncio()
             self.asgi_tasks = set()
+            self.asgi_checked_fields = {}
             self.state.bridge.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
             self.asgi_context = <Worker*>calloc(1, sizeof(Worker))
             if self.state.bridge.notify_fd < 0 or self.asgi_context == NULL:
