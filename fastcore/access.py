@@ -14,7 +14,7 @@ where it ends up is the logging configuration's business; the command line sends
 through a QueueHandler, so the worker threads never wait for the terminal. The format is applied
 lazily: the worker thread only builds a LogRecord.
 
-`access_logged(handler)` adds the log to a native handler; Server applies it when
+`access_logged(handler)` adds the log to a native handler, `asgi_access_logged(app)` to an ASGI app; Server applies it when
 config.access_log is true, unless the handler's `logs_access` attribute is true: the WSGI adapter
 (fastcore.wsgi_adapter) writes the lines itself, and a handler already wrapped here is not wrapped twice.
 This module imports nothing of fastcore but the compiled core (fastcore.server imports it).
@@ -51,6 +51,49 @@ def write(request, status, sent, started_wall, started):
     log.info(FORMAT, request.remote_addr or "-", clf_time(started_wall), request.method, request.target,
              request.http_version, status, sent if sent else "-",
              int((time.perf_counter() - started) * 1_000_000))
+
+
+def asgi_access_logged(app):
+    """An ASGI app with the access log: one line per HTTP response, when its last body message is
+    sent (a streamed body: at its end), or when the app's call ends without one (the server then
+    answered 500, or cut the connection: the line says 500, or the status the app had started)."""
+
+    async def logged(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        wall, started = time.time(), time.perf_counter()
+        outcome = [500, 0, False]                   # status, body bytes, written
+
+        def write_line():
+            outcome[2] = True
+            client = scope.get("client")
+            query = scope.get("query_string") or b""
+            target = scope["raw_path"] + (b"?" + query if query else b"")
+            log.info(FORMAT, client[0] if client else "-", clf_time(wall), scope["method"],
+                     target.decode("latin-1"), scope["http_version"], outcome[0], outcome[1] or "-",
+                     int((time.perf_counter() - started) * 1_000_000))
+
+        async def send_logged(message):
+            kind = message["type"]
+            if kind == "http.response.start":
+                outcome[0] = message["status"]
+            elif kind == "http.response.body":
+                outcome[1] += len(message.get("body", b""))
+            elif kind == "http.response.pathsend":
+                outcome[1] += os.stat(message["path"]).st_size
+            await send(message)
+            if not outcome[2] and (kind == "http.response.pathsend"
+                                   or kind == "http.response.body" and not message.get("more_body", False)):
+                write_line()
+
+        try:
+            await app(scope, receive, send_logged)
+        finally:
+            if not outcome[2]:
+                write_line()
+
+    logged.logs_access = True
+    return logged
 
 
 class FileClosedHook:

@@ -85,3 +85,18 @@ def metrics_route(handler, path, stats):
 
     serve_metrics.logs_access = getattr(handler, "logs_access", False)
     return serve_metrics
+
+
+def asgi_metrics_route(app, path, stats):
+    """An ASGI app that answers GET and HEAD of exactly `path` with render(stats()) itself and
+    passes everything else (lifespan included) to `app`."""
+
+    async def routed(scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != path or scope["method"] not in ("GET", "HEAD"):
+            return await app(scope, receive, send)
+        body = render(stats()).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE.encode()), (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    return routed

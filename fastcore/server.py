@@ -460,7 +460,7 @@ class ASGIServer(Server):
 
     Options are ServerConfig fields; lifespan, loop and root_path are the ASGI ones. The loop is
     the executor: handler_threads is always 0, `threads` are the I/O workers. metrics_path and
-    access_log are not served for ASGI apps (yet): refused rather than silently ignored."""
+    access_log wrap the app (fastcore.metrics.asgi_metrics_route, fastcore.access.asgi_access_logged)."""
 
     def __init__(self, app: ASGIAppCallable, config: ServerConfig | None = None,
                  **options: Unpack[ServerOptions]) -> None:
@@ -469,8 +469,6 @@ class ASGIServer(Server):
         super().__init__(None, config, **options)
         if self.config.handler_threads:
             self.config = self.config.replace(handler_threads=0)
-        if self.config.metrics_path or self.config.access_log:
-            raise ConfigError("metrics_path and access_log are not available for ASGI apps yet")
         ASGIApp(app, self.config.root_path)               # checks root_path now, not at start()
         self.app = app
         self._embedded_loop: asyncio.AbstractEventLoop | None = None  # AsyncServer: the caller's loop
@@ -479,6 +477,15 @@ class ASGIServer(Server):
         self._lifespan: Lifespan | None = None
         self._asgi: ASGIApp | None = None
         self._cancel_at_deadline: asyncio.TimerHandle | None = None
+
+    def _served_app(self) -> ASGIAppCallable:
+        """The app under the metrics route and the access log, when the config asks for them."""
+        app = self.app
+        if self.config.metrics_path:
+            app = metrics.asgi_metrics_route(app, self.config.metrics_path, self.stats)
+        if self.config.access_log:
+            app = access.asgi_access_logged(app)
+        return app
 
     def start(self) -> Self:
         if self._core is not None:
@@ -497,7 +504,7 @@ class ASGIServer(Server):
                 raise
             self._lifespan = lifespan
         self._loop_runner = runner
-        self._asgi = ASGIApp(self.app, self.config.root_path, state)
+        self._asgi = ASGIApp(self._served_app(), self.config.root_path, state)
         self._asgi.loop = runner.loop
         try:
             super().start()

@@ -5,7 +5,9 @@ import asyncio
 import contextvars
 import functools
 import json
+import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -668,3 +670,71 @@ def test_the_io_workers_never_take_the_gil_for_an_asgi_app(asgi_server):
         assert described["path"] == "/x"
     stats = srv.stats()
     assert stats["responses"]["2xx"] >= 20 and stats["worker_gil_batches"] == 0
+
+
+# -- access log and metrics route ------------------------------------------------------------------
+
+ACCESS_LINE = re.compile(r'^(?P<addr>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+|-) \d+us$')
+
+
+@pytest.fixture
+def access_lines():
+    """The "fastcore.access" lines written while the test runs."""
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("fastcore.access")
+    handler, previous = Collect(), logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+def test_access_log_writes_one_line_per_response(asgi_server, access_lines, error_log, tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"f" * 5000)
+
+    async def app(scope, receive, send):
+        await receive()
+        if scope["path"] == "/boom":
+            raise ValueError("boom")
+        if scope["path"] == "/file":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.pathsend", "path": str(tmp_path / "f.bin")})
+            return
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cde"})
+
+    srv = asgi_server(app, access_log=True)
+    for target in ("/x?y=1", "/file", "/boom"):
+        raw_request(srv.port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % target.encode())
+    assert wait_until(lambda: len(access_lines) == 3, TIMEOUT)
+    parsed = [ACCESS_LINE.match(line) for line in access_lines]
+    assert all(parsed), access_lines
+    assert sorted((m["addr"], m["request"], m["status"], m["bytes"]) for m in parsed) == sorted([
+        ("127.0.0.1", "GET /x?y=1 HTTP/1.1", "201", "5"), ("127.0.0.1", "GET /file HTTP/1.1", "200", "5000"),
+        ("127.0.0.1", "GET /boom HTTP/1.1", "500", "-")])
+    assert wait_until(lambda: error_log.records, TIMEOUT)
+    error_log.records.clear()
+
+
+def test_metrics_route_is_answered_before_the_app(asgi_server):
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"app"})
+
+    srv = asgi_server(app, metrics_path="/metrics")
+    raw_request(srv.port, b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n")
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = ResponseReader(sock).read_response()
+    assert response.status == 200 and b"fastcore_requests_total" in response.body
+    assert seen == ["/other"]
