@@ -568,3 +568,12 @@ def test_engine_pure_serves_the_demo_with_the_pure_python_server():
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_asgi_app_with_worker_processes_runs_its_lifespan_in_each(serve):
+    served = serve("asyncapps:hello", "--port", "0", "--processes", "2", "--lifespan", "on")
+    assert "asyncapps:hello (ASGI)" in served.banner
+    for _ in range(4):
+        assert served.get("/x") == (200, b"hello from lifespan /x ")
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
