@@ -167,16 +167,9 @@ def asgi_server_class(engine):
     return fastcore.ASGIServer
 
 
-@pytest.fixture
-def asgi_server(request, engine, error_log):
-    """Factory: asgi_server(app, threads=2, static=None, **options) -> a started fastcore.ASGIServer
-    (or fastcore.pure.ASGIServer, see `engine`) on 127.0.0.1. At teardown the servers are stopped,
-    their loop threads must be gone, the leak counters clean, and nothing may have been logged on
-    "fastcore.error" unless the test took it (error_log.records.clear() after checking it). A test
-    module's ASGI_LIFESPAN sets the default lifespan mode (its small apps may ignore lifespan)."""
-    server_class = asgi_server_class(engine)
-    started = []
-    lifespan = getattr(request.module, "ASGI_LIFESPAN", "auto")
+def start_asgi_servers(server_class, started, lifespan="auto"):
+    """The factory behind `asgi_server`: start(app, threads=2, static=None, **options) -> a started
+    `server_class` (an ASGIServer) on 127.0.0.1, appended to `started` (stop them with stop_servers)."""
 
     def start(app, threads=2, static=None, **options):
         options = {"host": "127.0.0.1", "port": 0, "lifespan": lifespan, **options}
@@ -187,7 +180,35 @@ def asgi_server(request, engine, error_log):
         started.append(srv)
         return srv
 
-    yield start
+    return start
+
+
+def configure_django(urls):
+    """Django settings for the tests' small projects (WSGI and ASGI): configured once per process,
+    with `urls` (a module holding urlpatterns) as the URLconf, also when another test module
+    configured Django first."""
+    import django
+    from django.conf import settings
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False, SECRET_KEY="fastcore-test-" + "x" * 40, ROOT_URLCONF=urls, ALLOWED_HOSTS=["*"],
+            INSTALLED_APPS=[], DATABASES={}, USE_TZ=True,
+            MIDDLEWARE=["django.middleware.common.CommonMiddleware", "django.middleware.csrf.CsrfViewMiddleware"],
+            LOGGING_CONFIG=None,
+        )
+        django.setup()
+    settings.ROOT_URLCONF = urls
+
+
+@pytest.fixture
+def asgi_server(request, engine, error_log):
+    """Factory: asgi_server(app, threads=2, static=None, **options) -> a started fastcore.ASGIServer
+    (or fastcore.pure.ASGIServer, see `engine`) on 127.0.0.1. At teardown the servers are stopped,
+    their loop threads must be gone, the leak counters clean, and nothing may have been logged on
+    "fastcore.error" unless the test took it (error_log.records.clear() after checking it). A test
+    module's ASGI_LIFESPAN sets the default lifespan mode (its small apps may ignore lifespan)."""
+    started = []
+    yield start_asgi_servers(asgi_server_class(engine), started, getattr(request.module, "ASGI_LIFESPAN", "auto"))
     stop_servers(started)
     for srv in started:
         assert srv._loop_runner is None, "the loop thread was not stopped"

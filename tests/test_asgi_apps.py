@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from conftest import HTTPReader, connect
+from conftest import HTTPReader, configure_django, connect
 
 httpx = pytest.importorskip("httpx")
 
@@ -170,8 +170,7 @@ def test_starlette_base_http_middleware(asgi_server):
 
 @pytest.fixture(scope="module")
 def django_asgi_app():
-    django = pytest.importorskip("django")
-    from django.conf import settings
+    pytest.importorskip("django")
     from django.http import JsonResponse
     from django.urls import path
     from django.views.decorators.csrf import csrf_exempt
@@ -188,15 +187,7 @@ def django_asgi_app():
 
     urls = types.ModuleType("fastcore_test_asgi_urls")
     urls.urlpatterns = [path("hello/", hello), path("submit/", submit)]
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False, SECRET_KEY="fastcore-test-" + "x" * 40, ROOT_URLCONF=urls, ALLOWED_HOSTS=["*"],
-            INSTALLED_APPS=[], DATABASES={}, USE_TZ=True,
-            MIDDLEWARE=["django.middleware.common.CommonMiddleware", "django.middleware.csrf.CsrfViewMiddleware"],
-            LOGGING_CONFIG=None,
-        )
-        django.setup()
-    settings.ROOT_URLCONF = urls            # also when another test module configured Django first
+    configure_django(urls)
     from django.core.asgi import get_asgi_application
     return get_asgi_application()
 

@@ -11,7 +11,8 @@ import pytest
 
 import fastcore
 from conftest import (ResponseReader, asgi_server_class, connect, exchange_and_check_close, get,
-                      pure_server_class, read_until_closed, start_servers, stop_servers, wait_until)
+                      pure_server_class, read_until_closed, start_asgi_servers, start_servers, stop_servers,
+                      wait_until)
 from fastcore._core import parse_request
 
 
@@ -69,18 +70,8 @@ def server(request, engine):
     if request.param == "native":
         yield start_servers(pure_server_class() if engine == "pure" else fastcore.Server, started)
     else:
-        server_class = asgi_server_class(engine)
-
-        def start(handler=None, threads=2, static=None, **options):
-            options = {"host": "127.0.0.1", "port": 0, "lifespan": "off", **options}
-            srv = server_class(asgi_from_native(handler), threads=threads, **options)
-            for path, body in (static or {}).items():
-                srv.add_static(path, body)
-            srv.start()
-            started.append(srv)
-            return srv
-
-        yield start
+        start_asgi = start_asgi_servers(asgi_server_class(engine), started, lifespan="off")
+        yield lambda handler=None, **options: start_asgi(asgi_from_native(handler), **options)
     stop_servers(started)
 
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import HTTPReader, connect
+from conftest import HTTPReader, configure_django, connect
 
 flask = pytest.importorskip("flask")
 
@@ -246,8 +246,7 @@ def test_flask_under_a_root_path(wsgi_server, input_terminated_reads):
 
 @pytest.fixture(scope="module")
 def django_app(tmp_path_factory):
-    django = pytest.importorskip("django")
-    from django.conf import settings
+    pytest.importorskip("django")
 
     download = tmp_path_factory.mktemp("django") / "download.bin"
     download.write_bytes(os.urandom(150_000))
@@ -277,15 +276,7 @@ def django_app(tmp_path_factory):
     urls = types.ModuleType("fastcore_test_urls")       # a urlconf module, made here
     urls.urlpatterns = [path("hello/", hello), path("submit/", submit), path("protected/", protected),
                         path("download/", download_view)]
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False, SECRET_KEY="fastcore-test-" + "x" * 40, ROOT_URLCONF=urls, ALLOWED_HOSTS=["*"],
-            INSTALLED_APPS=[], DATABASES={}, USE_TZ=True,
-            MIDDLEWARE=["django.middleware.common.CommonMiddleware", "django.middleware.csrf.CsrfViewMiddleware"],
-            LOGGING_CONFIG=None,
-        )
-        django.setup()
-    settings.ROOT_URLCONF = urls            # also when another test module configured Django first
+    configure_django(urls)
     from django.core.wsgi import get_wsgi_application
     application = get_wsgi_application()
     application.download = download
