@@ -3,7 +3,8 @@
 Every option is a field here, with its default and a one-line help text in the field metadata;
 the Server constructor and the command line are derived from these fields, so an option is
 written down once, and tests/test_docs.py checks that README's options table lists every field with
-its default. A leaf module.
+its default. A leaf module: it imports only fastcore.errors and fastcore.proxy (a leaf too, whose
+parser validates forwarded_allow_ips).
 
 Limits, next to what peers use by default:
     max_request_line  8190 bytes   gunicorn limit_request_line 4094; nginx large_client_header_buffers 8k
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from .errors import ConfigError
+from .proxy import TrustedProxies
 
 
 def _option(default: Any, help_text: str, minimum: float | None = None, octal: bool = False) -> Any:
@@ -64,6 +66,7 @@ class ServerOptions(TypedDict, total=False):
     python_batch: int
     server_name: str
     root_path: str
+    forwarded_allow_ips: str
     lifespan: str
     loop: str
     access_log: bool
@@ -116,6 +119,10 @@ class ServerConfig:
     # Used by the WSGI adapter, the ASGI server and the command line, not by the compiled core:
     root_path: str = _option("", "the URL prefix the app is mounted under: WSGI SCRIPT_NAME (stripped from "
                              "PATH_INFO), ASGI root_path (the scope's path includes it)")
+    forwarded_allow_ips: str = _option("127.0.0.1,::1", "peers whose proxy headers are believed (X-Forwarded-For, "
+                                       "-Proto, -Host; RFC 7239 Forwarded): IP addresses and CIDR networks, "
+                                       "comma-separated; '*' any peer; '' none. A unix socket's peer is trusted "
+                                       "unless the list is empty")
     lifespan: str = _option("auto", "ASGI: run the app's lifespan startup before accepting and its shutdown "
                             "after the last request (auto: when the app supports it; on: it must; off)")
     loop: str = _option("auto", "ASGI: the event loop (auto: uvloop when installed, else asyncio; asyncio; uvloop)")
@@ -149,6 +156,7 @@ class ServerConfig:
         if self.metrics_path and (not self.metrics_path.startswith("/")
                                   or any(c in self.metrics_path for c in " ?#\r\n\0")):
             raise ConfigError("metrics_path must start with '/' and hold no space, '?', '#', CR, LF or NUL")
+        TrustedProxies(self.forwarded_allow_ips)          # raises ConfigError for what is not an address
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
         if self.loop not in ("auto", "asyncio", "uvloop"):
