@@ -5,6 +5,7 @@
     fastcore 'myapp:create_app()' --access-log          # an app factory, called once at startup
     FASTCORE_THREADS=8 fastcore myapp:app                # every option also from FASTCORE_<OPTION>
     fastcore --interface native handlers:handle          # a native handler, request -> Response
+    fastcore myapp:app --log-config logging.json         # a logging.config.dictConfig file (or .toml)
     fastcore                                             # no app: the built-in demo (fastcore.demo)
 
 The server options are generated from ServerConfig's fields (the one source of options): the
@@ -22,7 +23,9 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import json
 import logging
+import logging.config
 import logging.handlers
 import os
 import queue
@@ -184,6 +187,7 @@ def resolve(argv=None, environ=None):
         config = ServerConfig(**values)
     except ConfigError as error:
         raise UsageError(f"invalid option: {error}") from None
+    args.log_level_given = "log_level" in values     # with log_config, only a level asked for applies
     if config.log_level.lower() not in LOG_LEVELS:
         raise UsageError(f"invalid option: log_level must be one of {', '.join(LOG_LEVELS)}, "
                          f"not {config.log_level!r}")
@@ -315,6 +319,47 @@ def _check_arity(spec, target, interface):
 _stderr_handler = None          # the handler configure_logging put on the "fastcore" logger
 
 
+def read_log_config(path):
+    """The dictConfig dictionary in `path`: JSON, or TOML when the name ends in .toml. A file that
+    cannot be read or parsed is the user's mistake (UsageError)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise UsageError(f"cannot read the log config {path!r}: {error.strerror or error}") from None
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+            loaded = tomllib.loads(data.decode("utf-8"))
+        else:
+            loaded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        kind = "TOML" if path.endswith(".toml") else "JSON"
+        raise UsageError(f"the log config {path!r} is not valid {kind}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise UsageError(f"the log config {path!r} must hold a dictionary (logging.config.dictConfig's schema)")
+    return loaded
+
+
+def apply_log_config(config, level_given=False):
+    """--log-config: the file's dictConfig, before the app is imported (so its import-time lines
+    follow it). Loggers that exist already (fastcore's own) stay enabled unless the file says
+    "disable_existing_loggers": true: dictConfig's default would silence fastcore.error. A
+    --log-level the user gave still sets the "fastcore" logger's level afterwards."""
+    settings = read_log_config(config.log_config)
+    settings.setdefault("version", 1)
+    settings.setdefault("disable_existing_loggers", False)
+    try:
+        logging.config.dictConfig(settings)
+    except (ValueError, TypeError, AttributeError, ImportError) as error:
+        cause = error.__cause__ if error.__cause__ is not None else error
+        raise UsageError(f"the log config {config.log_config!r} was refused by logging.config: "
+                         f"{' '.join(str(error).split())}"
+                         + (f" ({cause})" if cause is not error else "")) from None
+    if level_given:
+        logging.getLogger("fastcore").setLevel(getattr(logging, config.log_level.upper()))
+
+
 def configure_logging(config):
     """fastcore's log lines (the "fastcore" logger and those below it) to stderr at
     config.log_level; with access_log, the access lines go to stdout through a queue and a
@@ -325,8 +370,17 @@ def configure_logging(config):
     (Django's LOGGING, say) would otherwise print each line twice, once through its handler and
     once through ours on the root (gunicorn, too, leaves the root alone). The "fastcore" logger
     does not propagate, so an app's root handler does not double ours either. Called again (in a
-    child process), it replaces its handler instead of adding a second."""
+    child process), it replaces its handler instead of adding a second.
+
+    With config.log_config the file (apply_log_config, already applied) is the whole setup: no
+    handler is added here; the access lines go where the file sends "fastcore.access", which is
+    only made to pass INFO when the file gave it no level."""
     global _stderr_handler
+    access_logger = logging.getLogger("fastcore.access")
+    if config.log_config:
+        if config.access_log and access_logger.level == logging.NOTSET:
+            access_logger.setLevel(logging.INFO)
+        return None
     level = getattr(logging, config.log_level.upper())
     logger = logging.getLogger("fastcore")
     if _stderr_handler is not None:
@@ -336,7 +390,6 @@ def configure_logging(config):
     logger.addHandler(_stderr_handler)
     logger.setLevel(level)
     logger.propagate = False
-    access_logger = logging.getLogger("fastcore.access")
     if not config.access_log:
         return None
     access_logger.setLevel(logging.INFO)
@@ -354,6 +407,8 @@ def configure_logging(config):
 
 def run(argv=None):
     args, config = resolve(argv)
+    if config.log_config:
+        apply_log_config(config, args.log_level_given)
     if args.engine == "pure":
         try:
             from .pure.server import ASGIServer, Server, WSGIServer

@@ -71,6 +71,7 @@ class ServerOptions(TypedDict, total=False):
     loop: str
     access_log: bool
     log_level: str
+    log_config: str
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class ServerConfig:
     log_level: str = _option("info", "command line: level of fastcore's loggers, printed to stderr; the "
                              "app's own logging is left as the app configures it "
                              "(critical, error, warning, info, debug)")
+    log_config: str = _option("", "command line: a logging.config.dictConfig file (JSON, or TOML when it ends in "
+                              ".toml), applied before the app is imported; it is then the whole logging "
+                              "setup: fastcore adds no handler of its own (empty: fastcore's loggers to stderr)")
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
