@@ -33,6 +33,7 @@ import socket
 import sys
 import traceback
 
+from . import reload
 from .asgi import is_asgi_app
 from .config import ServerConfig
 from .demo import demo_app
@@ -124,6 +125,14 @@ def build_parser():
                              f"with httptools, for comparison (env {ENV_PREFIX}ENGINE)")
     parser.add_argument("--factory", action="store_true", default=None,
                         help="APP names a factory: call it (without arguments) to get the app")
+    parser.add_argument("--reload", action="store_true", default=None,
+                        help="development: restart the server when a source file changes (watchfiles when "
+                             "installed: pip install fastcore-server[reload]; else stat polling); "
+                             "not with --processes > 1")
+    parser.add_argument("--reload-dir", action="append", default=None, metavar="DIR", dest="reload_dirs",
+                        help="with --reload: a directory to watch (repeatable; default: --app-dir)")
+    parser.add_argument("--reload-include", action="append", default=None, metavar="GLOB", dest="reload_includes",
+                        help="with --reload: file names to watch besides *.py (repeatable, e.g. '*.html')")
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help=f"directory put first on sys.path to import APP from (default: the current one; "
                              f"env {ENV_PREFIX}APP_DIR)")
@@ -409,6 +418,8 @@ def run(argv=None):
     args, config = resolve(argv)
     if config.log_config:
         apply_log_config(config, args.log_level_given)
+    if args.reload and not reload.is_reload_child():
+        return _run_reloader(argv, args, config)
     if args.engine == "pure":
         try:
             from .pure.server import ASGIServer, Server, WSGIServer
@@ -473,20 +484,42 @@ def run(argv=None):
     except ServerStateError as error:                   # an engine built without ASGI, say
         raise RuntimeFailure(str(error)) from None
     except OSError as error:
-        # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
-        # error -2"): its strerror is the resolver's own message ("Name or service not known").
-        # Other errors: os.strerror, as create_server() wraps their strerror in more words.
-        if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
-            reason = error.strerror or str(error)
-        else:
-            reason = os.strerror(error.errno)
-        where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
-                 else f"{config.host}:{config.port}")
-        raise RuntimeFailure(f"cannot listen on {where}: {reason}") from None
+        raise _listen_failure(config, error) from None
     finally:
         if listener is not None:
             listener.stop()
     return 0
+
+
+def _listen_failure(config, error):
+    """The RuntimeFailure for an OSError from opening the listening socket."""
+    # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
+    # error -2"): its strerror is the resolver's own message ("Name or service not known").
+    # Other errors: os.strerror, as create_server() wraps their strerror in more words.
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        reason = error.strerror or str(error)
+    else:
+        reason = os.strerror(error.errno)
+    where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
+             else f"{config.host}:{config.port}")
+    return RuntimeFailure(f"cannot listen on {where}: {reason}")
+
+
+def _run_reloader(argv, args, config):
+    """--reload: this process watches the sources and runs the server as a child (fastcore.reload)."""
+    if config.processes > 1:
+        raise UsageError("--reload restarts one serving process; it cannot be used with --processes > 1")
+    directories = [os.path.abspath(path) for path in (args.reload_dirs or [args.app_dir])]
+    missing = [path for path in directories if not os.path.isdir(path)]
+    if missing:
+        raise UsageError(f"--reload-dir {missing[0]!r} is not a directory")
+    includes = list(reload.DEFAULT_INCLUDES) + list(args.reload_includes or [])
+    child_argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return reload.serve_with_reload(child_argv, config, directories, includes,
+                                        lambda text: print(f"fastcore: reload: {text}", file=sys.stderr, flush=True))
+    except OSError as error:
+        raise _listen_failure(config, error) from None
 
 
 def main(argv=None):

@@ -84,3 +84,67 @@ def test_a_bad_log_config_is_one_line_and_exit_2(app_dir, content, name, message
     assert returncode == 2, (stdout, stderr)
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in stderr, stderr
+
+
+# -- --reload ----------------------------------------------------------------------------------------
+
+RELOADABLE = '''
+MESSAGE = b"%s"
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [MESSAGE]
+'''
+
+
+def test_reload_restarts_on_a_source_change_on_the_same_address(serve, app_dir):
+    import time
+    module = app_dir / "reloadme.py"
+    module.write_text(RELOADABLE % b"one".decode())
+    served = serve("reloadme:app", "--port", "0", "--reload")
+    assert served.get("/") == (200, b"one")
+    module.write_text(RELOADABLE % "two")
+    stamp = time.time() + 1                             # a later mtime even on a coarse clock
+    os.utime(module, (stamp, stamp))
+    deadline = time.monotonic() + 20
+    answer = None
+    while time.monotonic() < deadline:
+        try:
+            answer = served.get("/")                    # the same port: the socket is the watcher's
+        except OSError:
+            answer = None                               # the old child closed this connection
+        if answer == (200, b"two"):
+            break
+        time.sleep(0.05)
+    assert answer == (200, b"two")
+    returncode, _, stderr = served.stop()
+    assert returncode == 0, stderr
+    assert "fastcore: reload: change detected: restarting" in stderr
+    import importlib.util
+    watcher = "watchfiles" if importlib.util.find_spec("watchfiles") else "stat"
+    assert f"for changes to *.py ({watcher})" in stderr, stderr
+
+
+def test_reload_watches_only_the_included_names(tmp_path):
+    from fastcore.reload import StatWatcher
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "views.py").write_text("x = 1\n")
+    (tmp_path / "page.html").write_text("<p>")
+    watcher = StatWatcher([str(tmp_path)], ["*.py"])
+    (tmp_path / "page.html").write_text("<p>changed, but not watched")
+    (tmp_path / "notes.txt").write_text("new, not watched")
+    assert not watcher.changed()
+    (tmp_path / "sub" / "new.py").write_text("y = 2\n")
+    assert watcher.changed() and not watcher.changed()
+    with_html = StatWatcher([str(tmp_path)], ["*.py", "*.html"])
+    (tmp_path / "page.html").write_text("<p>watched now, and longer")
+    assert with_html.changed()
+    os.remove(tmp_path / "sub" / "views.py")
+    assert with_html.changed()
+
+
+def test_reload_is_refused_with_several_processes(app_dir):
+    returncode, _, stderr = run_failing(["userapp:app", "--reload", "--processes", "2"], app_dir)
+    assert returncode == 2
+    assert stderr.strip() == ("fastcore: error: --reload restarts one serving process; "
+                              "it cannot be used with --processes > 1")
