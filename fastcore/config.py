@@ -61,6 +61,7 @@ class ServerOptions(TypedDict, total=False):
     processes: int
     max_requests: int
     max_requests_jitter: int
+    timeout: float
     metrics_path: str
     handler_threads: int
     python_batch: int
@@ -111,6 +112,9 @@ class ServerConfig:
     max_requests: int = _option(0, "with processes > 1: recycle a child after this many requests (0: never)", 0)
     max_requests_jitter: int = _option(0, "a random 0..N added to max_requests per child, so they do not "
                                        "all restart at once", 0)
+    timeout: float = _option(0.0, "a handler call running longer than this many seconds has its Python stack "
+                             "logged once and is counted (stats: handlers_over_timeout); with processes > 1 "
+                             "its process is then recycled (0: off; not for ASGI apps)", 0)
     metrics_path: str = _option("", "serve server.stats() in Prometheus text format on GET of this path "
                                 "(e.g. /metrics; empty: off)")
     handler_threads: int = _option(0, "Python threads that run handlers beside the I/O workers, which then never "
