@@ -33,7 +33,7 @@ import socket
 import sys
 import traceback
 
-from . import reload
+from . import __version__, config_file, reload
 from .asgi import is_asgi_app
 from .config import ServerConfig
 from .demo import demo_app
@@ -113,6 +113,15 @@ def build_parser():
         epilog=f"Every option can also come from the environment: {ENV_PREFIX}<OPTION>, e.g. "
                f"{ENV_PREFIX}THREADS=8, {ENV_PREFIX}ACCESS_LOG=1. A flag beats the environment.",
     )
+    parser.add_argument("--version", action="version", version=f"fastcore {__version__}")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="read options from this TOML file (default: fastcore.toml, else [tool.fastcore] "
+                             "in pyproject.toml, in the working directory, if there); flags and the "
+                             "environment beat it")
+    parser.add_argument("-b", "--bind", action="append", default=None, metavar="ADDRESS",
+                        help="where to listen, as gunicorn takes it: HOST:PORT, [::1]:PORT, unix:PATH or "
+                             "fd://N (one listener: instead of --host/--port, --uds or --fd; env "
+                             f"{ENV_PREFIX}BIND)")
     parser.add_argument("app", nargs="?", metavar="APP",
                         help="module:attribute (module alone: module:application), or module:factory() "
                              "for an app factory called once at startup, e.g. 'myapp:create_app()'")
@@ -145,9 +154,47 @@ def build_parser():
                                  default=None, help=text)
         else:
             metavar = "MODE" if spec.metadata.get("octal") else _METAVARS.get(spec.type, "VALUE")
-            options.add_argument(_flag(spec.name), dest=spec.name, type=_converter(spec), default=None,
-                                 metavar=metavar, help=text)
+            options.add_argument(_flag(spec.name), *_ALIASES.get(spec.name, ()), dest=spec.name,
+                                 type=_converter(spec), default=None, metavar=metavar, help=text)
     return parser
+
+
+_ALIASES = {"processes": ("-w", "--workers")}          # gunicorn's names for the same option
+_BIND_FIELDS = ("host", "port", "uds", "fd")
+
+
+def parse_bind(text):
+    """A gunicorn-style address -> the ServerConfig fields it sets: HOST[:PORT] ({"host", "port"};
+    ":PORT" is every interface), [IPV6][:PORT], unix:PATH ({"uds"}), fd://N ({"fd"})."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise UsageError("--bind unix:PATH needs a path")
+        return {"uds": text[5:]}
+    if text.startswith("fd://"):
+        if not text[5:].isdigit():
+            raise UsageError(f"--bind {text!r}: fd://N takes a file descriptor number")
+        return {"fd": int(text[5:])}
+    port = None
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1:] if end > 0 else "?"
+        if end < 0 or (rest and not rest.startswith(":")):
+            raise UsageError(f"--bind {text!r}: write an IPv6 address as [::1]:8000")
+        host, port = text[1:end], rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+        host = host or "0.0.0.0"
+    else:
+        host = text                                     # a name, an IPv4 address, a bare IPv6 one
+    if not host:
+        raise UsageError("--bind needs an address")
+    fields = {"host": host}
+    if port is not None:
+        if not port.isdigit():
+            raise UsageError(f"--bind {text!r}: the port must be a number")
+        fields["port"] = int(port)
+    return fields
 
 
 def _from_environment(spec, environ):
@@ -169,37 +216,108 @@ def _from_environment(spec, environ):
         raise UsageError(f"{name}={text!r}: invalid {kind}") from None
 
 
-def resolve(argv=None, environ=None):
-    """Parse the command line and the environment: (argparse namespace, ServerConfig)."""
+def _from_file(spec, value, where):
+    """A config file's value for a ServerConfig field, as the field's type (TOML has them)."""
+    if spec.metadata.get("octal") and isinstance(value, str):
+        try:
+            return _octal(value)
+        except ValueError as error:
+            raise UsageError(f"{where}: {spec.name}: {error}") from None
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, spec.type) or (isinstance(value, bool) and spec.type is not bool):
+        raise UsageError(f"{where}: {spec.name} must be {spec.type.__name__}, not {type(value).__name__} "
+                         f"({value!r})")
+    return value
+
+
+def _bind_fields(args, environ, file_values, where):
+    """The host/port/uds/fd fields --bind sets, with the level it came from: "flag", "env",
+    "file", or None when no bind was given."""
+    if args.bind:
+        if len(args.bind) > 1:
+            raise UsageError("one --bind only: fastcore listens on one socket (run another instance, or "
+                             "put a proxy in front, for a second address)")
+        given = [_flag(name) for name in _BIND_FIELDS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"--bind and {'/'.join(given)} both say where to listen: give one")
+        return parse_bind(args.bind[0]), "flag"
+    if environ.get(ENV_PREFIX + "BIND"):
+        return parse_bind(environ[ENV_PREFIX + "BIND"]), "env"
+    if "bind" in file_values:
+        if not isinstance(file_values["bind"], str):
+            raise UsageError(f"{where}: bind must be a string such as \"0.0.0.0:8000\"")
+        return parse_bind(file_values["bind"]), "file"
+    return {}, None
+
+
+def _choice(environ, file_values, where, name, choices, default):
+    """A command-line-only choice (interface, engine) from the environment, else the file."""
+    variable = ENV_PREFIX + name.upper()
+    if environ.get(variable):
+        value, source = environ[variable], variable
+    elif file_values.get(name) is not None:
+        value, source = file_values[name], f"{where}: {name}"
+    else:
+        return default
+    if value not in choices:
+        raise UsageError(f"{source}={value!r}: expected {', '.join(choices[:-1])} or {choices[-1]}")
+    return value
+
+
+def resolve(argv=None, environ=None, directory="."):
+    """Parse the command line, the environment and the config file (fastcore.config_file, found
+    in `directory`): (argparse namespace, ServerConfig). A flag beats the environment, which beats
+    the file, which beats the default; --bind (or FASTCORE_BIND, or the file's bind) stands at its
+    own level for host/port/uds/fd."""
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    field_names = {spec.name for spec in dataclasses.fields(ServerConfig)}
+    try:
+        found = config_file.find(args.config, directory)
+        where = found[0] if found else ""
+        file_values = config_file.normalized(found[1], field_names, where) if found else {}
+    except config_file.ConfigFileError as error:
+        raise UsageError(str(error)) from None
+    if "workers" in file_values:
+        if "processes" in file_values:
+            raise UsageError(f"{where}: workers and processes are the same option: give one")
+        file_values["processes"] = file_values.pop("workers")
+    bind, bind_level = _bind_fields(args, environ, file_values, where)
     values = {}
     for spec in dataclasses.fields(ServerConfig):
         value = getattr(args, spec.name)
+        if value is None and bind_level == "flag" and spec.name in bind:
+            value = bind[spec.name]
         if value is None:
             value = _from_environment(spec, environ)
+        if value is None and bind_level == "env" and spec.name in bind:
+            value = bind[spec.name]
+        if value is None and spec.name in file_values:
+            value = _from_file(spec, file_values[spec.name], where)
+        if value is None and bind_level == "file" and spec.name in bind:
+            value = bind[spec.name]
         if value is not None:
             values[spec.name] = value
+    if args.app is None and "app" in file_values:
+        args.app = str(file_values["app"])
+    if args.factory is None and file_values.get("factory") is not None:
+        args.factory = bool(file_values["factory"])
     if args.interface is None:
-        interface = environ.get(ENV_PREFIX + "INTERFACE", "auto") or "auto"
-        if interface not in INTERFACES:
-            raise UsageError(f"{ENV_PREFIX}INTERFACE={interface!r}: expected {', '.join(INTERFACES)}")
-        args.interface = interface
+        args.interface = _choice(environ, file_values, where, "interface", INTERFACES, "auto")
     if args.engine is None:
-        engine = environ.get(ENV_PREFIX + "ENGINE", "compiled") or "compiled"
-        if engine not in ("compiled", "pure"):
-            raise UsageError(f"{ENV_PREFIX}ENGINE={engine!r}: expected compiled or pure")
-        args.engine = engine
+        args.engine = _choice(environ, file_values, where, "engine", ("compiled", "pure"), "compiled")
     if args.app_dir is None:
-        args.app_dir = environ.get(ENV_PREFIX + "APP_DIR") or "."
+        args.app_dir = environ.get(ENV_PREFIX + "APP_DIR") or file_values.get("app_dir") or "."
     try:
         config = ServerConfig(**values)
     except ConfigError as error:
         raise UsageError(f"invalid option: {error}") from None
-    args.log_level_given = "log_level" in values     # with log_config, only a level asked for applies
     if config.log_level.lower() not in LOG_LEVELS:
         raise UsageError(f"invalid option: log_level must be one of {', '.join(LOG_LEVELS)}, "
                          f"not {config.log_level!r}")
+    args.log_level_given = "log_level" in values     # with log_config, only a level asked for applies
+    args.config_file = where or None
     return args, config
 
 

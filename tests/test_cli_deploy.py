@@ -148,3 +148,114 @@ def test_reload_is_refused_with_several_processes(app_dir):
     assert returncode == 2
     assert stderr.strip() == ("fastcore: error: --reload restarts one serving process; "
                               "it cannot be used with --processes > 1")
+
+
+# -- --version, -b/--bind, -w/--workers, the config file ------------------------------------------------
+
+def test_version():
+    import subprocess
+    import sys
+    import fastcore
+    completed = subprocess.run([sys.executable, "-m", "fastcore", "--version"], env=environment(),
+                               capture_output=True, timeout=20)
+    assert completed.returncode == 0
+    assert completed.stdout.decode().strip() == f"fastcore {fastcore.__version__}"
+
+
+@pytest.mark.parametrize("bind, expected", [
+    ("0.0.0.0:9000", {"host": "0.0.0.0", "port": 9000}),
+    (":9000", {"host": "0.0.0.0", "port": 9000}),
+    ("example.test", {"host": "example.test", "port": 8000}),
+    ("[::1]:9001", {"host": "::1", "port": 9001}),
+    ("[::]", {"host": "::", "port": 8000}),
+    ("unix:/run/app.sock", {"uds": "/run/app.sock"}),
+    ("fd://3", {"fd": 3}),
+])
+def test_bind_takes_gunicorns_addresses(bind, expected, tmp_path):
+    from fastcore.cli import resolve
+    for flag in ("-b", "--bind"):
+        _, config = resolve([flag, bind], environ={}, directory=tmp_path)
+        assert {name: getattr(config, name) for name in expected} == expected
+    _, config = resolve([], environ={"FASTCORE_BIND": bind}, directory=tmp_path)
+    assert {name: getattr(config, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-b", "127.0.0.1:1", "-b", "127.0.0.1:2"], "one --bind only"),
+    (["-b", "127.0.0.1:1", "--port", "2"], "--bind and --port both say where to listen"),
+    (["-b", "[::1:80"], "write an IPv6 address as [::1]:8000"),
+    (["-b", "host:http"], "the port must be a number"),
+    (["-b", "fd://three"], "fd://N takes a file descriptor number"),
+    (["-b", "unix:"], "needs a path"),
+])
+def test_bad_binds_are_usage_errors(args, message, tmp_path):
+    from fastcore.cli import UsageError, resolve
+    with pytest.raises(UsageError, match=re.escape(message)):
+        resolve(args, environ={}, directory=tmp_path)
+
+
+def test_workers_is_processes(tmp_path):
+    from fastcore.cli import resolve
+    for flag in ("-w", "--workers", "--processes"):
+        assert resolve([flag, "3"], environ={}, directory=tmp_path)[1].processes == 3
+
+
+def test_the_config_file_sits_below_the_environment_and_the_flags(tmp_path):
+    from fastcore.cli import resolve
+    (tmp_path / "fastcore.toml").write_text('app = "userapp:app"\nbind = "0.0.0.0:9100"\nworkers = 2\n'
+                                            'threads = 3\naccess-log = true\nshutdown_timeout = 4\n'
+                                            'uds_mode = "666"\ninterface = "wsgi"\n')
+    args, config = resolve([], environ={}, directory=tmp_path)
+    assert args.app == "userapp:app" and args.interface == "wsgi"
+    assert (config.host, config.port, config.processes, config.threads) == ("0.0.0.0", 9100, 2, 3)
+    assert config.access_log is True and config.shutdown_timeout == 4.0 and config.uds_mode == 0o666
+    args, config = resolve(["--threads", "5", "--port", "9200", "other:app"],
+                           environ={"FASTCORE_PROCESSES": "4"}, directory=tmp_path)
+    assert args.app == "other:app" and (config.threads, config.port, config.processes) == (5, 9200, 4)
+    assert config.host == "0.0.0.0"                     # the file's bind, for what the flags left
+    _, config = resolve(["-b", "127.0.0.1:9300"], environ={}, directory=tmp_path)
+    assert (config.host, config.port) == ("127.0.0.1", 9300)
+
+
+def test_pyproject_tool_fastcore_and_an_explicit_config(tmp_path):
+    from fastcore.cli import resolve
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.fastcore]\nthreads = 6\n')
+    args, config = resolve([], environ={}, directory=tmp_path)
+    assert config.threads == 6 and args.config_file == "pyproject.toml [tool.fastcore]"
+    (tmp_path / "fastcore.toml").write_text("threads = 7\n")
+    assert resolve([], environ={}, directory=tmp_path)[1].threads == 7      # fastcore.toml first
+    (tmp_path / "deploy.toml").write_text("threads = 8\n")
+    assert resolve(["--config", str(tmp_path / "deploy.toml")], environ={}, directory=tmp_path)[1].threads == 8
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / "fastcore.toml").unlink()
+    args, config = resolve([], environ={}, directory=tmp_path)
+    assert config.threads == 2 and args.config_file is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ("thread = 3\n", "unknown key 'thread'"),
+    ('threads = "many"\n', "threads must be int, not str"),
+    ("threads = 0\n", "threads must be at least 1"),
+    ("threads = [\n", "is not valid TOML"),
+    ('engine = "fast"\n', "engine='fast': expected compiled or pure"),
+    ("workers = 2\nprocesses = 3\n", "workers and processes are the same option"),
+])
+def test_a_bad_config_file_is_a_usage_error(content, message, tmp_path):
+    from fastcore.cli import UsageError, resolve
+    (tmp_path / "fastcore.toml").write_text(content)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        resolve([], environ={}, directory=tmp_path)
+    with pytest.raises(UsageError, match="cannot read the config file"):
+        resolve(["--config", str(tmp_path / "missing.toml")], environ={}, directory=tmp_path)
+
+
+def test_served_from_a_config_file_and_with_bind(serve, app_dir):
+    (app_dir / "fastcore.toml").write_text('app = "userapp:app"\nbind = "127.0.0.1:0"\nthreads = 1\n')
+    served = serve()
+    assert served.host == "127.0.0.1" and served.get("/from-file")[0] == 200
+    assert served.stop()[0] == 0
+    (app_dir / "fastcore.toml").unlink()
+    path = app_dir / "app.sock"
+    served = serve("userapp:app", "-b", f"unix:{path}")
+    assert served.banner.strip().endswith(f"on unix:{path} (Ctrl-C to stop)"), served.banner
+    assert served.stop()[0] == 0

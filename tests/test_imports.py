@@ -38,7 +38,8 @@ LAYERS = [
                       "fastcore.wsgi_adapter", "fastcore.demo"}),
     ("server", {"fastcore.server"}),
     ("entry points and the pure engine", {"fastcore.wsgi", "fastcore.asgi_server", "fastcore.pure.*"}),
-    ("facades and command line", {"fastcore", "fastcore.pure", "fastcore.reload", "fastcore.cli", "fastcore.__main__"}),
+    ("facades and command line", {"fastcore", "fastcore.pure", "fastcore.reload", "fastcore.config_file", "fastcore.cli",
+                                  "fastcore.__main__"}),
 ]
 
 
