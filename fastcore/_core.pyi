@@ -5,6 +5,7 @@ from typing import Any, BinaryIO, Literal
 
 from fastcore.config import ServerConfig
 from fastcore.errors import FastcoreError
+from fastcore.proxy import Proxied
 
 class Headers:
     """Request header fields in arrival order, looked up without regard to case."""
@@ -56,6 +57,12 @@ class Request:
     def remote_addr(self) -> str: ...
     @property
     def remote_port(self) -> int: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def proxied(self) -> Proxied | None: ...
 
 _Body = bytes | str | bytearray | memoryview | Iterable[bytes | str] | FileWrapper
 _Fields = dict[str, str] | Iterable[tuple[str | bytes, str | bytes]]

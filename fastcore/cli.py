@@ -5,6 +5,7 @@
     fastcore 'myapp:create_app()' --access-log          # an app factory, called once at startup
     FASTCORE_THREADS=8 fastcore myapp:app                # every option also from FASTCORE_<OPTION>
     fastcore --interface native handlers:handle          # a native handler, request -> Response
+    fastcore myapp:app --log-config logging.json         # a logging.config.dictConfig file (or .toml)
     fastcore                                             # no app: the built-in demo (fastcore.demo)
 
 The server options are generated from ServerConfig's fields (the one source of options): the
@@ -22,7 +23,9 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import json
 import logging
+import logging.config
 import logging.handlers
 import os
 import queue
@@ -30,6 +33,7 @@ import socket
 import sys
 import traceback
 
+from . import __version__, config_file, reload
 from .asgi import is_asgi_app
 from .config import ServerConfig
 from .demo import demo_app
@@ -109,6 +113,15 @@ def build_parser():
         epilog=f"Every option can also come from the environment: {ENV_PREFIX}<OPTION>, e.g. "
                f"{ENV_PREFIX}THREADS=8, {ENV_PREFIX}ACCESS_LOG=1. A flag beats the environment.",
     )
+    parser.add_argument("--version", action="version", version=f"fastcore {__version__}")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="read options from this TOML file (default: fastcore.toml, else [tool.fastcore] "
+                             "in pyproject.toml, in the working directory, if there); flags and the "
+                             "environment beat it")
+    parser.add_argument("-b", "--bind", action="append", default=None, metavar="ADDRESS",
+                        help="where to listen, as gunicorn takes it: HOST:PORT, [::1]:PORT, unix:PATH or "
+                             "fd://N (one listener: instead of --host/--port, --uds or --fd; env "
+                             f"{ENV_PREFIX}BIND)")
     parser.add_argument("app", nargs="?", metavar="APP",
                         help="module:attribute (module alone: module:application), or module:factory() "
                              "for an app factory called once at startup, e.g. 'myapp:create_app()'")
@@ -121,6 +134,14 @@ def build_parser():
                              f"with httptools, for comparison (env {ENV_PREFIX}ENGINE)")
     parser.add_argument("--factory", action="store_true", default=None,
                         help="APP names a factory: call it (without arguments) to get the app")
+    parser.add_argument("--reload", action="store_true", default=None,
+                        help="development: restart the server when a source file changes (watchfiles when "
+                             "installed: pip install fastcore-server[reload]; else stat polling); "
+                             "not with --processes > 1")
+    parser.add_argument("--reload-dir", action="append", default=None, metavar="DIR", dest="reload_dirs",
+                        help="with --reload: a directory to watch (repeatable; default: --app-dir)")
+    parser.add_argument("--reload-include", action="append", default=None, metavar="GLOB", dest="reload_includes",
+                        help="with --reload: file names to watch besides *.py (repeatable, e.g. '*.html')")
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help=f"directory put first on sys.path to import APP from (default: the current one; "
                              f"env {ENV_PREFIX}APP_DIR)")
@@ -133,9 +154,47 @@ def build_parser():
                                  default=None, help=text)
         else:
             metavar = "MODE" if spec.metadata.get("octal") else _METAVARS.get(spec.type, "VALUE")
-            options.add_argument(_flag(spec.name), dest=spec.name, type=_converter(spec), default=None,
-                                 metavar=metavar, help=text)
+            options.add_argument(_flag(spec.name), *_ALIASES.get(spec.name, ()), dest=spec.name,
+                                 type=_converter(spec), default=None, metavar=metavar, help=text)
     return parser
+
+
+_ALIASES = {"processes": ("-w", "--workers")}          # gunicorn's names for the same option
+_BIND_FIELDS = ("host", "port", "uds", "fd")
+
+
+def parse_bind(text):
+    """A gunicorn-style address -> the ServerConfig fields it sets: HOST[:PORT] ({"host", "port"};
+    ":PORT" is every interface), [IPV6][:PORT], unix:PATH ({"uds"}), fd://N ({"fd"})."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise UsageError("--bind unix:PATH needs a path")
+        return {"uds": text[5:]}
+    if text.startswith("fd://"):
+        if not text[5:].isdigit():
+            raise UsageError(f"--bind {text!r}: fd://N takes a file descriptor number")
+        return {"fd": int(text[5:])}
+    port = None
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1:] if end > 0 else "?"
+        if end < 0 or (rest and not rest.startswith(":")):
+            raise UsageError(f"--bind {text!r}: write an IPv6 address as [::1]:8000")
+        host, port = text[1:end], rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+        host = host or "0.0.0.0"
+    else:
+        host = text                                     # a name, an IPv4 address, a bare IPv6 one
+    if not host:
+        raise UsageError("--bind needs an address")
+    fields = {"host": host}
+    if port is not None:
+        if not port.isdigit():
+            raise UsageError(f"--bind {text!r}: the port must be a number")
+        fields["port"] = int(port)
+    return fields
 
 
 def _from_environment(spec, environ):
@@ -157,29 +216,99 @@ def _from_environment(spec, environ):
         raise UsageError(f"{name}={text!r}: invalid {kind}") from None
 
 
-def resolve(argv=None, environ=None):
-    """Parse the command line and the environment: (argparse namespace, ServerConfig)."""
+def _from_file(spec, value, where):
+    """A config file's value for a ServerConfig field, as the field's type (TOML has them)."""
+    if spec.metadata.get("octal") and isinstance(value, str):
+        try:
+            return _octal(value)
+        except ValueError as error:
+            raise UsageError(f"{where}: {spec.name}: {error}") from None
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, spec.type) or (isinstance(value, bool) and spec.type is not bool):
+        raise UsageError(f"{where}: {spec.name} must be {spec.type.__name__}, not {type(value).__name__} "
+                         f"({value!r})")
+    return value
+
+
+def _bind_fields(args, environ, file_values, where):
+    """The host/port/uds/fd fields --bind sets, with the level it came from: "flag", "env",
+    "file", or None when no bind was given."""
+    if args.bind:
+        if len(args.bind) > 1:
+            raise UsageError("one --bind only: fastcore listens on one socket (run another instance, or "
+                             "put a proxy in front, for a second address)")
+        given = [_flag(name) for name in _BIND_FIELDS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"--bind and {'/'.join(given)} both say where to listen: give one")
+        return parse_bind(args.bind[0]), "flag"
+    if environ.get(ENV_PREFIX + "BIND"):
+        return parse_bind(environ[ENV_PREFIX + "BIND"]), "env"
+    if "bind" in file_values:
+        if not isinstance(file_values["bind"], str):
+            raise UsageError(f"{where}: bind must be a string such as \"0.0.0.0:8000\"")
+        return parse_bind(file_values["bind"]), "file"
+    return {}, None
+
+
+def _choice(environ, file_values, where, name, choices, default):
+    """A command-line-only choice (interface, engine) from the environment, else the file."""
+    variable = ENV_PREFIX + name.upper()
+    if environ.get(variable):
+        value, source = environ[variable], variable
+    elif file_values.get(name) is not None:
+        value, source = file_values[name], f"{where}: {name}"
+    else:
+        return default
+    if value not in choices:
+        raise UsageError(f"{source}={value!r}: expected {', '.join(choices[:-1])} or {choices[-1]}")
+    return value
+
+
+def resolve(argv=None, environ=None, directory="."):
+    """Parse the command line, the environment and the config file (fastcore.config_file, found
+    in `directory`): (argparse namespace, ServerConfig). A flag beats the environment, which beats
+    the file, which beats the default; --bind (or FASTCORE_BIND, or the file's bind) stands at its
+    own level for host/port/uds/fd."""
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    field_names = {spec.name for spec in dataclasses.fields(ServerConfig)}
+    try:
+        found = config_file.find(args.config, directory)
+        where = found[0] if found else ""
+        file_values = config_file.normalized(found[1], field_names, where) if found else {}
+    except config_file.ConfigFileError as error:
+        raise UsageError(str(error)) from None
+    if "workers" in file_values:
+        if "processes" in file_values:
+            raise UsageError(f"{where}: workers and processes are the same option: give one")
+        file_values["processes"] = file_values.pop("workers")
+    bind, bind_level = _bind_fields(args, environ, file_values, where)
     values = {}
     for spec in dataclasses.fields(ServerConfig):
         value = getattr(args, spec.name)
+        if value is None and bind_level == "flag" and spec.name in bind:
+            value = bind[spec.name]
         if value is None:
             value = _from_environment(spec, environ)
+        if value is None and bind_level == "env" and spec.name in bind:
+            value = bind[spec.name]
+        if value is None and spec.name in file_values:
+            value = _from_file(spec, file_values[spec.name], where)
+        if value is None and bind_level == "file" and spec.name in bind:
+            value = bind[spec.name]
         if value is not None:
             values[spec.name] = value
+    if args.app is None and "app" in file_values:
+        args.app = str(file_values["app"])
+    if args.factory is None and file_values.get("factory") is not None:
+        args.factory = bool(file_values["factory"])
     if args.interface is None:
-        interface = environ.get(ENV_PREFIX + "INTERFACE", "auto") or "auto"
-        if interface not in INTERFACES:
-            raise UsageError(f"{ENV_PREFIX}INTERFACE={interface!r}: expected {', '.join(INTERFACES)}")
-        args.interface = interface
+        args.interface = _choice(environ, file_values, where, "interface", INTERFACES, "auto")
     if args.engine is None:
-        engine = environ.get(ENV_PREFIX + "ENGINE", "compiled") or "compiled"
-        if engine not in ("compiled", "pure"):
-            raise UsageError(f"{ENV_PREFIX}ENGINE={engine!r}: expected compiled or pure")
-        args.engine = engine
+        args.engine = _choice(environ, file_values, where, "engine", ("compiled", "pure"), "compiled")
     if args.app_dir is None:
-        args.app_dir = environ.get(ENV_PREFIX + "APP_DIR") or "."
+        args.app_dir = environ.get(ENV_PREFIX + "APP_DIR") or file_values.get("app_dir") or "."
     try:
         config = ServerConfig(**values)
     except ConfigError as error:
@@ -187,6 +316,8 @@ def resolve(argv=None, environ=None):
     if config.log_level.lower() not in LOG_LEVELS:
         raise UsageError(f"invalid option: log_level must be one of {', '.join(LOG_LEVELS)}, "
                          f"not {config.log_level!r}")
+    args.log_level_given = "log_level" in values     # with log_config, only a level asked for applies
+    args.config_file = where or None
     return args, config
 
 
@@ -315,6 +446,47 @@ def _check_arity(spec, target, interface):
 _stderr_handler = None          # the handler configure_logging put on the "fastcore" logger
 
 
+def read_log_config(path):
+    """The dictConfig dictionary in `path`: JSON, or TOML when the name ends in .toml. A file that
+    cannot be read or parsed is the user's mistake (UsageError)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise UsageError(f"cannot read the log config {path!r}: {error.strerror or error}") from None
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+            loaded = tomllib.loads(data.decode("utf-8"))
+        else:
+            loaded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        kind = "TOML" if path.endswith(".toml") else "JSON"
+        raise UsageError(f"the log config {path!r} is not valid {kind}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise UsageError(f"the log config {path!r} must hold a dictionary (logging.config.dictConfig's schema)")
+    return loaded
+
+
+def apply_log_config(config, level_given=False):
+    """--log-config: the file's dictConfig, before the app is imported (so its import-time lines
+    follow it). Loggers that exist already (fastcore's own) stay enabled unless the file says
+    "disable_existing_loggers": true: dictConfig's default would silence fastcore.error. A
+    --log-level the user gave still sets the "fastcore" logger's level afterwards."""
+    settings = read_log_config(config.log_config)
+    settings.setdefault("version", 1)
+    settings.setdefault("disable_existing_loggers", False)
+    try:
+        logging.config.dictConfig(settings)
+    except (ValueError, TypeError, AttributeError, ImportError) as error:
+        cause = error.__cause__ if error.__cause__ is not None else error
+        raise UsageError(f"the log config {config.log_config!r} was refused by logging.config: "
+                         f"{' '.join(str(error).split())}"
+                         + (f" ({cause})" if cause is not error else "")) from None
+    if level_given:
+        logging.getLogger("fastcore").setLevel(getattr(logging, config.log_level.upper()))
+
+
 def configure_logging(config):
     """fastcore's log lines (the "fastcore" logger and those below it) to stderr at
     config.log_level; with access_log, the access lines go to stdout through a queue and a
@@ -325,8 +497,17 @@ def configure_logging(config):
     (Django's LOGGING, say) would otherwise print each line twice, once through its handler and
     once through ours on the root (gunicorn, too, leaves the root alone). The "fastcore" logger
     does not propagate, so an app's root handler does not double ours either. Called again (in a
-    child process), it replaces its handler instead of adding a second."""
+    child process), it replaces its handler instead of adding a second.
+
+    With config.log_config the file (apply_log_config, already applied) is the whole setup: no
+    handler is added here; the access lines go where the file sends "fastcore.access", which is
+    only made to pass INFO when the file gave it no level."""
     global _stderr_handler
+    access_logger = logging.getLogger("fastcore.access")
+    if config.log_config:
+        if config.access_log and access_logger.level == logging.NOTSET:
+            access_logger.setLevel(logging.INFO)
+        return None
     level = getattr(logging, config.log_level.upper())
     logger = logging.getLogger("fastcore")
     if _stderr_handler is not None:
@@ -336,7 +517,6 @@ def configure_logging(config):
     logger.addHandler(_stderr_handler)
     logger.setLevel(level)
     logger.propagate = False
-    access_logger = logging.getLogger("fastcore.access")
     if not config.access_log:
         return None
     access_logger.setLevel(logging.INFO)
@@ -354,6 +534,10 @@ def configure_logging(config):
 
 def run(argv=None):
     args, config = resolve(argv)
+    if config.log_config:
+        apply_log_config(config, args.log_level_given)
+    if args.reload and not reload.is_reload_child():
+        return _run_reloader(argv, args, config)
     if args.engine == "pure":
         try:
             from .pure.server import ASGIServer, Server, WSGIServer
@@ -418,20 +602,42 @@ def run(argv=None):
     except ServerStateError as error:                   # an engine built without ASGI, say
         raise RuntimeFailure(str(error)) from None
     except OSError as error:
-        # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
-        # error -2"): its strerror is the resolver's own message ("Name or service not known").
-        # Other errors: os.strerror, as create_server() wraps their strerror in more words.
-        if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
-            reason = error.strerror or str(error)
-        else:
-            reason = os.strerror(error.errno)
-        where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
-                 else f"{config.host}:{config.port}")
-        raise RuntimeFailure(f"cannot listen on {where}: {reason}") from None
+        raise _listen_failure(config, error) from None
     finally:
         if listener is not None:
             listener.stop()
     return 0
+
+
+def _listen_failure(config, error):
+    """The RuntimeFailure for an OSError from opening the listening socket."""
+    # A socket.gaierror's errno is a negative EAI_* code os.strerror() cannot name ("Unknown
+    # error -2"): its strerror is the resolver's own message ("Name or service not known").
+    # Other errors: os.strerror, as create_server() wraps their strerror in more words.
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        reason = error.strerror or str(error)
+    else:
+        reason = os.strerror(error.errno)
+    where = (config.uds if config.uds else f"fd {config.fd}" if config.fd >= 0
+             else f"{config.host}:{config.port}")
+    return RuntimeFailure(f"cannot listen on {where}: {reason}")
+
+
+def _run_reloader(argv, args, config):
+    """--reload: this process watches the sources and runs the server as a child (fastcore.reload)."""
+    if config.processes > 1:
+        raise UsageError("--reload restarts one serving process; it cannot be used with --processes > 1")
+    directories = [os.path.abspath(path) for path in (args.reload_dirs or [args.app_dir])]
+    missing = [path for path in directories if not os.path.isdir(path)]
+    if missing:
+        raise UsageError(f"--reload-dir {missing[0]!r} is not a directory")
+    includes = list(reload.DEFAULT_INCLUDES) + list(args.reload_includes or [])
+    child_argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return reload.serve_with_reload(child_argv, config, directories, includes,
+                                        lambda text: print(f"fastcore: reload: {text}", file=sys.stderr, flush=True))
+    except OSError as error:
+        raise _listen_failure(config, error) from None
 
 
 def main(argv=None):

@@ -3,7 +3,8 @@
 Every option is a field here, with its default and a one-line help text in the field metadata;
 the Server constructor and the command line are derived from these fields, so an option is
 written down once, and tests/test_docs.py checks that README's options table lists every field with
-its default. A leaf module.
+its default. A leaf module: it imports only fastcore.errors and fastcore.proxy (a leaf too, whose
+parser validates forwarded_allow_ips).
 
 Limits, next to what peers use by default:
     max_request_line  8190 bytes   gunicorn limit_request_line 4094; nginx large_client_header_buffers 8k
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from .errors import ConfigError
+from .proxy import TrustedProxies
 
 
 def _option(default: Any, help_text: str, minimum: float | None = None, octal: bool = False) -> Any:
@@ -59,15 +61,18 @@ class ServerOptions(TypedDict, total=False):
     processes: int
     max_requests: int
     max_requests_jitter: int
+    timeout: float
     metrics_path: str
     handler_threads: int
     python_batch: int
     server_name: str
     root_path: str
+    forwarded_allow_ips: str
     lifespan: str
     loop: str
     access_log: bool
     log_level: str
+    log_config: str
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class ServerConfig:
     max_requests: int = _option(0, "with processes > 1: recycle a child after this many requests (0: never)", 0)
     max_requests_jitter: int = _option(0, "a random 0..N added to max_requests per child, so they do not "
                                        "all restart at once", 0)
+    timeout: float = _option(0.0, "a handler call running longer than this many seconds has its Python stack "
+                             "logged once and is counted (stats: handlers_over_timeout); with processes > 1 "
+                             "its process is then recycled (0: off; not for ASGI apps)", 0)
     metrics_path: str = _option("", "serve server.stats() in Prometheus text format on GET of this path "
                                 "(e.g. /metrics; empty: off)")
     handler_threads: int = _option(0, "Python threads that run handlers beside the I/O workers, which then never "
@@ -116,6 +124,10 @@ class ServerConfig:
     # Used by the WSGI adapter, the ASGI server and the command line, not by the compiled core:
     root_path: str = _option("", "the URL prefix the app is mounted under: WSGI SCRIPT_NAME (stripped from "
                              "PATH_INFO), ASGI root_path (the scope's path includes it)")
+    forwarded_allow_ips: str = _option("127.0.0.1,::1", "peers whose proxy headers are believed (X-Forwarded-For, "
+                                       "-Proto, -Host; RFC 7239 Forwarded): IP addresses and CIDR networks, "
+                                       "comma-separated; '*' any peer; '' none. A unix socket's peer is trusted "
+                                       "unless the list is empty")
     lifespan: str = _option("auto", "ASGI: run the app's lifespan startup before accepting and its shutdown "
                             "after the last request (auto: when the app supports it; on: it must; off)")
     loop: str = _option("auto", "ASGI: the event loop (auto: uvloop when installed, else asyncio; asyncio; uvloop)")
@@ -123,6 +135,9 @@ class ServerConfig:
     log_level: str = _option("info", "command line: level of fastcore's loggers, printed to stderr; the "
                              "app's own logging is left as the app configures it "
                              "(critical, error, warning, info, debug)")
+    log_config: str = _option("", "command line: a logging.config.dictConfig file (JSON, or TOML when it ends in "
+                              ".toml), applied before the app is imported; it is then the whole logging "
+                              "setup: fastcore adds no handler of its own (empty: fastcore's loggers to stderr)")
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -149,6 +164,7 @@ class ServerConfig:
         if self.metrics_path and (not self.metrics_path.startswith("/")
                                   or any(c in self.metrics_path for c in " ?#\r\n\0")):
             raise ConfigError("metrics_path must start with '/' and hold no space, '?', '#', CR, LF or NUL")
+        TrustedProxies(self.forwarded_allow_ips)          # raises ConfigError for what is not an address
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
         if self.loop not in ("auto", "asyncio", "uvloop"):

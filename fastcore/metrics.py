@@ -17,6 +17,7 @@ it takes the GIL like any Python route.
     fastcore_accept_pauses_total                     100 ms pauses of accepting: out of descriptors
                                                      (or memory)
     fastcore_accept_exhaustions_total                episodes of such pauses (each logged once)
+    fastcore_handlers_over_timeout_total             handler calls that ran longer than timeout
     fastcore_worker_requests_total{worker="0"}       requests per worker thread
 
 The numbers are this process's: with processes > 1 every child serves its own counters, and the
@@ -64,6 +65,9 @@ def render(stats):
     family("fastcore_accept_exhaustions_total", "counter",
            "Episodes of descriptor (or memory) exhaustion while accepting.",
            [((), stats.get("accept_exhaustions", 0))])
+    family("fastcore_handlers_over_timeout_total", "counter",
+           "Handler calls that ran longer than timeout (their stacks are logged).",
+           [((), stats.get("handlers_over_timeout", 0))])
     family("fastcore_worker_requests_total", "counter", "Requests handled, by worker thread.",
            [((("worker", str(index)),), worker.get("requests", 0))
             for index, worker in enumerate(stats.get("workers", []))])

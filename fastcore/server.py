@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from . import _core, access, metrics, sockets
+from .watchdog import HandlerWatchdog
 from .asgi import ASGIApp, ASGIAppCallable, CallerLoop, Lifespan, LoopThread
 from .config import ServerConfig, ServerOptions
 from .errors import ConfigError, ServerStateError
@@ -125,6 +126,11 @@ class Server:
     Server.wsgi(app, **options) is the WSGI constructor next to this native one: a WSGIServer.
     """
 
+    # The code that calls handlers on this engine's threads, for the hung-handler watchdog
+    # (fastcore.watchdog): the compiled engine's threads enter C from these two and call handlers
+    # from C. fastcore.pure.Server names its own.
+    _handler_callers = (threading.Thread.run.__code__, _HandlerThreads.run.__code__)
+
     def __init__(self, handler: Handler | None = None, config: ServerConfig | None = None,
                  **options: Unpack[ServerOptions]) -> None:
         if handler is not None and not callable(handler):
@@ -148,6 +154,8 @@ class Server:
         self._exhaustions_reported = 0            # episodes of descriptor exhaustion already logged
         self._exhaustion_logged_at = float("-inf")
         self._requests_cut = False              # the last stop closed connections it had not finished
+        self._watchdog = None                   # config.timeout > 0: the HandlerWatchdog of this start
+        self._on_handler_timeout = None         # called after a hung handler is reported (supervisor)
 
     @classmethod
     def wsgi(cls, app: WSGIApplication, config: ServerConfig | None = None,
@@ -253,6 +261,12 @@ class Server:
             for thread in self._handlers.threads + self._worker_threads:
                 thread.start()
             self._listener_thread.start()
+            if self.config.timeout > 0 and self.handler is not None:
+                handlers = self._handlers
+                workers = self._worker_threads
+                self._watchdog = HandlerWatchdog(
+                    self.config.timeout, lambda: workers + handlers.threads, self._handler_callers,
+                    f"fastcore-watchdog:{self.port}", self._on_handler_timeout).start()
             _running_servers.add(self)
         return self
 
@@ -274,6 +288,8 @@ class Server:
             core = self._core
             if core is None:
                 return not self._requests_cut
+            if self._watchdog is not None:
+                self._watchdog.stop()
             core.stop_listener()
             self._listener_thread.join()
             sockets.close_listening_socket(self._socket)     # new clients are refused from here
@@ -312,6 +328,7 @@ class Server:
             self._socket = None
             self._worker_threads = []
             self._handlers = None
+            self._watchdog = None
             self._listener_thread = None
             _running_servers.discard(self)
             self._stop_requested.set()
@@ -413,6 +430,8 @@ class Server:
             return {}
         stats = core.stats()
         self._report_accept_exhaustion(stats)
+        watchdog = self._watchdog
+        stats["handlers_over_timeout"] = watchdog.count if watchdog is not None else 0
         return stats
 
     def __enter__(self) -> Self:

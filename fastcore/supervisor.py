@@ -27,6 +27,9 @@ Supervision, on the "fastcore.supervisor" logger:
 - max_requests: in each child a thread polls server.stats()["requests"] once a second; past
   max_requests + random(0..max_requests_jitter) it stops the server gracefully and the child
   exits 0; the parent replaces it (not counted as a failure).
+- timeout: a child whose handler has run longer than `timeout` seconds logs that handler's stack
+  (fastcore.watchdog) and recycles itself the same way; the hung request is cut at the stop's
+  deadline (shutdown_timeout), the others finish.
 
 Children run in their own process group (a terminal's Ctrl-C reaches only the parent, which
 forwards it once) and get SIGTERM if the parent dies (PR_SET_PDEATHSIG).
@@ -386,6 +389,8 @@ class Supervisor:
         max_requests, jitter = self.config.max_requests, self.config.max_requests_jitter
         server = self.server
         server.config = config
+        if config.timeout > 0:
+            server._on_handler_timeout = lambda: _recycle_hung(server)
         cleanup = self.child_setup() if self.child_setup is not None else None
 
         def ready(started):
@@ -417,6 +422,19 @@ def _recycle_after(server, limit):
                      os.getpid(), stats["requests"])
             server.stop()
             return
+
+
+def _recycle_hung(server):
+    """In a child, from the hung-handler watchdog (fastcore.watchdog), which has logged the
+    handler's stack: stop the server gracefully (on another thread: the stop joins the watchdog)
+    and let the child exit, so the parent replaces it. The other requests in flight finish within
+    shutdown_timeout; the hung one is cut at that deadline."""
+    if getattr(server, "_recycling", False):
+        return
+    server._recycling = True
+    log.warning("worker process %d has a handler running past timeout (%g s); recycling it",
+                os.getpid(), server.config.timeout)
+    threading.Thread(target=server.stop, name="fastcore-timeout-recycle", daemon=True).start()
 
 
 def _die_with_parent():

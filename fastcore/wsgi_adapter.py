@@ -77,6 +77,7 @@ from ._core import (FileWrapper, RequestBodyError, Response, WSGIAdapter, WSGIEr
                     wsgi_body_bytes, wsgi_environ_key, wsgi_server_from_host)
 from .config import ServerConfig
 from .errors import ConfigError
+from .proxy import apply_to_environ
 
 __all__ = ["WSGIHandler"]
 
@@ -308,6 +309,9 @@ class WSGIHandler(WSGIAdapter):
                 environ[key] = value
         if self.server_from_host:
             wsgi_server_from_host(environ)
+        proxied = request.proxied                       # trusted proxy headers (fastcore.proxy)
+        if proxied is not None:
+            apply_to_environ(environ, proxied)
         return environ
 
     # -- the native handler ----------------------------------------------------------------------

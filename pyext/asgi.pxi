@@ -79,8 +79,9 @@ cdef list asgi_headers(const char* data, Py_ssize_t head_length):
     return headers
 
 
-cdef dict asgi_scope(object app_info, Conn* conn):
-    """The http scope of the connection's current request (its head is at the input's start)."""
+cdef dict asgi_scope(object app_info, Conn* conn, object proxies):
+    """The http scope of the connection's current request (its head is at the input's start).
+    `proxies`: the Core's TrustedProxies (or None), whose headers set client, scheme and Host."""
     cdef const char* data = conn.input.data + conn.input.start
     cdef ParsedRequest* parsed = &conn.request
     cdef Py_ssize_t query_start = parsed.path_offset + parsed.path_length
@@ -120,6 +121,12 @@ cdef dict asgi_scope(object app_info, Conn* conn):
     state = app_info.state
     if state is not None:
         scope["state"] = state.copy()
+    if proxies is not None:
+        values = proxy_header_values(data, parsed.head_length)
+        if values is not None:
+            proxied = _proxy_resolve(proxies, host, *values)
+            if proxied is not None:
+                _proxy_apply_to_scope(scope, proxied)
     return scope
 
 
@@ -640,7 +647,7 @@ cdef void asgi_start_cycle(Core core, Conn* conn) except *:
     cdef ASGICycle cycle = ASGICycle.__new__(ASGICycle)
     cdef ParsedRequest* parsed = &conn.request
     cdef BodyReader reader
-    scope = asgi_scope(core.asgi, conn)
+    scope = asgi_scope(core.asgi, conn, core.proxies)
     cycle.core = core
     cycle.conn = conn
     cycle.holding = True

@@ -144,6 +144,7 @@ cdef void batch_answer(Core core, Worker* worker, Conn* conn) noexcept:
     request._path_length = parsed.path_length
     request._version_minor = parsed.version_minor
     request._peer = conn.peer
+    request._proxies = core.proxies
     if reader is not None:
         reader.attach(worker, conn)                 # the head leaves the buffer here
         conn.output_sent_early = 0

@@ -21,6 +21,7 @@ cdef class Core:
     cdef bint _released
     cdef bint _threads_started
     cdef object asgi                  # Dispatch.asgi: the fastcore.asgi.ASGIApp served, else None
+    cdef object proxies               # fastcore.proxy.TrustedProxies of forwarded_allow_ips, None: none
     cdef object asgi_loop             # its event loop, known from the first asgi_drain()
     cdef Worker* asgi_context         # the loop thread's own Worker (asgi.pxi)
     cdef set asgi_tasks               # the cycles' tasks not finished yet
@@ -64,6 +65,7 @@ cdef class Core:
         self.handler = dispatch.handler
         self.wsgi = dispatch.wsgi
         self.asgi = dispatch.asgi
+        self.proxies = _trusted_proxies(config.forwarded_allow_ips)
         if dispatch.wsgi is not None and dispatch.wrapper_path is not None:
             self.wsgi_bypass_path = dispatch.wrapper_path.encode("latin-1")
         self._owned_bytes = []

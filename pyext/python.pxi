@@ -6,12 +6,19 @@
 # handler returns. Request decodes lazily: a handler that never looks at the headers never pays for
 # them. A BodyReader reads the socket itself, on the worker thread (which is inside the handler
 # anyway), with the GIL released while it waits; it is usable only while its handler runs.
+#
+# Proxy headers (fastcore/proxy.py has the rules): a Request of a server that trusts some proxies
+# holds their matcher (`_proxies`, from the Core). The first time the client, scheme or host is
+# asked for, proxy_header_values() scans the head's field names in C; only when one of the four
+# proxy headers is there does Python's fastcore.proxy.resolve() run. The WSGI environ and the ASGI
+# scope use the same scan.
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeLatin1
 
 import io
 import logging
@@ -20,6 +27,8 @@ import stat
 from http import HTTPStatus
 
 from fastcore.errors import ConfigError, FastcoreError, ServerStateError     # a leaf module: no import cycle
+from fastcore.proxy import (apply_to_environ as _proxy_apply_to_environ, apply_to_scope as _proxy_apply_to_scope,
+                            resolve as _proxy_resolve, trusted_proxies as _trusted_proxies)     # a leaf too
 
 _error_log = logging.getLogger("fastcore.error")
 cdef bytes _EMPTY = b""
@@ -96,6 +105,61 @@ cdef str peer_host_text(PeerAddress* peer):
     return text.decode("ascii")
 
 
+cdef inline bint _name_is(const char* name, const char* lower, Py_ssize_t length) noexcept:
+    """A header name equals `lower` (lower case letters and '-') regardless of case. Token bytes
+    only (the parser checked): c | 0x20 folds a letter's case and leaves '-' as it is."""
+    cdef Py_ssize_t i
+    for i in range(length):
+        if (name[i] | 0x20) != lower[i]:
+            return False
+    return True
+
+
+cdef int _proxy_header_index(const char* name, Py_ssize_t length) noexcept:
+    """Which of fastcore.proxy.PROXY_HEADERS this field name is (0..3), or -1."""
+    if length == 15 and _name_is(name, b"x-forwarded-for", 15):
+        return 0
+    if length == 17 and _name_is(name, b"x-forwarded-proto", 17):
+        return 1
+    if length == 16 and _name_is(name, b"x-forwarded-host", 16):
+        return 2
+    if length == 9 and _name_is(name, b"forwarded", 9):
+        return 3
+    return -1
+
+
+cdef object proxy_header_values(const char* data, Py_ssize_t head_length):
+    """The values of the proxy headers in a request head (X-Forwarded-For, -Proto, -Host,
+    Forwarded: str, repeated fields joined with ","), or None when it has none of them, found by
+    comparing field names in C (no Python object made). fastcore.proxy.header_values is the pure
+    engine's twin. The parser guarantees CRLF line ends and a colon per line."""
+    cdef Py_ssize_t position, line_end, colon, value_start, value_end
+    cdef const char* newline = <const char*>memchr(data, 10, head_length)
+    cdef int index
+    cdef list values = None
+    position = newline - data + 1
+    while position < head_length:
+        newline = <const char*>memchr(data + position, 10, head_length - position)
+        line_end = newline - data - 1
+        if line_end <= position:
+            break
+        colon = (<const char*>memchr(data + position, 58, line_end - position)) - data
+        index = _proxy_header_index(data + position, colon - position)
+        if index >= 0:
+            value_start = colon + 1
+            value_end = line_end
+            while value_start < value_end and (data[value_start] == 32 or data[value_start] == 9):
+                value_start += 1
+            while value_end > value_start and (data[value_end - 1] == 32 or data[value_end - 1] == 9):
+                value_end -= 1
+            value = PyUnicode_DecodeLatin1(data + value_start, value_end - value_start, NULL)
+            if values is None:
+                values = [None, None, None, None]
+            values[index] = value if values[index] is None else values[index] + "," + value
+        position = line_end + 2
+    return tuple(values) if values is not None else None
+
+
 cdef int peer_port(PeerAddress* peer) noexcept:
     if peer.any.sa_family == AF_INET:
         return ntohs(peer.v4.sin_port)
@@ -117,6 +181,20 @@ cdef class Request:
     cdef object _headers
     cdef object _stream
     cdef PeerAddress _peer
+    cdef object _proxies              # the server's fastcore.proxy.TrustedProxies, None: trust none
+    cdef object _proxied              # what they said (Proxied or None), once _proxy_checked
+    cdef bint _proxy_checked
+
+    cdef object proxied_view(self):
+        """The Proxied of this request, or None: the header scan and resolve() run once."""
+        if self._proxies is None:
+            return None
+        if not self._proxy_checked:
+            self._proxy_checked = True
+            values = proxy_header_values(PyBytes_AS_STRING(self._head), PyBytes_GET_SIZE(self._head))
+            if values is not None:
+                self._proxied = _proxy_resolve(self._proxies, peer_host_text(&self._peer), *values)
+        return self._proxied
 
     @property
     def method(self):
@@ -179,13 +257,42 @@ cdef class Request:
 
     @property
     def remote_addr(self):
-        """The client's IP address as text ("" when unknown, e.g. on a unix socket)."""
+        """The client's IP address as text ("" when unknown, e.g. on a unix socket); behind a
+        trusted proxy (forwarded_allow_ips), the one its headers name."""
+        proxied = self.proxied_view()
+        if proxied is not None and proxied[0] is not None:
+            return proxied[0]
         return peer_host_text(&self._peer)
 
     @property
     def remote_port(self):
-        """The client's port (0 when unknown)."""
+        """The client's port (0 when unknown, or when a trusted proxy named the client without one)."""
+        proxied = self.proxied_view()
+        if proxied is not None and proxied[0] is not None:
+            return proxied[1]
         return peer_port(&self._peer)
+
+    @property
+    def scheme(self):
+        """"http", or what a trusted proxy says the client used ("https")."""
+        proxied = self.proxied_view()
+        if proxied is not None and proxied[2] is not None:
+            return proxied[2]
+        return "http"
+
+    @property
+    def host(self):
+        """The Host field ("" without one), or the host a trusted proxy says the client asked for."""
+        proxied = self.proxied_view()
+        if proxied is not None and proxied[3] is not None:
+            return proxied[3]
+        return self.headers.get("host", "")
+
+    @property
+    def proxied(self):
+        """What trusted proxy headers said about this request (a fastcore.proxy.Proxied: client_host,
+        client_port, scheme, host, None where the socket's view stands), or None."""
+        return self.proxied_view()
 
     def __repr__(self):
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"

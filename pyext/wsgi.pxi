@@ -345,6 +345,10 @@ cdef dict wsgi_environ(WSGIAdapter handler, Request request, object errors):
             environ[key] = previous + ("; " if key == "HTTP_COOKIE" else ",") + value
     if handler.server_from_host:
         wsgi_server_from_host(environ)
+    if request._proxies is not None:
+        proxied = request.proxied_view()
+        if proxied is not None:
+            _proxy_apply_to_environ(environ, proxied)
     return environ
 
 

@@ -27,16 +27,19 @@ COMPILED = "fastcore._core"
 # layer the imports must not form a cycle either (test_no_import_cycle). Every module must be
 # placed here, so a new module makes its author decide where it stands.
 LAYERS = [
-    ("leaves", {"fastcore.errors", "fastcore.config"}),
+    # fastcore.proxy (trusted proxy headers) stands with them: the config validates
+    # forwarded_allow_ips with it and the compiled core calls it.
+    ("leaves", {"fastcore.errors", "fastcore.proxy", "fastcore.config"}),
     # The ASGI rules both engines follow (fastcore.asgi: response checks, scope paths, lifespan):
     # the compiled core calls them too, so they stand below it.
     ("shared rules", {"fastcore.asgi"}),
     ("compiled core", {COMPILED}),
-    ("server parts", {"fastcore.sockets", "fastcore.access", "fastcore.metrics", "fastcore.supervisor",
+    ("server parts", {"fastcore.sockets", "fastcore.access", "fastcore.metrics", "fastcore.supervisor", "fastcore.watchdog",
                       "fastcore.wsgi_adapter", "fastcore.demo"}),
     ("server", {"fastcore.server"}),
     ("entry points and the pure engine", {"fastcore.wsgi", "fastcore.asgi_server", "fastcore.pure.*"}),
-    ("facades and command line", {"fastcore", "fastcore.pure", "fastcore.cli", "fastcore.__main__"}),
+    ("facades and command line", {"fastcore", "fastcore.pure", "fastcore.reload", "fastcore.config_file", "fastcore.cli",
+                                  "fastcore.__main__"}),
 ]
 
 
@@ -173,14 +176,15 @@ def test_no_import_cycle():
 def test_errors_and_config_are_leaves():
     graph = import_graph()
     assert graph["fastcore.errors"] == set()
-    assert graph["fastcore.config"] <= {"fastcore.errors"}
+    assert graph["fastcore.proxy"] <= {"fastcore.errors"}
+    assert graph["fastcore.config"] <= {"fastcore.errors", "fastcore.proxy"}
 
 
 def test_the_compiled_core_imports_only_what_stands_below_it():
-    """_core may raise fastcore's errors (a leaf below it) and follow the ASGI rules both engines
-    share (fastcore.asgi), and nothing else of fastcore: no call back up into the adapters that
+    """_core may raise fastcore's errors (a leaf below it), read trusted proxy headers with
+    fastcore.proxy (a leaf) and follow the ASGI rules both engines share (fastcore.asgi), and nothing else of fastcore: no call back up into the adapters that
     build on it."""
-    below = {"fastcore.errors", "fastcore.config", "fastcore.asgi"}
+    below = {"fastcore.errors", "fastcore.config", "fastcore.proxy", "fastcore.asgi"}
     from_source = compiled_imports_from_source()
     if from_source is not None:
         assert from_source <= below, from_source

@@ -70,7 +70,9 @@ def raw_exchange(port, data):
 
 
 def test_environ_contents(wsgi_server):
-    srv = wsgi_server(environ_app)
+    # No trusted proxy: the X-Forwarded-For below is only a header here (tests/test_proxy.py
+    # has what a trusted one changes).
+    srv = wsgi_server(environ_app, forwarded_allow_ips="")
     with connect(srv.port, TIMEOUT) as sock:
         client_port = sock.getsockname()[1]
         sock.sendall(b"POST /a%20b/caf%C3%A9/x%2Fy?q=%20v&r=1 HTTP/1.1\r\n"

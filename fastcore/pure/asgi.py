@@ -43,6 +43,7 @@ import time
 from ..asgi import (CHUNKED_END, FRAME_CHUNKED, FRAME_CLOSE, FRAME_LENGTH, FRAME_NONE, body_bytes, check_start, chunk,
                     client_address, frame, scope_paths)
 from ..errors import ClientDisconnected
+from ..proxy import apply_to_scope, header_values, resolve
 from . import response
 from .batch import cut_at_deadline, stop_deadline_passed
 from .bridge import inbox_push
@@ -140,6 +141,13 @@ def build_scope(asgi, conn, message):
     }
     if asgi.state is not None:
         scope["state"] = dict(asgi.state)
+    proxies = conn.worker.proxies
+    if proxies is not None:
+        values = header_values(head)
+        if values is not None:
+            proxied = resolve(proxies, scope["client"][0] if scope["client"] else "", *values)
+            if proxied is not None:
+                apply_to_scope(scope, proxied)
     return scope
 
 

@@ -75,6 +75,7 @@ class HandlerContext:
         self.python_elsewhere = core.handler_threads > 0 or core.asgi is not None
         self.serves_python = core.handler is not None or core.asgi is not None
         self.limits = core.limits
+        self.proxies = core.proxies                         # fastcore.proxy.TrustedProxies, or None
         self.body_buffer_size = core.body_buffer_size
         self.python_batch = core.python_batch
         self.formats = core.formats

@@ -192,6 +192,7 @@ class Conn:
         message = self.parser.message
         head_only = message.is_head
         request = Request(message, self.peer, self.keep_alive)
+        request._proxies = worker.proxies
         reader = None
         if self.body_streamed:
             reader = request._reader = BodyReader(self, message)

@@ -24,6 +24,7 @@ Core never closes the listening socket: the Server that made it does.
 import queue
 import time
 
+from ..proxy import trusted_proxies
 from .asgi import ASGIBridge
 from .batch import HandlerContext, handler_thread_run
 from .bridge import Bridge
@@ -42,6 +43,7 @@ class Core:
         # An ASGI app (fastcore.asgi.ASGIApp): every request for Python goes to the event loop.
         self.asgi = ASGIBridge(dispatch.asgi, config.write_timeout) if dispatch.asgi is not None else None
         self.limits = config
+        self.proxies = trusted_proxies(config.forwarded_allow_ips)
         self.body_buffer_size = config.body_buffer_size if config.body_buffer_size > 0 else config.max_body_size
         self.python_batch = config.python_batch
         self.max_connections = config.max_connections

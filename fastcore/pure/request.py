@@ -17,6 +17,7 @@ import io
 import time
 
 from .._core import Headers, RequestBodyError
+from ..proxy import header_values, resolve
 from .parser import Reject
 from .timers import body_rate_deadline
 
@@ -24,7 +25,8 @@ from .timers import body_rate_deadline
 class Request:
     """One HTTP request, as given to a native handler (the pure twin of fastcore.Request)."""
 
-    __slots__ = ("_message", "_body", "_reader", "_keep_alive", "_headers", "_stream", "_peer")
+    __slots__ = ("_message", "_body", "_reader", "_keep_alive", "_headers", "_stream", "_peer", "_proxies",
+                 "_proxied", "_proxy_checked")
 
     def __init__(self, message, peer, keep_alive):
         self._message = message
@@ -34,6 +36,25 @@ class Request:
         self._reader = None
         self._headers = None
         self._stream = None
+        self._proxies = None                # the server's fastcore.proxy.TrustedProxies, None: trust none
+        self._proxied = None
+        self._proxy_checked = False
+
+    def _proxied_view(self):
+        """The Proxied of this request, or None: the head is looked at, and resolve() run, once."""
+        if self._proxies is None:
+            return None
+        if not self._proxy_checked:
+            self._proxy_checked = True
+            values = header_values(self._message.head)
+            if values is not None:
+                self._proxied = resolve(self._proxies, self._peer_host(), *values)
+        return self._proxied
+
+    def _peer_host(self):
+        if not isinstance(self._peer, tuple):
+            return ""
+        return self._peer[0].partition("%")[0]      # as inet_ntop: an IPv6 zone is not part of it
 
     @property
     def keep_alive(self):
@@ -102,15 +123,41 @@ class Request:
 
     @property
     def remote_addr(self):
-        """The client's IP address as text ("" when unknown, e.g. on a unix socket)."""
-        if not isinstance(self._peer, tuple):
-            return ""
-        return self._peer[0].partition("%")[0]      # as inet_ntop: an IPv6 zone is not part of it
+        """The client's IP address as text ("" when unknown, e.g. on a unix socket); behind a
+        trusted proxy (forwarded_allow_ips), the one its headers name."""
+        proxied = self._proxied_view()
+        if proxied is not None and proxied.client_host is not None:
+            return proxied.client_host
+        return self._peer_host()
 
     @property
     def remote_port(self):
-        """The client's port (0 when unknown)."""
+        """The client's port (0 when unknown, or when a trusted proxy named the client without one)."""
+        proxied = self._proxied_view()
+        if proxied is not None and proxied.client_host is not None:
+            return proxied.client_port
         return self._peer[1] if isinstance(self._peer, tuple) else 0
+
+    @property
+    def scheme(self):
+        """"http", or what a trusted proxy says the client used ("https")."""
+        proxied = self._proxied_view()
+        if proxied is not None and proxied.scheme is not None:
+            return proxied.scheme
+        return "http"
+
+    @property
+    def host(self):
+        """The Host field ("" without one), or the host a trusted proxy says the client asked for."""
+        proxied = self._proxied_view()
+        if proxied is not None and proxied.host is not None:
+            return proxied.host
+        return self.headers.get("host", "")
+
+    @property
+    def proxied(self):
+        """What trusted proxy headers said about this request (a fastcore.proxy.Proxied), or None."""
+        return self._proxied_view()
 
     def __repr__(self):
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"

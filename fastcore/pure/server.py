@@ -8,7 +8,9 @@ class overrides only _build_core and inherits everything else: options and Serve
 add_static, the listening socket (TCP, IPv6, unix, inherited fds: fastcore.sockets), start() and
 stop() with their ordering and joins, serve_forever() and signals, processes, the access log and
 metrics wrappers around the handler, stats(), port / host / url / running, the context manager,
-the stop-at-exit registry. Server.wsgi is overridden too, so that it gives the WSGIServer below.
+the stop-at-exit registry. Server.wsgi is overridden too, so that it gives the WSGIServer below,
+and _handler_callers: this engine calls handlers from Python (the hung-handler watchdog,
+fastcore.watchdog, looks for the frame called from there).
 
 The WSGI adapter (fastcore.wsgi_adapter) is a native handler built only on the Request / Response
 interface, which this engine implements the same way; so WSGIServer is fastcore.WSGIServer with
@@ -17,6 +19,7 @@ start()). ASGIServer likewise: fastcore.ASGIServer's loop and lifespan around th
 _build_core (whose Core serves ASGI in fastcore/pure/asgi.py). Nothing is copied.
 """
 from .. import server as compiled_server
+from .connection import Conn
 from .core import Core
 
 
@@ -27,6 +30,8 @@ class Server(compiled_server.Server):
         server.add_static("/health", b"OK")
         server.serve_forever()          # or: with fastcore.pure.Server(handler, port=0) as s: ...
     """
+
+    _handler_callers = (Conn.answer_with_handler.__code__,)
 
     def _build_core(self, listening):
         return Core(self.config, listening, self._dispatch(), list(self._static_routes.values()))
