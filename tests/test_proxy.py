@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 
@@ -243,84 +242,6 @@ def test_asgi_scope_behind_a_trusted_peer_and_an_untrusted_one(asgi_server):
 
 
 # -- nginx in front ----------------------------------------------------------------------------------
-
-NGINX = shutil.which("nginx") or next((path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def nginx():
-    """start(upstream) -> the port of an nginx (foreground, one process, files in a temp dir) that
-    proxies to `upstream` ("127.0.0.1:PORT" or "unix:/path") the way README's Deploying section
-    says: keep-alive upstream, X-Forwarded-For appended, X-Forwarded-Proto set (to https, as a
-    TLS-terminating nginx would), Host passed on and X-Forwarded-Host set from it."""
-    if NGINX is None:
-        pytest.skip("nginx is not installed")
-    directory = tempfile.mkdtemp(prefix="fastcore-nginx-")
-    processes = []
-
-    def start(upstream):
-        port = free_port()
-        config = os.path.join(directory, f"nginx-{port}.conf")
-        with open(config, "w") as file:
-            file.write(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {directory}/error.log warn;
-pid {directory}/nginx-{port}.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    upstream app {{ server {upstream}; keepalive 8; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host $http_host;
-        }}
-    }}
-}}
-""")
-        process = subprocess.Popen([NGINX, "-c", config, "-p", directory], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-        processes.append(process)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return port
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"nginx did not start: {process.stderr.read().decode()}")
-                time.sleep(0.02)
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        process.stderr.close()
-    shutil.rmtree(directory, ignore_errors=True)
-
 
 def request_from(source, port, headers):
     """A GET to 127.0.0.1:port from the address `source` (127.0.0.2: an untrusted client)."""
