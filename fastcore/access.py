@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import stat
+import threading
 import time
 
 from ._core import FileWrapper, Response
@@ -30,6 +31,48 @@ from ._core import FileWrapper, Response
 log = logging.getLogger("fastcore.access")
 
 FORMAT = '%s - - [%s] "%s %s HTTP/%s" %s %s %dus'
+CORE_FORMAT = '%s - - [%s] "%s" %s %s %dus'         # the pure engine's own responses (pyext/access.pxi)
+RAW_LINE_MAX = 256                                  # bytes of an unparsed request line that are logged
+# How often the lines of the responses the compiled core writes itself are taken and logged.
+CORE_LINES_INTERVAL = 0.2
+
+
+def raw_request_line(data):
+    """An unparsed request's first line, safe to log: up to its first CR or LF, bytes outside
+    printable ASCII (and '"', '\\') as '?'; "-" when empty (pyext/access.pxi does the same)."""
+    line = data.split(b"\r", 1)[0].split(b"\n", 1)[0][:RAW_LINE_MAX]
+    text = "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else "?" for c in line)
+    return text or "-"
+
+
+class CoreAccessLines:
+    """The access lines of the responses the compiled core writes itself (static routes, its 404,
+    protocol errors: pyext/access.pxi), taken from its workers every CORE_LINES_INTERVAL seconds by
+    a thread of their own and written on the "fastcore.access" logger; stop() takes the last ones."""
+
+    def __init__(self, core, name):
+        self._core = core
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(CORE_LINES_INTERVAL):
+            self.flush()
+
+    def flush(self):
+        lines = self._core.take_access_lines()
+        for line in lines.decode("latin-1").splitlines():
+            log.info("%s", line)
+
+    def stop(self):
+        """After the workers have returned: the thread ends and the last lines are logged."""
+        self._stop.set()
+        self._thread.join(5)
+        self.flush()
 
 _clf_cache = (None, "")
 

@@ -155,6 +155,7 @@ class Server:
         self._exhaustion_logged_at = float("-inf")
         self._requests_cut = False              # the last stop closed connections it had not finished
         self._watchdog = None                   # config.timeout > 0: the HandlerWatchdog of this start
+        self._core_access_lines = None          # config.access_log: access.CoreAccessLines of this start
         self._on_handler_timeout = None         # called after a hung handler is reported (supervisor)
 
     @classmethod
@@ -261,6 +262,8 @@ class Server:
             for thread in self._handlers.threads + self._worker_threads:
                 thread.start()
             self._listener_thread.start()
+            if self.config.access_log:              # the lines of the core's own responses
+                self._core_access_lines = access.CoreAccessLines(core, f"fastcore-access:{self.port}").start()
             if self.config.timeout > 0 and self.handler is not None:
                 handlers = self._handlers
                 workers = self._worker_threads
@@ -310,6 +313,9 @@ class Server:
             handlers_left = self._handlers.join(min(self._join_deadline, graceful_deadline + HANDLER_THREADS_GRACE))
             stuck = [thread.name for thread in self._worker_threads if thread.is_alive()]
             stuck += self._core_stopped(core, graceful_deadline)
+            if self._core_access_lines is not None:
+                self._core_access_lines.stop()
+                self._core_access_lines = None
             stats = core.stats()
             cut, overran = stats.get("requests_cut_at_stop", 0), stats.get("handlers_past_deadline", 0)
             if cut or overran or handlers_left:

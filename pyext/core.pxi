@@ -105,6 +105,7 @@ cdef class Core:
             raise MemoryError()
         self.state.handler_threads = handler_threads
         self.state.python_off_workers = handler_threads > 0 or self.asgi is not None
+        self.state.access_log = config.access_log
         if self.asgi is not None:
             if handler_threads:
                 raise ConfigError("an ASGI app runs on its event loop: handler_threads must be 0")
@@ -133,6 +134,7 @@ cdef class Core:
             if worker.epoll_fd < 0 or worker.wake_fd < 0 or worker.flush_after_python == NULL:
                 raise OSError(errno, "cannot create a worker's epoll set")
             pthread_mutex_init(&worker.inbox_lock, NULL)
+            pthread_mutex_init(&worker.access_lock, NULL)
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
@@ -235,6 +237,25 @@ cdef class Core:
         for task in list(self.asgi_tasks or ()):
             task.cancel()
 
+    def take_access_lines(self):
+        """The access lines of the responses the workers wrote themselves since the last call
+        (access.pxi), as bytes: one line per response, each ending in a newline."""
+        cdef int i
+        cdef Buffer taken
+        parts = []
+        if self.workers == NULL:
+            return b""
+        for i in range(self.state.worker_count):
+            with nogil:
+                pthread_mutex_lock(&self.workers[i].access_lock)
+                taken = self.workers[i].access_lines
+                memset(&self.workers[i].access_lines, 0, sizeof(Buffer))
+                pthread_mutex_unlock(&self.workers[i].access_lock)
+            if buffer_length(&taken):
+                parts.append(PyBytes_FromStringAndSize(taken.data + taken.start, buffer_length(&taken)))
+            buffer_release(&taken)
+        return b"".join(parts)
+
     def stop_handlers(self):
         """Let the handler threads return once the bridge is empty: after the workers have returned."""
         bridge_stop(&self.state.bridge)
@@ -273,6 +294,8 @@ cdef class Core:
                 worker_close_all_connections(&self.workers[i], True)
                 release_parked_bodies(&self.workers[i])
                 pthread_mutex_destroy(&self.workers[i].inbox_lock)
+                pthread_mutex_destroy(&self.workers[i].access_lock)
+                buffer_release(&self.workers[i].access_lines)
                 buffer_bin_empty(&self.workers[i].input_bin)
                 buffer_bin_empty(&self.workers[i].output_bin)
                 free(self.workers[i].parked_bodies)

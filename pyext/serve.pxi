@@ -42,6 +42,7 @@ cdef ServeResult fail_request(Worker* worker, Conn* conn, int status) noexcept n
     """Answer a protocol error with its status and close: the stream cannot be trusted after it."""
     conn_close_after(conn, CLOSE_LINGERING)
     append_error_response(worker, conn, status)
+    access_log_error_response(worker, conn, status)
     conn_transition(worker, conn, EVENT_ANSWERED)
     return SERVE_CLOSE
 
@@ -74,6 +75,8 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             if available == 0 or (available == 1 and conn.scan.position == 0
                                   and conn.input.data[conn.input.start] == 13):
                 return SERVE_DONE                       # nothing yet, or a CR whose LF is still coming
+            if conn.scan.position == 0:
+                access_log_request_started(worker, conn)
             result = head_scan(conn.input.data + conn.input.start, available, &conn.scan, &server.limits)
             if result == PARSE_NEED_MORE:
                 return SERVE_DONE
@@ -117,10 +120,13 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
         route = conn_static_route(worker, conn)
         if route != NULL:
             append_static_response(worker, conn, route, head_only)
+            if server.access_log:
+                access_log_core_response(worker, conn, route.status, 0 if head_only else route.body_length)
         elif server.has_python_handler:
             return SERVE_NEEDS_PYTHON
         else:
             append_error_response(worker, conn, 404)
+            access_log_error_response(worker, conn, 404)
         conn_transition(worker, conn, EVENT_ANSWERED)
         finish_request(conn, conn.request.request_length)
 

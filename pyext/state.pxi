@@ -155,6 +155,7 @@ cdef struct Conn:
     Worker* home                      # the I/O worker it lives in (handler threads hand it back there)
     bint stream_chunked               # chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0)
     int64_t stream_remaining          # bytes still owed under a handler-declared Content-Length, or -1
+    long long request_started_us      # access log: when the current request's first byte was seen
     long long bytes_in                # bytes received on this connection (the body rate's measure)
     long long body_bytes_base         # bytes_in less the current body's bytes: bytes_in - this = its bytes so far
     long long body_started_ms         # when the current body's rate clock started (timers.pxi)
@@ -175,6 +176,7 @@ cdef struct ServerState:
     ConnQueue queue
     Bridge bridge
     int handler_threads               # 0: inline (each I/O worker runs its own Python batch)
+    bint access_log                   # log the responses the core writes itself (access.pxi)
     bint python_off_workers           # handler threads or an ASGI event loop take requests through
                                       #   the bridge; the I/O workers never take the GIL
     Limits limits
@@ -242,4 +244,8 @@ cdef struct Worker:
     Conn* inbox_first                 #   (bridge.pxi), drained when wake_fd fires
     Conn* inbox_last
     long long gil_batches             # atomic: times this thread took the GIL for a batch
+    pthread_mutex_t access_lock       # access log (access.pxi): lines of the core's own responses,
+    Buffer access_lines               #   taken by a Python thread (Core.take_access_lines)
+    time_t access_second              # the second access_time was formatted for
+    char access_time[40]              # "01/Dec/2026:15:27:44 +0000"
     epoll_event events[EPOLL_BATCH]

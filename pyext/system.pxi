@@ -197,6 +197,11 @@ cdef extern from *:
     static const int fc_debug_build = 0;
     #endif
     /* Monotonic milliseconds, for deadlines. */
+    static inline long long fc_now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    }
     static inline long long fc_now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -213,6 +218,7 @@ cdef extern from *:
     void fc_counter_add(long long* p, long long v) nogil
     void fc_count_add(size_t* p, long long v) nogil
     long long fc_now_ms() nogil
+    long long fc_now_us() nogil
     enum:
         FC_LIVE_CONNECTIONS
         FC_LIVE_BUFFERS

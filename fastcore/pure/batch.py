@@ -74,6 +74,7 @@ class HandlerContext:
         # leaves the epoll set and comes back through the inbox.
         self.python_elsewhere = core.handler_threads > 0 or core.asgi is not None
         self.serves_python = core.handler is not None or core.asgi is not None
+        self.access_log = core.access_log
         self.limits = core.limits
         self.proxies = core.proxies                         # fastcore.proxy.TrustedProxies, or None
         self.body_buffer_size = core.body_buffer_size

@@ -21,7 +21,9 @@ import collections
 import os
 import select
 import socket
+import time
 
+from .. import access
 from .._core import RequestBodyError
 from . import protocol, response, timers
 from .parser import Reject, RequestParser
@@ -53,7 +55,7 @@ class Conn:
                  "continue_deferred", "serving_paused", "timer_kind", "home", "with_handler_thread",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining",
-                 "bytes_in", "body_bytes_base", "body_started")
+                 "bytes_in", "body_bytes_base", "body_started", "request_started")
 
     def __init__(self, worker, sock, peer):
         self.worker = worker                # the I/O worker, or a handler thread's context while it has it
@@ -85,6 +87,7 @@ class Conn:
         self.bytes_in = 0                   # bytes received on this connection (the body rate's measure)
         self.body_bytes_base = 0            # bytes_in less the current body's bytes so far
         self.body_started = 0.0             # when the current body's rate clock started (timers.py)
+        self.request_started = 0.0          # access log: when the current head's first byte was seen
 
     def write(self, data):
         self.out.append(data)
@@ -106,6 +109,8 @@ class Conn:
                 return SERVE_DONE                       # the output goes out first (protocol.py)
             try:
                 if not self.head_complete:
+                    if not self.request_started and worker.access_log and parser.inbuf:
+                        self.request_started = time.perf_counter()
                     message = parser.parse_head()
                     if message is None:
                         return SERVE_DONE
@@ -128,10 +133,13 @@ class Conn:
             route = worker.static_route(message)
             if route is not None:
                 response.append_static_response(self, route, message.is_head)
+                if worker.access_log:
+                    self.log_core_response(route[2], 0 if message.is_head else len(route[1]))   # (head, body, status)
             elif worker.serves_python:
                 return SERVE_NEEDS_PYTHON
             else:
                 response.append_error_response(self, 404, message.is_head)
+                self.log_error_response(404, message.is_head)
             transition(self, ANSWERED)
             self.finish_request()
 
@@ -175,14 +183,35 @@ class Conn:
             head_only = message is not None and message.is_head
         close_after(self, CLOSE_LINGERING)
         response.append_error_response(self, status, head_only)
+        self.log_error_response(status, head_only)
         transition(self, ANSWERED)
         return SERVE_CLOSE
+
+    def log_error_response(self, status, head_only):
+        if self.worker.access_log:
+            self.log_core_response(status, 0 if head_only else len(response.ERROR_REASONS.get(status, b"Error")) + 1)
+
+    def log_core_response(self, status, body_bytes):
+        """The access line of a response the engine wrote itself (pyext/access.pxi's twin): static
+        routes, the 404 without a handler, protocol errors."""
+        message = self.parser.message
+        if message is not None:
+            head = message.head
+            request = "%s %s HTTP/1.%d" % (head[:message.method_end].decode("latin-1"),
+                                           head[message.target_start:message.target_end].decode("latin-1"),
+                                           message.version_minor)
+        else:
+            request = access.raw_request_line(bytes(self.parser.inbuf[:access.RAW_LINE_MAX]))
+        elapsed = int((time.perf_counter() - self.request_started) * 1_000_000) if self.request_started else 0
+        access.log.info(access.CORE_FORMAT, self.peer[0] if isinstance(self.peer, tuple) else "-",
+                        access.clf_time(time.time()), request, status, body_bytes or "-", elapsed)
 
     def finish_request(self):
         """The current request is answered: get ready for the next one."""
         self.head_complete = False
         self.body_streamed = False
         self.continue_deferred = False
+        self.request_started = 0.0
         self.parser.next_message()
 
     # -- the handler (called from the worker's batch) ------------------------------------------------

@@ -46,6 +46,7 @@ class Core:
         self.proxies = trusted_proxies(config.forwarded_allow_ips)
         self.body_buffer_size = config.body_buffer_size if config.body_buffer_size > 0 else config.max_body_size
         self.python_batch = config.python_batch
+        self.access_log = config.access_log             # log the responses the engine writes itself
         self.max_connections = config.max_connections
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout
@@ -151,6 +152,10 @@ class Core:
     def open_connections(self):
         opened = self.listener.opened if self.listener is not None else 0
         return opened - sum(worker.closed_count for worker in self.workers)
+
+    def take_access_lines(self):
+        """(Core.take_access_lines) The pure engine logs its own responses as it writes them."""
+        return b""
 
     def debug_counters(self):
         """Counts that must be zero once the server has stopped (tests/conftest.py checks them, as
