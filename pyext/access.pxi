@@ -10,6 +10,12 @@
 # Core.take_access_lines() and writes each on the "fastcore.access" logger, so the logging
 # configuration decides where they go, and no worker waits for the GIL or for a terminal.
 #
+# Memory stays bounded: a worker holds at most ACCESS_LINES_MAX bytes of lines. When the logger does
+# not keep up (a Python logging call costs far more than a static route's answer), the worker waits
+# for it to take them, as nginx waits for its log file: the log costs throughput, never lines. A
+# logger that takes nothing for ACCESS_WAIT_MS (stuck, or gone) makes it drop the line instead,
+# counted in stats()["access_lines_dropped"].
+#
 # A line needs when its request began: conn.request_started_us, set when the first byte of a head
 # is seen (only with access_log on: one clock read per request). The request line of a head that
 # could not be parsed is what the client sent up to its first CR or LF, with bytes outside printable
@@ -25,6 +31,8 @@ cdef extern from "<stdio.h>" nogil:
 cdef enum:
     ACCESS_LINE_MAX = 1536            # a longer request target is cut to fit
     ACCESS_REQUEST_MAX = 768          # of which the request line
+    ACCESS_LINES_MAX = 4194304        # bytes of lines a worker holds before it waits for the logger
+    ACCESS_WAIT_MS = 1000             # how long it waits at most; then the line is dropped (counted)
     ACCESS_RAW_LINE_MAX = 256         # bytes of an unparsed request line that are logged
 
 
@@ -98,7 +106,11 @@ cdef void access_log_core_response(Worker* worker, Conn* conn, int status, size_
         length = sizeof(line) - 1
         line[length - 1] = 10
     pthread_mutex_lock(&worker.access_lock)
-    buffer_append(&worker.access_lines, line, <size_t>length)       # out of memory: the line is lost
+    if buffer_length(&worker.access_lines) + <size_t>length > ACCESS_LINES_MAX:
+        fc_cond_wait_ms(&worker.access_taken, &worker.access_lock, ACCESS_WAIT_MS)    # as nginx waits for its file
+    if (buffer_length(&worker.access_lines) + <size_t>length > ACCESS_LINES_MAX
+            or buffer_append(&worker.access_lines, line, <size_t>length) != 0):
+        fc_atomic_add64(&worker.server.access_lines_dropped, 1)     # the logger is gone or stuck
     pthread_mutex_unlock(&worker.access_lock)
 
 

@@ -135,6 +135,7 @@ cdef class Core:
                 raise OSError(errno, "cannot create a worker's epoll set")
             pthread_mutex_init(&worker.inbox_lock, NULL)
             pthread_mutex_init(&worker.access_lock, NULL)
+            pthread_cond_init(&worker.access_taken, NULL)
             event.events = EPOLLIN
             event.data.ptr = NULL                       # NULL marks the wake-up eventfd
             epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, worker.wake_fd, &event)
@@ -250,6 +251,7 @@ cdef class Core:
                 pthread_mutex_lock(&self.workers[i].access_lock)
                 taken = self.workers[i].access_lines
                 memset(&self.workers[i].access_lines, 0, sizeof(Buffer))
+                pthread_cond_signal(&self.workers[i].access_taken)
                 pthread_mutex_unlock(&self.workers[i].access_lock)
             if buffer_length(&taken):
                 parts.append(PyBytes_FromStringAndSize(taken.data + taken.start, buffer_length(&taken)))
@@ -295,6 +297,7 @@ cdef class Core:
                 release_parked_bodies(&self.workers[i])
                 pthread_mutex_destroy(&self.workers[i].inbox_lock)
                 pthread_mutex_destroy(&self.workers[i].access_lock)
+                pthread_cond_destroy(&self.workers[i].access_taken)
                 buffer_release(&self.workers[i].access_lines)
                 buffer_bin_empty(&self.workers[i].input_bin)
                 buffer_bin_empty(&self.workers[i].output_bin)
@@ -389,6 +392,7 @@ cdef class Core:
             "queue_expired": fc_atomic_load64(&self.state.queue_expired),
             "open_connections": fc_atomic_load64(&self.state.open_connections),
             "accept_pauses": fc_atomic_load64(&self.state.accept_pauses),
+            "access_lines_dropped": fc_atomic_load64(&self.state.access_lines_dropped),
             "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),
             "accept_exhaustion_errno": fc_atomic_load(&self.state.accept_exhaustion_errno),
         }

@@ -210,6 +210,7 @@ cdef struct ServerState:
     long long body_timeouts           # atomic: 408s for a body with no byte within body_timeout
     long long body_rate_timeouts      # atomic: 408s for a body slower than body_min_rate
     long long queue_expired           # atomic: connections that waited in the queue past header_timeout (closed unread)
+    long long access_lines_dropped    # atomic: access lines lost because the logger fell behind (access.pxi)
     long long accept_pauses           # atomic: times accepting stopped for ACCEPT_PAUSE_MS (out of fds or memory)
     long long accept_exhaustions      # atomic: episodes of those pauses (listener.pxi); Python logs each
     int accept_exhaustion_errno       # atomic: the errno of the latest pause (EMFILE, ENFILE, ENOBUFS, ENOMEM)
@@ -245,7 +246,8 @@ cdef struct Worker:
     Conn* inbox_last
     long long gil_batches             # atomic: times this thread took the GIL for a batch
     pthread_mutex_t access_lock       # access log (access.pxi): lines of the core's own responses,
-    Buffer access_lines               #   taken by a Python thread (Core.take_access_lines)
+    Buffer access_lines               #   taken by a Python thread (Core.take_access_lines), which
+    pthread_cond_t access_taken       #   signals this when it took them
     time_t access_second              # the second access_time was formatted for
     char access_time[40]              # "01/Dec/2026:15:27:44 +0000"
     epoll_event events[EPOLL_BATCH]

@@ -197,6 +197,15 @@ cdef extern from *:
     static const int fc_debug_build = 0;
     #endif
     /* Monotonic milliseconds, for deadlines. */
+    /* pthread_cond_timedwait with a relative bound in milliseconds (its deadline is CLOCK_REALTIME). */
+    static inline int fc_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mutex, long ms) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec += 1; ts.tv_nsec -= 1000000000L; }
+        return pthread_cond_timedwait(cond, mutex, &ts);
+    }
     static inline long long fc_now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -219,6 +228,7 @@ cdef extern from *:
     void fc_count_add(size_t* p, long long v) nogil
     long long fc_now_ms() nogil
     long long fc_now_us() nogil
+    int fc_cond_wait_ms(pthread_cond_t* cond, pthread_mutex_t* mutex, long ms) nogil
     enum:
         FC_LIVE_CONNECTIONS
         FC_LIVE_BUFFERS

@@ -198,6 +198,7 @@ class Core:
             "queue_expired": sum(worker.queue_expired for worker in self.workers),
             "open_connections": self.open_connections(),
             "accept_pauses": listener.accept_pauses,
+            "access_lines_dropped": 0,                  # it logs each line as it writes it
             "accept_exhaustions": listener.accept_exhaustions,
             "accept_exhaustion_errno": listener.accept_exhaustion_errno,
         }
