@@ -22,8 +22,8 @@ def access_lines():
 
     class Collect(logging.Handler):
         def emit(self, record):
-            with lock:
-                lines.append(record.getMessage())
+            with lock:                  # the core's lines come several to a record
+                lines.extend(record.getMessage().split("\n"))
 
     logger = logging.getLogger("fastcore.access")
     handler, previous = Collect(), logger.level
