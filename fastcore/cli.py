@@ -489,8 +489,8 @@ def apply_log_config(config, level_given=False):
 
 def configure_logging(config):
     """fastcore's log lines (the "fastcore" logger and those below it) to stderr at
-    config.log_level; with access_log, the access lines go to stdout through a queue and a
-    listener thread, so workers never wait for the terminal. Returns the QueueListener (to stop)
+    config.log_level; with access_log, the access lines go to stdout (or config.access_log_file)
+    through a queue and a listener thread, so workers never wait for the terminal. Returns the QueueListener (to stop)
     or None.
 
     Only fastcore's loggers are configured, never the root logger: an app that configures its own
@@ -523,7 +523,10 @@ def configure_logging(config):
     access_logger.propagate = False
     records = queue.SimpleQueue()
     access_logger.addHandler(logging.handlers.QueueHandler(records))
-    output = logging.StreamHandler(sys.stdout)
+    if config.access_log_file == "-":
+        output = logging.StreamHandler(sys.stdout)
+    else:
+        output = logging.FileHandler(config.access_log_file, encoding="utf-8")     # appends
     output.setFormatter(logging.Formatter("%(message)s"))
     listener = logging.handlers.QueueListener(records, output)
     listener.start()

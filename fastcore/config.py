@@ -71,6 +71,7 @@ class ServerOptions(TypedDict, total=False):
     lifespan: str
     loop: str
     access_log: bool
+    access_log_file: str
     log_level: str
     log_config: str
 
@@ -132,6 +133,8 @@ class ServerConfig:
                             "after the last request (auto: when the app supports it; on: it must; off)")
     loop: str = _option("auto", "ASGI: the event loop (auto: uvloop when installed, else asyncio; asyncio; uvloop)")
     access_log: bool = _option(False, "log every response on the fastcore.access logger (gunicorn-like format)")
+    access_log_file: str = _option("-", "command line: where --access-log writes its lines: - (stdout) or a "
+                                        "file, appended to")
     log_level: str = _option("info", "command line: level of fastcore's loggers, printed to stderr; the "
                              "app's own logging is left as the app configures it "
                              "(critical, error, warning, info, debug)")

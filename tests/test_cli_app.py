@@ -278,6 +278,20 @@ def test_access_log_on_stdout(serve):
     assert served.stop()[0] == 0
 
 
+def test_access_log_to_a_file_with_the_core_s_own_responses(serve, tmp_path):
+    log_file = tmp_path / "access.log"
+    served = serve("userapp:app", "--port", "0", "--access-log", "--access-log-file", str(log_file),
+                   "--max-body-size", "10")
+    assert served.get("/to-file")[0] == 200
+    with socket.create_connection(("127.0.0.1", served.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 413")
+    assert served.stop()[0] == 0                # the last lines are written at the stop
+    lines = log_file.read_text().splitlines()
+    assert any('"GET /to-file HTTP/1.1" 200' in line for line in lines), lines
+    assert any('"POST /big HTTP/1.1" 413' in line for line in lines), lines
+
+
 def test_access_log_from_the_environment_and_off_by_default(serve):
     served = serve("userapp:app", "--port", "0", env=environment(FASTCORE_ACCESS_LOG="yes"))
     assert served.get("/env")[0] == 200
