@@ -206,7 +206,8 @@ def not_applicable(name, scenario):
         return why
     interface = SCENARIOS[scenario].get("interface")
     if interface and launchers.INTERFACES[name] != interface:
-        return f"a {interface.upper()} app; this server runs {launchers.INTERFACES[name]} apps"
+        article = "an" if interface == "asgi" else "a"
+        return f"{article} {interface.upper()} app; this server runs {launchers.INTERFACES[name]} apps"
     if name == "nginx" and scenario == "echo4k" and not launchers.nginx_has_echo():
         return "nginx's echo module is missing: `apt-get install -y libnginx-mod-http-echo`"
     return None
