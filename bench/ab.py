@@ -35,7 +35,7 @@ import time
 
 LABELS = ("A", "B")
 WORKTREE = "WORKTREE"
-AB_SERVERS = ["fastcore-static", "fastcore-native", "fastcore-wsgi", "fastcore-native-threads",
+AB_SERVERS = ["fastcore-static", "fastcore-native", "fastcore-wsgi", "fastcore-asgi", "fastcore-native-threads",
               "fastcore-wsgi-threads", "pure-native", "pure-wsgi"]
 AB_DEFAULT_SERVERS = ["fastcore-static", "fastcore-native", "fastcore-wsgi"]
 AB_DEFAULT_SCENARIOS = ["keepalive", "pipelined", "close"]

@@ -66,6 +66,15 @@ SCENARIOS = {
     "blocking64": {"path": "/blocking", "connections": 64,
                    "desc": "GET /blocking on 64 keep-alive connections: the blocking app with more clients than "
                            "any server has threads (issue 13 measures c12 and c64)"},
+    "flask": {"path": apps.REAL_APPS["flask"][1], "interface": "wsgi",
+              "desc": "a Flask app: GET " + apps.REAL_APPS["flask"][1] + " (JSON; path parameter and query "
+                      "string) on {c} keep-alive connections (bench/apps.py)"},
+    "django": {"path": apps.REAL_APPS["django"][1], "interface": "wsgi",
+               "desc": "a Django view rendering a small template: GET " + apps.REAL_APPS["django"][1]
+                       + " on {c} keep-alive connections (bench/apps.py)"},
+    "fastapi": {"path": apps.REAL_APPS["fastapi"][1], "interface": "asgi",
+                "desc": "a FastAPI route: GET " + apps.REAL_APPS["fastapi"][1] + " (JSON; path parameter) "
+                        "on {c} keep-alive connections (bench/apps.py)"},
     "idle": {"desc": "RSS of the server with {idle:,} idle keep-alive connections (one request each) "
                      "minus its RSS idle, divided by the connections held"},
 }
@@ -195,6 +204,10 @@ def not_applicable(name, scenario):
     why = launchers.SERVERS[name][4].get(scenario)
     if why:
         return why
+    interface = SCENARIOS[scenario].get("interface")
+    if interface and launchers.INTERFACES[name] != interface:
+        article = "an" if interface == "asgi" else "a"
+        return f"{article} {interface.upper()} app; this server runs {launchers.INTERFACES[name]} apps"
     if name == "nginx" and scenario == "echo4k" and not launchers.nginx_has_echo():
         return "nginx's echo module is missing: `apt-get install -y libnginx-mod-http-echo`"
     return None
@@ -448,6 +461,9 @@ def scenario_probes(scenario, depth):
         return [("POST /echo 4 KiB", {"method": "POST", "path": "/echo", "body": body, "expect": body})]
     if scenario == "big64k":
         return [("GET /big", {"path": "/big", "expect": apps.BIG})]
+    if scenario in apps.REAL_APPS:
+        _, target, expected = apps.REAL_APPS[scenario]
+        return [(f"GET {target}", {"path": target, "expect": expected})]
     return [("GET /", {})]
 
 

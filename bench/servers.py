@@ -153,6 +153,12 @@ def run_fastcore_wsgi(args):
     _serve(fastcore.WSGIServer(apps.wsgi_app, **_fastcore_config(args)))
 
 
+def run_fastcore_asgi(args):
+    import fastcore
+    # lifespan off, as uvicorn runs here: the apps need no startup
+    _serve(fastcore.ASGIServer(apps.asgi_app, lifespan="off", **_fastcore_config(args)))
+
+
 def run_fastcore_native_threads(args):
     import fastcore
     _serve(fastcore.Server(apps.make_native_handler(fastcore.Response), handler_threads=FASTCORE_HANDLER_THREADS,
@@ -370,6 +376,14 @@ def run_granian(args):
                              "--log-level", "warning", "--working-dir", ROOT, "bench.apps:wsgi_app"])
 
 
+def run_granian_asgi(args):
+    # as run_granian, with the ASGI interface (its own event loop; --blocking-threads is WSGI's)
+    _exec_module("granian", ["--interface", "asgi", "--host", "127.0.0.1", "--port", str(args.port),
+                             "--workers", "1", "--backpressure", str(args.max_connections), "--http", "1",
+                             "--no-ws", "--backlog", "1024", "--http1-header-read-timeout", "60000",
+                             "--log-level", "warning", "--working-dir", ROOT, "bench.apps:asgi_app"])
+
+
 def run_bjoern(args):
     import bjoern
     bjoern.listen(apps.wsgi_app, "127.0.0.1", args.port, listen_backlog=1024)
@@ -438,6 +452,8 @@ SERVERS = {
                         "fastcore.Server, native Python handler (request -> Response); threads=T", {}),
     "fastcore-wsgi": (run_fastcore_wsgi, ["fastcore._core"], FASTCORE_HINT,
                       "fastcore.WSGIServer, WSGI hello app; threads=T", {}),
+    "fastcore-asgi": (run_fastcore_asgi, ["fastcore._core"], FASTCORE_HINT,
+                      "fastcore.ASGIServer, ASGI hello app on its event loop (lifespan off); threads=T", {}),
     "fastcore-native-threads": (run_fastcore_native_threads, ["fastcore._core"], FASTCORE_HINT,
                                 f"fastcore.Server, native handler on {FASTCORE_HANDLER_THREADS} handler threads "
                                 "(handler_threads); threads=T", {}),
@@ -454,6 +470,9 @@ SERVERS = {
               "nginx, 1 worker, master_process off, `return 200`; /big a file (sendfile), /echo the echo module", {}),
     "granian": (run_granian, ["granian"], f"install it with `pip install granian` (or `{BENCH_EXTRA_HINT}`)",
                 f"granian --interface wsgi, 1 worker, HTTP/1, {GRANIAN_BLOCKING_THREADS} blocking thread(s)", {}),
+    "granian-asgi": (run_granian_asgi, ["granian"],
+                     f"install it with `pip install granian` (or `{BENCH_EXTRA_HINT}`)",
+                     "granian --interface asgi, 1 worker, HTTP/1, ASGI hello app", {}),
     "bjoern": (run_bjoern, ["bjoern"],
                f"install it with `apt-get install -y libev-dev && pip install bjoern` (or `{BENCH_EXTRA_HINT}`)",
                "bjoern (libev, single thread), WSGI", {}),
@@ -465,6 +484,14 @@ SERVERS = {
                 f"install it with `pip install uvicorn httptools uvloop` (or `{BENCH_EXTRA_HINT}`)",
                 f"uvicorn, 1 worker, httptools parser, {UVICORN_LOOP} loop, ASGI hello app", {}),
 }
+
+
+# The application interface each server runs bench/apps.py through: a real-app scenario
+# (bench/run.py, apps.REAL_APPS) applies to the servers of its interface only.
+INTERFACES = {name: "asgi" if name in ("fastcore-asgi", "granian-asgi", "uvicorn")
+              else "wsgi" if name in ("fastcore-wsgi", "fastcore-wsgi-threads", "pure-wsgi", "granian",
+                                      "bjoern", "gunicorn", "waitress")
+              else "native" for name in SERVERS}
 
 
 def which_fastcore(pure=False):

@@ -11,6 +11,13 @@ the first of these that applies:
 4. TCP on host:port: IPv4, IPv6 (a host with ':'), or both for "::" where the system allows
    dual-stack sockets; `reuse_port` sets SO_REUSEPORT.
 
+A TCP socket we create gets TCP_DEFER_ACCEPT (Linux; nginx's `listen ... deferred`): the kernel
+hands a connection to accept() only once its first bytes have arrived, so the worker's first
+read finds the request and a connection answered at once never enters an epoll set. A client
+that connects and sends later is accepted when it sends; one that sends nothing is accepted
+after about DEFER_ACCEPT_SECONDS anyway (the kernel's SYN-ACK retransmission), and its
+header_timeout runs from then. A socket someone else made (systemd, --fd) is left as it is.
+
 The core needs nothing but a listening stream socket; what kind it is only matters here and for
 describing it. A leaf module next to config.
 """
@@ -20,6 +27,7 @@ import socket
 import stat
 
 SD_LISTEN_FDS_START = 3
+DEFER_ACCEPT_SECONDS = 1          # the shortest: one SYN-ACK retransmission (as nginx's `deferred`)
 
 # Unix socket files this process created (and so removes on close). An adopted socket (systemd,
 # --fd) or one inherited by a forked child belongs to someone else: its file stays.
@@ -86,6 +94,17 @@ def _tcp_socket(host, port, backlog, reuse_port):
     return socket.create_server(address, family=family, backlog=backlog, reuse_port=reuse_port)
 
 
+def _defer_accept(sock):
+    """TCP_DEFER_ACCEPT where the system has it (see the top of this module)."""
+    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if option is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT_SECONDS)
+        except OSError:
+            pass
+    return sock
+
+
 def open_listening_socket(config):
     activated = systemd_listen_fd()
     if activated is not None:
@@ -95,7 +114,7 @@ def open_listening_socket(config):
     elif config.uds:
         sock = _unix_socket(config.uds, config.uds_mode, config.backlog)
     else:
-        sock = _tcp_socket(config.host, config.port, config.backlog, config.reuse_port)
+        sock = _defer_accept(_tcp_socket(config.host, config.port, config.backlog, config.reuse_port))
     sock.setblocking(False)
     return sock
 

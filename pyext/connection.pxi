@@ -212,6 +212,8 @@ cdef void conn_on_readable(Worker* worker, Conn* conn) noexcept nogil:
         conn.peer_closed = True
     elif errno == EAGAIN or errno == EINTR:
         buffer_release_if_empty(&conn.input)
+        if conn_watch(worker, conn) != 0:              # adopted before its request came (protocol.pxi (3))
+            conn_close(worker, conn)
         return
     else:
         conn.peer_closed = True
@@ -298,8 +300,9 @@ cdef int conn_receive_blocking(Worker* worker, Conn* conn, int timeout_ms) noexc
 
 
 cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogil:
-    """Take a freshly accepted socket into this worker's epoll set and try reading at once: the
-    client usually sent its request right after connecting, so this saves an epoll round.
+    """Take a freshly accepted socket into this worker and try reading at once: the client usually
+    sent its request right after connecting, so this saves an epoll round; and it enters the epoll
+    set only if it must wait (protocol.pxi (3)), so one answered and closed now costs no epoll_ctl.
 
     Its first head is due header_timeout after the accept (conn_accepted). One that waited in the
     queue that long (every worker was busy in a handler) is closed unread and counted
@@ -327,14 +330,7 @@ cdef void conn_adopt(Worker* worker, const AcceptedConn* accepted) noexcept nogi
     conn.sendfile_fd = -1
     conn.input.bin = &worker.input_bin            # released blocks stay with the worker for reuse
     conn.output.bin = &worker.output_bin
-    if conn_accepted(worker, conn, accepted.accepted_ms) != 0:     # into the epoll set; the first request is due
-        timer_unlink(worker, conn)
-        close(fd)
-        fc_debug_count(worker.server.debug_counters, FC_OPEN_FDS, -1)
-        fc_atomic_add64(&worker.server.open_connections, -1)
-        fc_debug_count(worker.server.debug_counters, FC_LIVE_CONNECTIONS, -1)
-        free(conn)
-        return
+    conn_accepted(worker, conn, accepted.accepted_ms)  # the first request is due
     conn.next = worker.connections
     if worker.connections != NULL:
         worker.connections.previous = conn

@@ -1,9 +1,11 @@
 # listener.pxi: the listener thread: accept, hand over to the queue, wake a worker.
 #
 # Its epoll set holds the listening socket and a wake-up eventfd (for stop). On readiness it
-# accept4()s until EAGAIN. Each new socket goes on the bounded queue and one worker is woken,
-# preferring one that is idle in epoll_wait, so a worker busy in a slow handler does not collect
-# new connections. A full queue, or `max_connections` already open, means a canned 503 and a
+# accept4()s until EAGAIN. Each new socket goes on the bounded queue, on the account of one worker
+# (preferring one that is idle in epoll_wait, so a worker busy in a slow handler does not collect
+# new connections), which is woken through its eventfd only if it sleeps: one write per sleeping
+# worker per accept batch, none for a worker that is awake and will look at the queue before it
+# sleeps (queue.pxi). A full queue, or `max_connections` already open, means a canned 503 and a
 # close. When the process is out of file descriptors the listening socket is taken out of the epoll set for 100 ms instead of spinning.
 #
 # Descriptor exhaustion is counted, never logged here: this thread holds no GIL and takes none. Each
@@ -55,10 +57,22 @@ cdef void count_accept_pause(ServerState* server, int error) noexcept nogil:
         fc_atomic_add64(&server.accept_exhaustions, 1)
 
 
+cdef void credit_worker(ServerState* server) noexcept nogil:
+    """A connection was queued: put it on a worker's account, and wake that worker if it sleeps.
+    Taking its idle flag (1 -> 0) makes this the one write until it has slept again. The fence
+    pairs with the one in worker_loop: either it sees our push before it sleeps, or we see it
+    idle here."""
+    cdef uint64_t wakeup = 1
+    cdef Worker* worker = choose_worker(server)
+    fc_atomic_add64(&worker.owed, 1)
+    fc_full_fence()
+    if fc_atomic_take(&worker.idle):
+        write(worker.wake_fd, &wakeup, sizeof(wakeup))
+
+
 cdef int accept_ready_connections(ServerState* server) noexcept nogil:
     """Accept until EAGAIN. Returns 0, or -1 when out of descriptors or memory (pause accepting)."""
     cdef int fd
-    cdef uint64_t wakeup = 1
     cdef AcceptedConn accepted
     cdef socklen_t address_length
     while True:
@@ -90,7 +104,7 @@ cdef int accept_ready_connections(ServerState* server) noexcept nogil:
             send_canned_503(server, fd)
             close(fd)
             continue
-        write(choose_worker(server).wake_fd, &wakeup, sizeof(wakeup))
+        credit_worker(server)
 
 
 cdef void listener_set_accepting(ServerState* server, bint accepting) noexcept nogil:

@@ -13,7 +13,7 @@
 #   phase      interest  timer                     waiting for
 #   NEW        -         -                         adoption (calloc'd, not in the epoll set yet)
 #   IDLE       IN        IDLE, re-armed            the first byte of the next request (keep-alive)
-#   HEAD       IN        HEADER, armed once        the rest of a request head: trickling bytes do
+#   HEAD       IN (3)    HEADER, armed once        the rest of a request head: trickling bytes do
 #                                                  not extend its deadline
 #   BODY       IN        BODY, re-armed            more of a request body (re-armed on each read)
 #   HANDLER    IN (1)    none                      the Python handler (queued in the worker's batch)
@@ -30,6 +30,12 @@
 #       while a handler thread has it (bridge.pxi), and comes back in the phase after FLUSHING.
 #   (2) a phase that lasts only within one loop turn: changing epoll or a timer for it would be
 #       undone before epoll_wait could see it.
+#   (3) adoption (conn_accepted) enters HEAD without registering: its first read is tried at once
+#       (the request is usually there already), and a connection answered and closed within that
+#       turn never needs an EPOLL_CTL_ADD, nor the DEL of its close. The first transition into a
+#       phase that waits for the socket registers it (ADD instead of MOD), and conn_watch() does
+#       when that first read finds nothing yet. HANDLER and STREAMING do not register one that
+#       is not in the set: in inline mode their events are ignored anyway.
 #
 # Transitions. Any (phase, event) pair not listed is illegal: conn_transition() leaves the phase
 # as it is and counts it (debug builds), and tests/test_state_machine.py checks every cell.
@@ -137,11 +143,14 @@ cdef inline ConnPhase protocol_next_phase(ConnPhase phase, ConnEvent event) noex
     return <ConnPhase>PHASE_TRANSITIONS[<int>phase][<int>event]
 
 
-cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progressed=False) noexcept nogil:
+cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progressed=False,
+                         bint register=True) noexcept nogil:
     """The only writer of conn.phase: move `conn` along `event` and give it the new phase's epoll
     interest and timer. `progressed` (SENDING only): the client took bytes, so its write deadline
-    starts again. Returns 0; -1 for an illegal event (nothing changes; counted in debug builds);
-    -2 when epoll refused the connection (adoption only: the caller closes it)."""
+    starts again. `register` False (adoption, (3)): leave a connection that is not in the epoll set
+    out of it. Returns 0; -1 for an illegal event (nothing changes; counted in debug builds);
+    -2 when epoll refused to register the connection (it is then left to its phase's timer: the
+    callers of a transition do not close, conn_watch's does)."""
     cdef ConnPhase target = protocol_next_phase(conn.phase, event)
     cdef uint32_t interest
     cdef unsigned char timer
@@ -151,8 +160,11 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
         return -1
     conn.phase = target
     interest = PHASE_INTEREST[<int>target]
-    if (target == PHASE_HANDLER or target == PHASE_STREAMING) and worker.server.python_off_workers:
-        interest = 0                            # a handler thread has it: out of the epoll set (2)
+    if (target == PHASE_HANDLER or target == PHASE_STREAMING) and (worker.server.python_off_workers
+                                                                  or conn.interest == 0):
+        interest = 0                            # a handler thread has it (1), or not in the set yet (3)
+    if not register and conn.interest == 0:
+        interest = INTEREST_KEPT
     if interest == 0 and conn.interest:
         epoll_ctl(worker.epoll_fd, EPOLL_CTL_DEL, conn.fd, NULL)
         fc_debug_count(worker.server.debug_counters, FC_EPOLL_REGISTRATIONS, -1)
@@ -174,13 +186,27 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
     return 0
 
 
-cdef int conn_accepted(Worker* worker, Conn* conn, long long accepted_ms) noexcept nogil:
-    """ACCEPTED, with the head's deadline counted from the accept, not from now (timer_arm_from).
-    Returns as conn_transition."""
-    cdef int result = conn_transition(worker, conn, EVENT_ACCEPTED)
-    if result == 0 and conn.timer_kind == TIMER_HEADER:
+cdef void conn_accepted(Worker* worker, Conn* conn, long long accepted_ms) noexcept nogil:
+    """ACCEPTED, with the head's deadline counted from the accept, not from now (timer_arm_from),
+    and not in the epoll set yet (3): conn_adopt reads at once."""
+    conn_transition(worker, conn, EVENT_ACCEPTED, False, False)
+    if conn.timer_kind == TIMER_HEADER:
         timer_arm_from(worker, conn, TIMER_HEADER, accepted_ms)
-    return result
+
+
+cdef int conn_watch(Worker* worker, Conn* conn) noexcept nogil:
+    """An adopted connection's first read found nothing yet (3): put it in the epoll set with its
+    phase's interest. Returns 0, or -1 when epoll refused it (the caller closes it)."""
+    cdef epoll_event change
+    if conn.interest != 0 or PHASE_INTEREST[<int>conn.phase] == INTEREST_KEPT:
+        return 0
+    change.events = PHASE_INTEREST[<int>conn.phase]
+    change.data.ptr = conn
+    if epoll_ctl(worker.epoll_fd, EPOLL_CTL_ADD, conn.fd, &change) != 0:
+        return -1
+    fc_debug_count(worker.server.debug_counters, FC_EPOLL_REGISTRATIONS, 1)
+    conn.interest = change.events
+    return 0
 
 
 cdef inline void conn_close_after(Conn* conn, ClosePolicy policy) noexcept nogil:

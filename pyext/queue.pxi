@@ -1,13 +1,16 @@
 # queue.pxi: the bounded hand-off of accepted sockets from the listener thread to the workers.
 #
-# A ring of fds under one mutex. The listener pushes and then adds 1 to one worker's eventfd; a
-# woken worker takes up to as many fds as its eventfd counted (stop_workers() also writes to the
-# eventfd, with no fd behind it). Every push adds one wake-up somewhere, and a worker takes from
-# the shared ring whichever fds are first, so it may take one that woke another worker: that one
-# then finds fewer, but no fd is ever left without a wake-up still owed to it. A wake-up may be owed
-# by a worker stuck in a long handler, though: so a worker about to sleep also takes what is left
-# (worker.pxi). A full queue means the workers are not keeping up: the listener refuses the
-# connection instead of growing.
+# A ring of fds under one mutex. The listener pushes, adds 1 to one worker's `owed` count and, only
+# if that worker sleeps in epoll_wait (its idle flag, which the listener takes), writes its eventfd
+# (listener.pxi: credit_worker). A woken worker takes as many fds as it is owed, all at once (fewer
+# when the ring holds fewer: stop_workers(), the bridge and the ASGI loop also write the eventfd,
+# with no fd behind it). A worker takes from the shared ring whichever fds are first, so it may take
+# one owed to another worker: that one then finds fewer, but no fd is ever left without a worker
+# that will look. A worker that is awake is not woken: before it sleeps it marks itself idle, then
+# takes whatever is left in the ring (worker.pxi); a fence on each side makes sure that either it
+# sees the push or the listener sees it idle. That also covers a connection owed to a worker stuck
+# in a long handler: whichever worker goes to sleep first takes it. A full queue means the workers
+# are not keeping up: the listener refuses the connection instead of growing.
 
 cdef int queue_init(ConnQueue* queue, size_t capacity) noexcept nogil:
     queue.fds = <AcceptedConn*>malloc(capacity * sizeof(AcceptedConn))

@@ -220,8 +220,9 @@ cdef struct ServerState:
 cdef struct Worker:
     int index
     int epoll_fd
-    int wake_fd                       # eventfd: the listener adds one per connection queued for us (stop too)
+    int wake_fd                       # eventfd: written when the listener queues for us while we sleep (stop too)
     int idle                          # atomic: 1 while blocked in epoll_wait with no work in hand
+    long long owed                    # atomic: connections queued on our account, not taken yet (queue.pxi)
     int stop_requested                # atomic: graceful stop asked for
     long long stop_deadline_ms        # atomic: force-close everything after this (monotonic ms)
     bint stopping                     # this thread's own copy of stop_requested, once seen

@@ -157,6 +157,12 @@ cdef extern from *:
     static inline long long fc_atomic_load64(const long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void fc_atomic_store64(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+    static inline long long fc_atomic_take64(long long *p) { return __atomic_exchange_n(p, 0, __ATOMIC_ACQ_REL); }
+    static inline int fc_atomic_take(int *p) { return __atomic_exchange_n(p, 0, __ATOMIC_SEQ_CST); }
+    /* Between a store and a load of two different variables that another thread writes and reads
+       the other way round (a worker's idle flag and the queue's length): one of the two threads
+       then sees the other's store. Acquire/release alone allow both to miss. */
+    static inline void fc_full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
     /* A hint read outside the lock that guards the value (the queue's length): no torn read. Its
        writers, under the lock, store it with fc_relaxed_store_size, or the read is a data race. */
     static inline size_t fc_relaxed_load_size(const size_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -222,6 +228,9 @@ cdef extern from *:
     long long fc_atomic_load64(const long long* p) nogil
     void fc_atomic_store64(long long* p, long long v) nogil
     void fc_atomic_add64(long long* p, long long v) nogil
+    long long fc_atomic_take64(long long* p) nogil
+    int fc_atomic_take(int* p) nogil
+    void fc_full_fence() nogil
     size_t fc_relaxed_load_size(const size_t* p) nogil
     void fc_relaxed_store_size(size_t* p, size_t v) nogil
     void fc_counter_add(long long* p, long long v) nogil

@@ -159,6 +159,15 @@ cdef class ProtocolHarness:
             raise OSError(errno, "epoll refused the harness's eventfd")
         return result == 0
 
+    def adopt(self):
+        """What conn_adopt does before its first read (conn_accepted): HEAD, its header timer running,
+        and not in the epoll set yet (protocol.pxi (3))."""
+        conn_accepted(&self.worker, &self.conn, self.worker.now_ms)
+
+    def watch(self):
+        """What the first read does when nothing has come yet (conn_watch); True when registered."""
+        return conn_watch(&self.worker, &self.conn) == 0
+
     def advance(self, long long milliseconds):
         """Move the worker's clock (timer deadlines are computed from it)."""
         self.worker.now_ms += milliseconds

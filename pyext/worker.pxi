@@ -20,10 +20,13 @@
 # connection left, or at the deadline.
 
 cdef void worker_take_queued_connections(Worker* worker) noexcept nogil:
+    """Our eventfd fired: reset it, and take every connection queued on our account (queue.pxi)."""
     cdef uint64_t wakeups = 0
-    if read(worker.wake_fd, &wakeups, sizeof(wakeups)) != sizeof(wakeups):
-        return
-    worker_adopt_from_queue(worker, wakeups)
+    cdef long long owed
+    read(worker.wake_fd, &wakeups, sizeof(wakeups))
+    owed = fc_atomic_take64(&worker.owed)
+    if owed > 0:
+        worker_adopt_from_queue(worker, <uint64_t>owed)
 
 
 cdef void worker_adopt_from_queue(Worker* worker, uint64_t wakeups) noexcept nogil:
@@ -132,12 +135,14 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
                 break
         if worker.python_first == NULL:
             fc_atomic_store(&worker.idle, 1)
-            # A connection accepted while every worker was busy was credited to one of them, maybe
-            # one stuck in a long handler: a worker about to sleep takes whatever still waits in the
-            # queue (after marking itself idle, so the listener credits it from now on), so no
-            # connection waits for another worker's handler. The busy worker's credit then finds
-            # the queue shorter, which is harmless: a take is "up to".
+            fc_full_fence()                             # pairs with credit_worker's (listener.pxi)
+            # The listener wakes only a sleeping worker, so what it queued while we were awake is
+            # ours to look for now; and a connection credited to a worker stuck in a long handler
+            # is taken by whichever worker goes to sleep first (after marking itself idle, so the
+            # listener wakes it from now on). The other worker's credit then finds the queue
+            # shorter, which is harmless: a take is "up to".
             if queue_maybe_nonempty(&worker.server.queue):
+                fc_atomic_take64(&worker.owed)
                 worker_adopt_from_queue(worker, worker.server.queue.capacity)
         ready = epoll_wait(worker.epoll_fd, worker.events, EPOLL_BATCH, worker_wait_ms(worker))
         fc_atomic_store(&worker.idle, 0)

@@ -3,6 +3,7 @@ import http.client
 import json
 import os
 import socket
+import time
 
 import fastcore
 from conftest import ResponseReader, assert_standard_fields, connect, echo_handler
@@ -236,3 +237,47 @@ def test_accepted_connections_have_tcp_nodelay(server):
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             finally:
                 accepted.close()
+
+
+def test_a_request_sent_with_the_connect_is_answered(server):
+    """The compiled worker reads a new connection at once, before it enters any epoll set: the
+    request that came with the connect is answered (static and Python routes, keep-alive and
+    close), and a keep-alive connection then serves its next request."""
+    srv = server(path_handler, static={"/health": b"OK"})
+    for path, expected in (("/health", b"OK"), ("/python", b"/python")):
+        for close in (False, True):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.settimeout(5)
+            client.connect(("127.0.0.1", srv.port))
+            with client:
+                head = f"GET {path} HTTP/1.1\r\nHost: h\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+                client.sendall(head.encode())
+                reader = ResponseReader(client)
+                assert reader.read_response().body == expected
+                if close:
+                    assert reader.closed_by_peer()
+                else:
+                    client.sendall(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+                    assert reader.read_response().body == expected
+
+
+def test_a_client_that_connects_and_sends_later_is_answered_when_it_sends(server):
+    """A deferred accept (TCP_DEFER_ACCEPT) hands the connection over when its first bytes come:
+    a client that connects, waits, then sends is answered at once, not a retransmission later;
+    and one that sends its head in two parts is answered when the rest comes."""
+    srv = server(path_handler)
+    with connect(srv.port) as client:
+        time.sleep(0.3)                                 # the client's own delay, part of the scenario
+        started = time.monotonic()
+        client.sendall(b"GET /late HTTP/1.1\r\nHost: h\r\n")
+        time.sleep(0.1)
+        client.sendall(b"\r\n")
+        assert ResponseReader(client).read_response().body == b"/late"
+        assert time.monotonic() - started < 0.9         # a SYN-ACK retransmission would be >= 1 s
+
+
+def test_tcp_listening_socket_defers_accept(server):
+    srv = server(path_handler)
+    if not hasattr(socket, "TCP_DEFER_ACCEPT"):
+        return
+    assert srv._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0

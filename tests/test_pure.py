@@ -403,6 +403,9 @@ def test_full_queue_is_a_503(pure_server):
         assert entered.wait(5)
         for _ in range(3):
             extra.append(connect(srv.port))
+            # Each sends its request, as clients do: the listening socket defers accept until a
+            # connection's first bytes (TCP_DEFER_ACCEPT, fastcore/sockets.py).
+            extra[-1].sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         refused = 0
         for sock in extra:
             sock.settimeout(1)

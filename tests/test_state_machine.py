@@ -109,6 +109,49 @@ def test_the_keep_alive_turn_makes_no_epoll_change():
         assert harness.interest == "IN" == kernel_interest(harness)
 
 
+def adopted():
+    harness = _core.ProtocolHarness()
+    harness.adopt()
+    assert (harness.phase, harness.timer) == ("HEAD", "HEADER")
+    assert harness.interest is None is kernel_interest(harness)
+    return harness
+
+
+def test_an_adopted_connection_answered_and_closed_at_once_never_enters_epoll():
+    """Adoption reads at once, before any epoll_ctl: a request that was there is answered and the
+    connection closed without an EPOLL_CTL_ADD (nor the DEL of its close), through Python or not."""
+    for path in (("ANSWERED", "CLOSE"), ("TO_HANDLER", "ANSWERED", "CLOSE")):
+        harness = adopted()
+        for event in path:
+            assert harness.fire(event), path
+            assert harness.interest is None is kernel_interest(harness), (path, event)
+
+
+@pytest.mark.parametrize("path, interest", [
+    (("HEAD_BYTES",), "IN"),                            # part of a head came with the connect
+    (("BODY_BYTES",), "IN"),
+    (("ANSWERED", "WAIT_REQUEST"), "IN"),               # answered, kept alive
+    (("TO_HANDLER", "ANSWERED", "WAIT_REQUEST"), "IN"),
+    (("ANSWERED", "OUTPUT_BLOCKED"), "OUT"),            # the answer did not all go out
+    (("ANSWERED", "LINGER"), "IN"),
+])
+def test_an_adopted_connection_enters_epoll_when_it_must_wait(path, interest):
+    harness = adopted()
+    for event in path:
+        assert harness.fire(event), path
+    assert harness.interest == interest == kernel_interest(harness)
+
+
+def test_an_adopted_connection_whose_first_read_found_nothing_is_watched():
+    harness = adopted()
+    deadline = harness.deadline_ms
+    assert harness.watch()
+    assert harness.interest == "IN" == kernel_interest(harness)
+    assert (harness.phase, harness.deadline_ms) == ("HEAD", deadline)
+    assert harness.watch()                              # a second call changes nothing
+    assert harness.interest == "IN" == kernel_interest(harness)
+
+
 def test_timers_follow_the_phase():
     harness = harness_in("HEAD")                        # adopted: the header timer runs
     first_deadline = harness.deadline_ms
