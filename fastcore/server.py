@@ -157,6 +157,8 @@ class Server:
         self._watchdog = None                   # config.timeout > 0: the HandlerWatchdog of this start
         self._core_access_lines = None          # config.access_log: access.CoreAccessLines of this start
         self._on_handler_timeout = None         # called after a hung handler is reported (supervisor)
+        self._process_stats = None              # in a supervised child: fastcore.process_stats.ChildStats
+        self._stats_at_stop = None              # stats() as the last stop left them (the supervisor publishes them)
 
     @classmethod
     def wsgi(cls, app: WSGIApplication, config: ServerConfig | None = None,
@@ -228,7 +230,7 @@ class Server:
         wsgi = handler if isinstance(handler, _core.WSGIAdapter) and handler.compiled_fast_path else None
         wrapper_path = None
         if self.config.metrics_path:                  # an opt-in route: stats() as Prometheus text
-            handler = metrics.metrics_route(handler, self.config.metrics_path, self.stats)
+            handler = metrics.metrics_route(handler, self.config.metrics_path, self.stats, self.process_stats)
             wrapper_path = self.config.metrics_path
         if self.config.access_log and handler is not None and not getattr(handler, "logs_access", False):
             handler = access.access_logged(handler)
@@ -317,6 +319,8 @@ class Server:
                 self._core_access_lines.stop()
                 self._core_access_lines = None
             stats = core.stats()
+            stats["handlers_over_timeout"] = self._watchdog.count if self._watchdog is not None else 0
+            self._stats_at_stop = stats
             cut, overran = stats.get("requests_cut_at_stop", 0), stats.get("handlers_past_deadline", 0)
             if cut or overran or handlers_left:
                 self._requests_cut = True
@@ -440,6 +444,15 @@ class Server:
         stats["handlers_over_timeout"] = watchdog.count if watchdog is not None else 0
         return stats
 
+    def process_stats(self) -> list[dict[str, Any]] | None:
+        """With processes > 1, in a child of the supervisor: every process's counters, this one's
+        current and the others' at most fastcore.process_stats.PUBLISH_INTERVAL old, one dict per
+        process index ("process", "pid", "restarts" and stats()'s counters, which include the
+        index's replaced children); fastcore.process_stats.aggregate(list) sums them. None
+        otherwise (stats() is then the whole server)."""
+        shared = self._process_stats
+        return shared.snapshot() if shared is not None else None
+
     def __enter__(self) -> Self:
         if self._core is None:
             self.start()
@@ -507,7 +520,7 @@ class ASGIServer(Server):
         """The app under the metrics route and the access log, when the config asks for them."""
         app = self.app
         if self.config.metrics_path:
-            app = metrics.asgi_metrics_route(app, self.config.metrics_path, self.stats)
+            app = metrics.asgi_metrics_route(app, self.config.metrics_path, self.stats, self.process_stats)
         if self.config.access_log:
             app = access.asgi_access_logged(app)
         return app

@@ -31,6 +31,12 @@ Supervision, on the "fastcore.supervisor" logger:
   (fastcore.watchdog) and recycles itself the same way; the hung request is cut at the stop's
   deadline (shutdown_timeout), the others finish.
 
+Each child has a process index 0..processes-1, kept by its replacement (a rolling restart's new
+child takes the index of the one it replaces). The children publish their stats() into memory
+the parent shared before forking (fastcore.process_stats), one slot per index, so any child
+reports every process (Server.process_stats(), the metrics route); the parent retires a dead
+child's slot so that counters carry over to its replacement and never go backwards.
+
 Children run in their own process group (a terminal's Ctrl-C reaches only the parent, which
 forwards it once) and get SIGTERM if the parent dies (PR_SET_PDEATHSIG).
 """
@@ -45,7 +51,7 @@ import threading
 import time
 import traceback
 
-from . import sockets
+from . import process_stats, sockets
 from .errors import ServerStateError, SupervisorError
 
 log = logging.getLogger("fastcore.supervisor")
@@ -61,10 +67,12 @@ _PR_SET_PDEATHSIG = 1
 
 
 class _Child:
-    __slots__ = ("pid", "started", "ready_fd", "ready", "retiring")
+    __slots__ = ("pid", "index", "subslot", "started", "ready_fd", "ready", "retiring")
 
-    def __init__(self, pid, ready_fd):
+    def __init__(self, pid, index, subslot, ready_fd):
         self.pid = pid
+        self.index = index                # the process index (metrics label), kept by a replacement
+        self.subslot = subslot            # its slot of that index in the shared stats (or None)
         self.started = time.monotonic()
         self.ready_fd = ready_fd
         self.ready = False
@@ -108,6 +116,8 @@ class Supervisor:
         self._last_failure = ""
         self._spawn_after = 0.0
         self._announced = False
+        self._shared_stats = None         # every child's counters (fastcore.process_stats)
+        self._generation = 0              # children started so far
 
     # -- what on_ready sees ------------------------------------------------------------------------
 
@@ -152,9 +162,13 @@ class Supervisor:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
         try:
             self._open_socket()
+            self._shared_stats = process_stats.SharedStats(self.processes, self.config.threads)
             self._loop()
         finally:
             self._kill_all()
+            if self._shared_stats is not None:
+                self._shared_stats.close()
+                self._shared_stats = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if self._socket is not None:
@@ -209,23 +223,39 @@ class Supervisor:
             serving = [child for child in self._children.values() if not child.retiring]
             wanted = self.processes + (1 if self._rolling_step is not None and self._rolling_step[2] == "new" else 0)
             if len(serving) < wanted and time.monotonic() >= self._spawn_after:
-                pid = self._spawn()
-                if self._rolling_step is not None and self._rolling_step[0] is None:
+                rolling_new = self._rolling_step is not None and self._rolling_step[0] is None
+                replaced = self._children.get(self._rolling_step[1]) if rolling_new else None
+                pid = self._spawn(replaced.index if replaced is not None else self._free_index())
+                if rolling_new:
                     self._rolling_step = (pid, self._rolling_step[1], "new")
             time.sleep(0.02)
 
-    def _spawn(self):
+    def _free_index(self):
+        """The process index for a new child: the lowest one no serving child has."""
+        taken = {child.index for child in self._children.values() if not child.retiring}
+        free = [index for index in range(self.processes) if index not in taken]
+        if free:
+            return free[0]
+        counts = [sum(child.index == index for child in self._children.values()) for index in range(self.processes)]
+        return counts.index(min(counts))
+
+    def _spawn(self, index):
+        held = {child.subslot for child in self._children.values() if child.index == index}
+        subslot = next((slot for slot in range(process_stats.SUBSLOTS) if slot not in held), None)
+        if subslot is None:                         # not expected: the stats leave this child out
+            log.warning("no free stats slot for process index %d; its counters are not shared", index)
+        self._generation += 1
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:                                # the child: never returns
             os.close(read_fd)
-            self._child_main(write_fd)
+            self._child_main(write_fd, index, subslot)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        self._children[pid] = _Child(pid, read_fd)
-        log.info("started worker process %d", pid)
+        self._children[pid] = _Child(pid, index, subslot, read_fd)
+        log.info("started worker process %d (index %d)", pid, index)
         return pid
 
     def _check_ready(self):
@@ -254,6 +284,8 @@ class Supervisor:
                 continue
             if child.ready_fd is not None:
                 os.close(child.ready_fd)
+            if child.subslot is not None:           # its counters carry over to its replacement
+                self._shared_stats.retire(child.index, child.subslot)
             lived = time.monotonic() - child.started
             how = _describe_status(status)
             if self._rolling_step is not None and pid in self._rolling_step[:2]:
@@ -341,10 +373,10 @@ class Supervisor:
 
     # -- a child ---------------------------------------------------------------------------------
 
-    def _child_main(self, ready_fd):
+    def _child_main(self, ready_fd, index, subslot):
         status = 1
         try:
-            status = self._child_serve(ready_fd)
+            status = self._child_serve(ready_fd, index, subslot)
         except BaseException as error:
             if not isinstance(error, (KeyboardInterrupt, SystemExit)):
                 log.error("worker process %d failed: %s: %s", os.getpid(), type(error).__name__, error)
@@ -359,7 +391,7 @@ class Supervisor:
             finally:
                 os._exit(status)
 
-    def _child_serve(self, ready_fd):
+    def _child_serve(self, ready_fd, index, subslot):
         parent = os.getppid()
         for child in self._children.values():          # the parent's ends of the siblings' pipes
             if child.ready_fd is not None:
@@ -392,8 +424,11 @@ class Supervisor:
         if config.timeout > 0:
             server._on_handler_timeout = lambda: _recycle_hung(server)
         cleanup = self.child_setup() if self.child_setup is not None else None
+        shared = process_stats.ChildStats(self._shared_stats, index, subslot, self._generation, server.stats)
+        server._process_stats = shared
 
         def ready(started):
+            shared.start()                           # published before the parent hears "ready"
             try:
                 os.write(ready_fd, b"R")
                 os.close(ready_fd)
@@ -407,6 +442,7 @@ class Supervisor:
         try:
             server.serve_forever(on_ready=ready)
         finally:
+            shared.close(server._stats_at_stop)     # what it served up to its stop, for good
             if cleanup is not None:
                 cleanup()
         return 0

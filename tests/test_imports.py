@@ -34,7 +34,7 @@ LAYERS = [
     # the compiled core calls them too, so they stand below it.
     ("shared rules", {"fastcore.asgi"}),
     ("compiled core", {COMPILED}),
-    ("server parts", {"fastcore.sockets", "fastcore.access", "fastcore.metrics", "fastcore.supervisor", "fastcore.watchdog",
+    ("server parts", {"fastcore.sockets", "fastcore.access", "fastcore.metrics", "fastcore.process_stats", "fastcore.supervisor", "fastcore.watchdog",
                       "fastcore.wsgi_adapter", "fastcore.demo"}),
     ("server", {"fastcore.server"}),
     ("entry points and the pure engine", {"fastcore.wsgi", "fastcore.asgi_server", "fastcore.pure.*"}),

@@ -48,9 +48,10 @@ class Service:
         except FileNotFoundError:
             return set()
 
-    def get_pid(self, timeout=5.0):
+    def get(self, path=b"/", timeout=5.0):
+        """The body of a 200 to GET `path` on a new connection (whichever child accepts it)."""
         with connect(self.port, timeout=timeout) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
                 chunk = sock.recv(65536)
@@ -58,7 +59,10 @@ class Service:
                     break
                 data += chunk
         assert data.startswith(b"HTTP/1.1 200 "), data
-        return int(data.split(b"\r\n\r\n", 1)[1])
+        return data.split(b"\r\n\r\n", 1)[1]
+
+    def get_pid(self, timeout=5.0):
+        return int(self.get(b"/", timeout))
 
     def close(self):
         children = self.children()
@@ -244,3 +248,168 @@ def test_server_processes_option_from_python():
         if child.poll() is None:
             child.kill()
             child.wait(10)
+
+
+# -- metrics across processes (fastcore.process_stats) -------------------------------------------
+
+def scrape(svc):
+    """{(name, labels): value} of one /metrics scrape (a new connection: any child answers)."""
+    samples = {}
+    for line in svc.get(b"/metrics").decode("ascii").splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            name, _, labels = series.partition("{")
+            samples[(name, labels.rstrip("}"))] = int(value)
+    return samples
+
+
+def per_process(samples, name):
+    """{process index: value} of a fastcore_process_* family without other labels."""
+    return {labels.split('"')[1]: value for (family, labels), value in samples.items() if family == name}
+
+
+def serve_on_both_children(svc, at_least):
+    """GET / until both children answered and at least `at_least` requests went out: {pid: count}."""
+    served = {}
+    deadline = time.monotonic() + 20
+    while (len(served) < 2 or sum(served.values()) < at_least) and time.monotonic() < deadline:
+        pid = svc.get_pid()
+        served[pid] = served.get(pid, 0) + 1
+    assert len(served) == 2 and set(served) == svc.children(), (served, svc.children())
+    return served
+
+
+def test_metrics_from_any_child_report_every_process(service):
+    """Each scrape reaches one child; every one reports the total of both, never more than was
+    sent (no request counted twice), and a series per process index naming its pid."""
+    svc = service("--processes", "2", "--metrics-path", "/metrics").wait_ready()
+    served = serve_on_both_children(svc, 40)
+    sent = sum(served.values())
+    scrapes = 0
+    previous = 0
+    deadline = time.monotonic() + 10
+    while True:                                   # the other child publishes every 0.5 s
+        samples = scrape(svc)
+        scrapes += 1
+        total = samples[("fastcore_requests_total", "")]
+        if total >= sent + scrapes or time.monotonic() > deadline:
+            break
+    for _ in range(20):
+        samples = scrape(svc)
+        scrapes += 1
+        total = samples[("fastcore_requests_total", "")]
+        requests = per_process(samples, "fastcore_process_requests_total")
+        pids = per_process(samples, "fastcore_process_pid")
+        assert set(requests) == set(pids) == {"0", "1"}, samples
+        assert set(pids.values()) == set(served), (pids, served)
+        assert sent <= total <= sent + scrapes, (total, sent, scrapes)
+        assert total == sum(requests.values())
+        assert total >= previous
+        previous = total
+        for index, pid in pids.items():           # each index counts at least what its pid served
+            assert requests[index] >= served[pid], (requests, pids, served)
+        workers = {labels: value for (name, labels), value in samples.items()
+                   if name == "fastcore_worker_requests_total"}
+        assert {labels.split('"')[1] for labels in workers} == {"0", "1"}
+        assert sum(workers.values()) == total
+        assert samples[("fastcore_responses_total", 'class="2xx"')] >= sent
+        assert per_process(samples, "fastcore_process_restarts_total") == {"0": 0, "1": 0}
+
+
+def test_metrics_totals_never_go_backwards_when_a_child_is_killed(service):
+    """SIGKILL one child: its replacement takes its index, the index's counters carry on from the
+    dead child's last published numbers, and no scrape ever shows a smaller total."""
+    svc = service("--processes", "2", "--metrics-path", "/metrics").wait_ready()
+    served = serve_on_both_children(svc, 30)
+    sent = sum(served.values())
+    victim = min(served)
+    history = []
+
+    def scrape_and_check():
+        samples = scrape(svc)
+        total = samples[("fastcore_requests_total", "")]
+        assert not history or total >= history[-1], (history, total)
+        history.append(total)
+        return samples
+
+    deadline = time.monotonic() + 10
+    while True:                                   # both children's numbers published
+        samples = scrape_and_check()
+        pids = per_process(samples, "fastcore_process_pid")
+        index = next((key for key, pid in pids.items() if pid == victim), None)
+        requests = per_process(samples, "fastcore_process_requests_total")
+        if (index is not None and requests[index] >= served[victim] and history[-1] >= sent) \
+                or time.monotonic() > deadline:
+            break
+    assert index is not None and requests[index] >= served[victim], (pids, requests, served)
+    before_kill = requests[index]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while True:                                   # until the replacement serves the index
+        samples = scrape_and_check()
+        pids = per_process(samples, "fastcore_process_pid")
+        restarts = per_process(samples, "fastcore_process_restarts_total")
+        if (pids[index] not in (0, victim) and restarts[index] == 1) or time.monotonic() > deadline:
+            break
+    assert pids[index] not in (0, victim) and pids[index] in svc.children(), (pids, svc.children())
+    assert restarts == {index: 1, str(1 - int(index)): 0}, restarts
+    assert per_process(samples, "fastcore_process_requests_total")[index] >= before_kill
+    assert history[-1] >= sent
+    more = serve_on_both_children(svc, 20)     # the replacement counts on top of what was kept
+    sent_after = sum(more.values())
+    deadline = time.monotonic() + 10
+    while history[-1] < history[0] + sent_after and time.monotonic() < deadline:
+        scrape_and_check()
+    assert history[-1] >= sent + sent_after, (history, sent, sent_after)
+    assert "died (killed by SIGKILL)" in svc.errors()
+
+
+def test_metrics_keep_what_recycled_children_served(service):
+    """max_requests recycles children gracefully: each publishes its final numbers before it
+    exits, so the total counts every request served (exactly, plus the scrapes)."""
+    svc = service("--processes", "2", "--max-requests", "15", "--metrics-path", "/metrics").wait_ready()
+    before = svc.children()
+    sent = 0
+    deadline = time.monotonic() + 20
+    while (svc.children() & before) and time.monotonic() < deadline:   # both recycled at least once
+        svc.get_pid()
+        sent += 1
+    assert not (svc.children() & before), "the children were not recycled"
+    scrapes = 0
+    deadline = time.monotonic() + 10
+    while True:
+        samples = scrape(svc)
+        scrapes += 1
+        total = samples[("fastcore_requests_total", "")]
+        restarts = sum(per_process(samples, "fastcore_process_restarts_total").values())
+        if (total >= sent + scrapes and restarts >= 2) or time.monotonic() > deadline:
+            break        # (a child that exited is counted in restarts once the parent reaped it)
+    assert total == sent + scrapes, (total, sent, scrapes)
+    assert restarts >= 2
+
+
+def test_metrics_keep_process_indexes_through_a_rolling_restart(service):
+    """SIGHUP: each new child takes the index of the one it replaces (both alive for a moment,
+    in the index's two slots), so the series stay process="0" and "1" and count every request."""
+    svc = service("--processes", "2", "--metrics-path", "/metrics").wait_ready()
+    before = svc.children()
+    sent = len([svc.get_pid() for _ in range(20)])
+    svc.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while (svc.children() & before or len(svc.children()) != 2) and time.monotonic() < deadline:
+        svc.get_pid()
+        sent += 1
+    after = svc.children()
+    assert len(after) == 2 and not (after & before), (before, after)
+    scrapes = 0
+    deadline = time.monotonic() + 10
+    while True:
+        samples = scrape(svc)
+        scrapes += 1
+        total = samples[("fastcore_requests_total", "")]
+        restarts = per_process(samples, "fastcore_process_restarts_total")
+        if (total >= sent + scrapes and restarts == {"0": 1, "1": 1}) or time.monotonic() > deadline:
+            break
+    assert restarts == {"0": 1, "1": 1}, restarts
+    assert set(per_process(samples, "fastcore_process_pid").values()) == after
+    assert total == sent + scrapes, (total, sent, scrapes)
