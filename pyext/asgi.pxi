@@ -1,8 +1,8 @@
 # asgi.pxi: ASGI 3 on the compiled core: the I/O workers hand requests to one event loop.
 #
 # Theory of operation. A Core built for an ASGI app (Dispatch.asgi, a fastcore.asgi.ASGIApp) runs
-# no handler threads: its Python executor is an event loop (a loop thread of fastcore.asgi_server,
-# or the caller's own loop). The I/O workers are unchanged: a request for Python goes onto the
+# no handler threads: its Python executor is an event loop (a loop thread of ASGIServer in
+# fastcore/server.py, or the caller's own loop with fastcore.AsyncServer). The I/O workers are unchanged: a request for Python goes onto the
 # bridge (bridge.pxi) and leaves the worker's epoll set, exactly as in handler-thread mode; the
 # only difference is the wake-up. Instead of a condition variable, the bridge writes an eventfd
 # (Core.asgi_fd) when it goes from empty to not, and the loop watches it (loop.add_reader). Its
@@ -19,11 +19,17 @@
 # a streamed request body from the socket without blocking (the socket is not in the worker's
 # epoll set, so the loop's add_reader may watch it), writes the response into the output with the
 # ResponseSerializer, and sends what the socket takes at once. It gives the connection back to its
-# worker (inbox_push) when the response is complete, or when the socket is full (the worker then
-# sends the rest and hands it back through the bridge: that is the backpressure of a streamed
-# response). Once given back the cycle never touches the connection again unless it comes back;
-# if the client goes away meanwhile, the worker closes the connection and parks the held stream
-# (ASGIBodyParts), whose release here tells the cycle (send() then raises ClientDisconnected).
+# worker when the response is complete, or when the socket is full (the worker then sends the rest
+# and hands it back through the bridge: that is the backpressure of a streamed response); the
+# connections given back in one loop iteration reach their workers' inboxes together, one wake-up
+# per worker (asgi_flush). Once given back the cycle never touches the connection again unless it
+# comes back; if the client goes away meanwhile, the worker closes the connection and parks the
+# held stream (ASGIBodyParts), whose release here tells the cycle (send() then raises
+# ClientDisconnected). While the app waits in receive() after the body, the loop watches the socket
+# itself, so a client that leaves then is an http.disconnect.
+#
+# The app's mistakes follow fastcore.asgi's rules, shared with the pure engine: before
+# http.response.start a 500 (the connection stays), after it a cut connection.
 #
 # Ownership of Python objects follows serializer.pxi: a streamed ASGI response is a HELD_STREAM
 # whose iterator is the cycle's ASGIBodyParts; pull_stream() takes the parts the app has sent
