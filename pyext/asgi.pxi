@@ -191,6 +191,7 @@ cdef class ASGICycle:
     cdef ASGIBodyParts parts
     cdef object waiting               # send() waits here while the worker sends (Future)
     cdef object finished              # set when the response is complete or the client is gone
+    cdef object task                  # the asyncio task running the app's call
 
     def __dealloc__(self):
         if self.core is not None:
@@ -569,6 +570,9 @@ async def _run_cycle(app, scope, ASGICycle cycle):
             raise
     else:
         cycle.app_ended(None, scope)
+    finally:
+        cycle.core.asgi_tasks.discard(cycle.task)
+        cycle.task = None
 
 
 cdef void asgi_drain(Core core) except *:
@@ -670,6 +674,5 @@ cdef void asgi_start_cycle(Core core, Conn* conn) except *:
         cycle.body = (PyBytes_FromStringAndSize(conn.input.data + conn.input.start + parsed.head_length,
                                                 parsed.body_length) if parsed.body_length else _EMPTY)
         cycle.request_length = parsed.request_length
-    task = core.asgi_loop.create_task(_run_cycle(core.asgi.app, scope, cycle))
-    core.asgi_tasks.add(task)
-    task.add_done_callback(core.asgi_tasks.discard)
+    cycle.task = core.asgi_loop.create_task(_run_cycle(core.asgi.app, scope, cycle))
+    core.asgi_tasks.add(cycle.task)             # _run_cycle takes it out (no done callback to schedule)

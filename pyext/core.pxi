@@ -230,7 +230,11 @@ cdef class Core:
 
     def asgi_in_flight(self):
         """How many ASGI cycles have a task that has not finished."""
-        return len(self.asgi_tasks) if self.asgi_tasks is not None else 0
+        if not self.asgi_tasks:
+            return 0
+        for task in [task for task in self.asgi_tasks if task.done()]:
+            self.asgi_tasks.discard(task)           # cancelled before it ever ran (a stop)
+        return len(self.asgi_tasks)
 
     def asgi_cancel(self):
         """A stop's deadline: cancel every cycle still running (on the loop thread). Those that
