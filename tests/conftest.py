@@ -222,6 +222,27 @@ def asgi_server(request, engine, error_log):
     assert not unexpected, "unexpected log lines:\n" + error_log.text()
 
 
+@pytest.fixture
+def access_lines():
+    """The "fastcore.access" lines written while the test runs, one per entry (the compiled core's
+    own lines come several to a record, joined by newlines: pyext/access.pxi)."""
+    lines = []
+    lock = threading.Lock()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            with lock:
+                lines.extend(record.getMessage().split("\n"))
+
+    logger = logging.getLogger("fastcore.access")
+    handler, previous = Collect(), logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
 def assert_no_leaks():
     """In a debug build (FASTCORE_DEBUG=1), every connection, buffer and held response body must
     have been freed once the servers are stopped. A release build does not count: nothing to check."""

@@ -2,9 +2,7 @@
 404 of a server without a handler, and protocol errors, which never reach Python. The compiled core
 formats their lines in C on the worker (pyext/access.pxi) and a Python thread writes them on the
 "fastcore.access" logger; the pure engine logs them as it writes them. Both engines, one format."""
-import logging
 import re
-import threading
 
 import pytest
 
@@ -13,25 +11,6 @@ from conftest import raw_request, wait_until
 TIMEOUT = 5.0
 LINE = re.compile(r'^(?P<addr>\S+) - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "(?P<request>[^"]*)" '
                   r'(?P<status>\d{3}) (?P<bytes>\d+|-) \d+us$')
-
-
-@pytest.fixture
-def access_lines():
-    lines = []
-    lock = threading.Lock()
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            with lock:                  # the core's lines come several to a record
-                lines.extend(record.getMessage().split("\n"))
-
-    logger = logging.getLogger("fastcore.access")
-    handler, previous = Collect(), logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
 
 
 def logged(lines, count):

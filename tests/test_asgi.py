@@ -5,7 +5,6 @@ import asyncio
 import contextvars
 import functools
 import json
-import logging
 import os
 import re
 import socket
@@ -675,24 +674,6 @@ def test_the_io_workers_never_take_the_gil_for_an_asgi_app(asgi_server):
 # -- access log and metrics route ------------------------------------------------------------------
 
 ACCESS_LINE = re.compile(r'^(?P<addr>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+|-) \d+us$')
-
-
-@pytest.fixture
-def access_lines():
-    """The "fastcore.access" lines written while the test runs."""
-    lines = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger("fastcore.access")
-    handler, previous = Collect(), logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
 
 
 def test_access_log_writes_one_line_per_response(asgi_server, access_lines, error_log, tmp_path):

@@ -263,6 +263,19 @@ def scrape(svc):
     return samples
 
 
+def scrape_until(svc, sent, settled, seconds=10):
+    """Scrape until the total counts every request sent plus the scrapes so far and settled(samples)
+    holds (children publish every 0.5 s), or `seconds` pass: (samples, scrapes, total)."""
+    scrapes = 0
+    deadline = time.monotonic() + seconds
+    while True:
+        samples = scrape(svc)
+        scrapes += 1
+        total = samples[("fastcore_requests_total", "")]
+        if (total >= sent + scrapes and settled(samples)) or time.monotonic() > deadline:
+            return samples, scrapes, total
+
+
 def per_process(samples, name):
     """{process index: value} of a fastcore_process_* family without other labels."""
     return {labels.split('"')[1]: value for (family, labels), value in samples.items() if family == name}
@@ -375,15 +388,10 @@ def test_metrics_keep_what_recycled_children_served(service):
         svc.get_pid()
         sent += 1
     assert not (svc.children() & before), "the children were not recycled"
-    scrapes = 0
-    deadline = time.monotonic() + 10
-    while True:
-        samples = scrape(svc)
-        scrapes += 1
-        total = samples[("fastcore_requests_total", "")]
-        restarts = sum(per_process(samples, "fastcore_process_restarts_total").values())
-        if (total >= sent + scrapes and restarts >= 2) or time.monotonic() > deadline:
-            break        # (a child that exited is counted in restarts once the parent reaped it)
+    # (a child that exited is counted in restarts once the parent reaped it)
+    samples, scrapes, total = scrape_until(
+        svc, sent, lambda samples: sum(per_process(samples, "fastcore_process_restarts_total").values()) >= 2)
+    restarts = sum(per_process(samples, "fastcore_process_restarts_total").values())
     assert total == sent + scrapes, (total, sent, scrapes)
     assert restarts >= 2
 
@@ -401,15 +409,9 @@ def test_metrics_keep_process_indexes_through_a_rolling_restart(service):
         sent += 1
     after = svc.children()
     assert len(after) == 2 and not (after & before), (before, after)
-    scrapes = 0
-    deadline = time.monotonic() + 10
-    while True:
-        samples = scrape(svc)
-        scrapes += 1
-        total = samples[("fastcore_requests_total", "")]
-        restarts = per_process(samples, "fastcore_process_restarts_total")
-        if (total >= sent + scrapes and restarts == {"0": 1, "1": 1}) or time.monotonic() > deadline:
-            break
+    samples, scrapes, total = scrape_until(
+        svc, sent, lambda samples: per_process(samples, "fastcore_process_restarts_total") == {"0": 1, "1": 1})
+    restarts = per_process(samples, "fastcore_process_restarts_total")
     assert restarts == {"0": 1, "1": 1}, restarts
     assert set(per_process(samples, "fastcore_process_pid").values()) == after
     assert total == sent + scrapes, (total, sent, scrapes)

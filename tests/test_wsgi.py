@@ -11,7 +11,6 @@ served bare.
 import hashlib
 import http.client
 import json
-import logging
 import os
 import re
 import socket
@@ -1166,26 +1165,6 @@ ACCESS_LINE = re.compile(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [
                          r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+|-) (?P<duration>\d+)us$')
 
 
-@pytest.fixture
-def access_records():
-    records = []
-    lock = threading.Lock()
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            with lock:
-                records.append(record.getMessage())
-
-    logger = logging.getLogger("fastcore.access")
-    handler = Collect()
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
-
-
 def wait_for(predicate, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -1193,7 +1172,7 @@ def wait_for(predicate, timeout=TIMEOUT):
         time.sleep(0.01)
 
 
-def test_access_log_lines(wsgi_server, wsgi_problems, access_records, tmp_path):
+def test_access_log_lines(wsgi_server, wsgi_problems, access_lines, tmp_path):
     (tmp_path / "f.bin").write_bytes(b"f" * 5000)
 
     def app(environ, start_response):
@@ -1213,9 +1192,9 @@ def test_access_log_lines(wsgi_server, wsgi_problems, access_records, tmp_path):
     assert request(srv.port, path="/file")[2] == b"f" * 5000
     assert request(srv.port, "HEAD", "/x")[0] == 200
     assert request(srv.port, path="/boom")[0] == 500
-    wait_for(lambda: len(access_records) == 5)
-    parsed = [ACCESS_LINE.match(line) for line in access_records]
-    assert all(parsed), access_records
+    wait_for(lambda: len(access_lines) == 5)
+    parsed = [ACCESS_LINE.match(line) for line in access_lines]
+    assert all(parsed), access_lines
     summary = sorted((m["request"], m["status"], m["bytes"]) for m in parsed)
     assert summary == sorted([("GET /x?y=1 HTTP/1.1", "200", "5"), ("GET /stream HTTP/1.1", "200", "30"),
                               ("GET /file HTTP/1.1", "200", "5000"), ("HEAD /x HTTP/1.1", "200", "-"),
@@ -1223,7 +1202,7 @@ def test_access_log_lines(wsgi_server, wsgi_problems, access_records, tmp_path):
     wsgi_problems.take("fastcore.error", "RuntimeError: boom")
 
 
-def test_access_log_counts_what_the_declared_length_lets_out(wsgi_server, access_records):
+def test_access_log_counts_what_the_declared_length_lets_out(wsgi_server, access_lines):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return iter([b"hel", b"lo world", b"never"])
@@ -1231,12 +1210,12 @@ def test_access_log_counts_what_the_declared_length_lets_out(wsgi_server, access
     srv = wsgi_server(app, validate=False, access_log=True)
     assert request(srv.port, path="/capped")[2] == b"hello"
     assert request(srv.port, "HEAD", "/capped")[1]["Content-Length"] == "5"
-    wait_for(lambda: len(access_records) == 2)
-    summary = sorted((m["request"], m["status"], m["bytes"]) for m in map(ACCESS_LINE.match, access_records))
+    wait_for(lambda: len(access_lines) == 2)
+    summary = sorted((m["request"], m["status"], m["bytes"]) for m in map(ACCESS_LINE.match, access_lines))
     assert summary == [("GET /capped HTTP/1.1", "200", "5"), ("HEAD /capped HTTP/1.1", "200", "-")]
 
 
-def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, access_records):
+def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, access_lines):
     """Server(handler, access_log=True) logs a native handler's responses; a handler that logs
     itself (a WSGIHandler with access_log, an access_logged wrapper) is not logged again."""
     from fastcore.access import access_logged
@@ -1258,7 +1237,7 @@ def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, a
     }
     try:
         for name, srv in servers.items():
-            access_records.clear()
+            access_lines.clear()
             status, headers, body = request(srv.port, path="/" + name)
             assert status == 200 and body in (b"native", b"wsgi")
             if name == "native":
@@ -1269,11 +1248,11 @@ def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, a
                 assert (status, body, complete) == (299, b"stream", True)
             expected = 0 if name == "off" else 2 if name == "native" else 1
             if expected:
-                wait_for(lambda: len(access_records) >= expected)
+                wait_for(lambda: len(access_lines) >= expected)
             time.sleep(0.1)                         # a second line for the same response would be here by now
-            assert len(access_records) == expected, (name, access_records)
-            lines = [ACCESS_LINE.match(line) for line in access_records]
-            assert all(lines), access_records
+            assert len(access_lines) == expected, (name, access_lines)
+            lines = [ACCESS_LINE.match(line) for line in access_lines]
+            assert all(lines), access_lines
             if expected:
                 assert lines[0]["request"] == f"GET /{name} HTTP/1.1" and lines[0]["status"] == "200"
             if name == "native":
@@ -1284,13 +1263,13 @@ def test_access_log_for_native_handlers_and_never_twice(server, wsgi_problems, a
 
 
 @pytest.mark.compiled_only("the WSGI fast path is the compiled engine's")
-def test_access_log_keeps_the_wsgi_fast_path(engine, wsgi_server, python_wsgi_calls, access_records):
+def test_access_log_keeps_the_wsgi_fast_path(engine, wsgi_server, python_wsgi_calls, access_lines):
     """A WSGIServer with access_log writes the lines itself, so its requests still go through
     pyext/wsgi.pxi, not through the Python WSGIHandler.__call__ (counted here)."""
     srv = wsgi_server(text_app(b"logged"), validate=False, access_log=True)
     assert request(srv.port, path="/one")[2] == b"logged"
     assert request(srv.port, path="/two")[2] == b"logged"
-    wait_for(lambda: len(access_records) == 2)
+    wait_for(lambda: len(access_lines) == 2)
     assert python_wsgi_calls == []
 
 
@@ -1320,7 +1299,7 @@ def test_the_server_declares_the_wsgi_fast_path_in_its_dispatch():
     assert fastcore.Server(None)._dispatch().handler is None
 
 
-def test_native_reason_phrase_survives_the_access_log(server, access_records):
+def test_native_reason_phrase_survives_the_access_log(server, access_lines):
     def native(request):
         return fastcore.Response(iter([b"a", b"b"]), 299, reason="Custom Reason")
 
@@ -1333,14 +1312,14 @@ def test_native_reason_phrase_survives_the_access_log(server, access_records):
             assert chunk, received
             received += chunk
     assert received.startswith(b"HTTP/1.1 299 Custom Reason\r\n")
-    wait_for(lambda: len(access_records) == 1)
+    wait_for(lambda: len(access_lines) == 1)
 
 
-def test_access_log_off_by_default(wsgi_server, access_records):
+def test_access_log_off_by_default(wsgi_server, access_lines):
     srv = wsgi_server(text_app())
     assert request(srv.port)[0] == 200
     assert srv.config.access_log is False
-    assert access_records == []
+    assert access_lines == []
 
 
 # -- API -----------------------------------------------------------------------------------------
