@@ -39,6 +39,7 @@ extension = Extension(
     sources=["pyext/_core.pyx"],
     extra_compile_args=extra_compile_args + ["-Wno-unused-function"],
     extra_link_args=extra_link_args,
+    libraries=["z"],                  # zlib: WebSocket permessage-deflate (websocket_deflate.pxi)
     # The debug build counts, per server, live allocations, descriptors, epoll registrations and
     # illegal state machine events (Core.debug_counters, fastcore._core.debug_counters).
     define_macros=[("FASTCORE_DEBUG", "1")] if debug else [],

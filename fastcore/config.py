@@ -70,6 +70,11 @@ class ServerOptions(TypedDict, total=False):
     forwarded_allow_ips: str
     lifespan: str
     loop: str
+    ws_max_size: int
+    ws_max_queue: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_per_message_deflate: bool
     access_log: bool
     access_log_file: str
     log_level: str
@@ -132,6 +137,15 @@ class ServerConfig:
     lifespan: str = _option("auto", "ASGI: run the app's lifespan startup before accepting and its shutdown "
                             "after the last request (auto: when the app supports it; on: it must; off)")
     loop: str = _option("auto", "ASGI: the event loop (auto: uvloop when installed, else asyncio; asyncio; uvloop)")
+    ws_max_size: int = _option(16777216, "ASGI WebSocket: largest message in bytes, after decompression; a larger "
+                               "one closes the connection with 1009", 1)
+    ws_max_queue: int = _option(32, "ASGI WebSocket: received messages the app has not taken yet, per "
+                                "connection; while it is full the socket is not read", 1)
+    ws_ping_interval: float = _option(20.0, "ASGI WebSocket: seconds between the server's pings (0: none)", 0)
+    ws_ping_timeout: float = _option(20.0, "ASGI WebSocket: seconds a ping's pong may take before the connection "
+                                     "is closed with 1011 (0: no limit)", 0)
+    ws_per_message_deflate: bool = _option(True, "ASGI WebSocket: accept permessage-deflate (RFC 7692) when the "
+                                           "client offers it")
     access_log: bool = _option(False, "log every response on the fastcore.access logger (gunicorn-like format)")
     access_log_file: str = _option("-", "command line: where --access-log writes its lines: - (stdout) or a "
                                         "file, appended to")

@@ -1,0 +1,1 @@
+# asgi_websocket.pxi: (being written)

@@ -1,0 +1,1 @@
+# websocket.pxi: (being written)

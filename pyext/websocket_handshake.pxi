@@ -1,0 +1,1 @@
+# websocket_handshake.pxi: (being written; see /work/notes/WS_CONTRACT.md)
