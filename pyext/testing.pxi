@@ -344,3 +344,150 @@ def parse_request_at_guard_page(bytes data, *, size_t step=0, bint at_page_start
         })
     finally:
         munmap(region, mapped)
+
+
+# WebSocket primitives (websocket_frames.pxi, websocket_handshake.pxi, websocket_deflate.pxi), for
+# tests/test_websocket_frames.py.
+
+def ws_parse_frame_head_for_test(bytes data, bint rsv1_allowed):
+    """ws_parse_frame_head on data: 0 (need more), -1 (protocol error), or the head as a dict."""
+    cdef WsFrameHead head
+    cdef int result = ws_parse_frame_head(<const unsigned char*><const char*>data, len(data), &head,
+                                          rsv1_allowed)
+    if result != 1:
+        return result
+    return {"fin": bool(head.fin), "rsv1": bool(head.rsv1), "opcode": head.opcode,
+            "payload_length": head.payload_length, "mask": (<const char*>head.mask)[:4],
+            "head_length": head.head_length}
+
+
+def ws_write_frame_head_for_test(int opcode, bint fin, bint rsv1, uint64_t length):
+    cdef unsigned char out[WS_FRAME_HEAD_MAX]
+    cdef size_t size = ws_write_frame_head(out, opcode, fin, rsv1, length)
+    return (<const char*>out)[:size]
+
+
+def ws_unmask_for_test(bytes data, bytes mask, size_t mask_offset):
+    """ws_unmask on a copy of data (mask: 4 bytes)."""
+    cdef bytearray work = bytearray(data)
+    cdef unsigned char* raw = <unsigned char*><char*>work
+    if len(mask) != 4:
+        raise ValueError("the mask is 4 bytes")
+    ws_unmask(raw, len(work), <const unsigned char*><const char*>mask, mask_offset)
+    return bytes(work)
+
+
+def utf8_valid_for_test(bytes data, chunk_sizes=()):
+    """Feed data to one Utf8Validator in chunks of the given sizes (the rest in a last chunk).
+    Returns (index of the byte it rejected, or None; utf8_complete at the end, or False)."""
+    cdef Utf8Validator validator, before
+    cdef const unsigned char* raw = <const unsigned char*><const char*>data
+    cdef size_t total = len(data), position = 0, size, i
+    utf8_reset(&validator)
+    sizes = list(chunk_sizes) + [total]
+    for chunk in sizes:
+        size = min(<size_t>chunk, total - position)
+        before = validator
+        if not utf8_feed(&validator, raw + position, size):
+            # Find the byte that failed by replaying the chunk one byte at a time.
+            for i in range(size):
+                if not utf8_feed(&before, raw + position + i, 1):
+                    return (position + i, False)
+            raise AssertionError("utf8_feed failed a chunk whose bytes pass one by one")
+        position += size
+        if position == total:
+            break
+    return (None, bool(utf8_complete(&validator)))
+
+
+def ws_close_payload_for_test(bytes payload):
+    """(status, code): ws_close_payload's result and the code it set (None when it set none)."""
+    cdef int code = -1
+    cdef int status = ws_close_payload(<const unsigned char*><const char*>payload, len(payload), &code)
+    return (status, None if code == -1 else code)
+
+
+def sha1_for_test(bytes data):
+    cdef unsigned char digest[SHA1_DIGEST_LENGTH]
+    sha1_digest(<const unsigned char*><const char*>data, len(data), digest)
+    return (<const char*>digest)[:SHA1_DIGEST_LENGTH]
+
+
+def ws_key_valid_for_test(bytes key):
+    return bool(ws_key_valid(key, len(key)))
+
+
+def ws_accept_for_test(bytes key):
+    cdef char out[WS_ACCEPT_LENGTH]
+    ws_accept_value(key, len(key), out)
+    return out[:WS_ACCEPT_LENGTH]
+
+
+def ws_handshake_for_test(bytes head, bint is_get, int version_minor, bint has_body):
+    """ws_handshake_check: {"status", "key" (bytes or None), "extensions" (bytes or None)}."""
+    cdef WsHandshake result
+    cdef const char* raw = head
+    ws_handshake_check(raw, len(head), is_get, version_minor, has_body, &result)
+    return {"status": result.status,
+            "key": result.key[:result.key_length] if result.key != NULL else None,
+            "extensions": result.extensions[:result.extensions_length] if result.extensions != NULL else None}
+
+
+def ws_negotiate_for_test(bytes head, size_t capacity=256):
+    """ws_deflate_negotiate: None when no offer is accepted, else (response value, params dict)."""
+    cdef WsDeflateParams params
+    cdef size_t length = 0
+    cdef bytearray response = bytearray(capacity + 1)
+    memset(&params, 0, sizeof(params))
+    if not ws_deflate_negotiate(head, len(head), &params, <char*>response, capacity, &length):
+        return None
+    return (bytes(response[:length]), {
+        "client_no_context_takeover": bool(params.client_no_context_takeover),
+        "client_max_window_bits": params.client_max_window_bits,
+        "server_window_bits": params.server_window_bits})
+
+
+cdef class WsDeflateForTest:
+    """One connection's WsDeflate: inflate() one received message from its frames' payloads,
+    deflate() one message to send."""
+    cdef WsDeflate state
+
+    def __init__(self, bint client_no_context_takeover=False, int client_max_window_bits=15,
+                 int server_window_bits=DEFLATE_WINDOW_BITS):
+        cdef WsDeflateParams params
+        ws_deflate_free(&self.state)
+        params.client_no_context_takeover = client_no_context_takeover
+        params.client_max_window_bits = client_max_window_bits
+        params.server_window_bits = server_window_bits
+        ws_deflate_init(&self.state, &params)
+
+    def __dealloc__(self):
+        ws_deflate_free(&self.state)
+
+    def inflate(self, frames, size_t max_size):
+        """Inflate a message given as a list of frame payloads (the last is final): (status, output)."""
+        cdef Buffer out
+        cdef int status = 0
+        cdef Py_ssize_t index
+        cdef bytes payload
+        memset(&out, 0, sizeof(out))
+        try:
+            for index in range(len(frames)):
+                payload = frames[index]
+                status = ws_inflate(&self.state, <const unsigned char*><const char*>payload, len(payload),
+                                    index == len(frames) - 1, &out, max_size)
+                if status != 0:
+                    break
+            return (status, out.data[out.start:out.end] if out.data != NULL else b"")
+        finally:
+            buffer_release(&out)
+
+    def deflate(self, bytes message):
+        cdef Buffer out
+        memset(&out, 0, sizeof(out))
+        try:
+            if ws_deflate(&self.state, <const unsigned char*><const char*>message, len(message), &out) != 0:
+                raise MemoryError()
+            return out.data[out.start:out.end] if out.data != NULL else b""
+        finally:
+            buffer_release(&out)
