@@ -17,7 +17,10 @@
 #   client_no_context_takeover it is reset after each message. ws_inflate() inflates a frame's
 #   payload into the caller's Buffer without ever letting it pass max_size by more than one byte:
 #   a small compressed frame that would inflate to gigabytes (a "deflate bomb") is stopped there
-#   with 1009, having cost at most max_size + 1 bytes of output.
+#   with 1009, having cost at most max_size + 1 bytes of output. A message must end between two
+#   DEFLATE blocks once its tail is added (else 1007: the next message could not be read); a
+#   sender that ends its stream with a BFINAL block instead gets the rest of that message ignored
+#   and a fresh stream for the next one.
 #
 # Memory (zlib 1.2.13, measured with a counting allocator): a deflater with window 2^12 and
 # memLevel 5 allocates 38,720 bytes, only for the duration of a ws_deflate() call (zlib's formula:
@@ -41,6 +44,7 @@ cdef extern from "<zlib.h>" nogil:
         void* zalloc
         void* zfree
         void* opaque
+        int data_type                 # after inflate(): + 128 when stopped between two blocks
     enum:
         Z_OK
         Z_STREAM_END
@@ -69,6 +73,7 @@ cdef enum:
     INFLATE_CHUNK = 16384             # output room asked for per inflate() call
     ZLIB_INPUT_STEP = 1 << 30         # avail_in is 32 bits: larger inputs go in steps
     WS_EXTENSION_VALUE_MAX = 16       # a parameter value longer than this is out of range anyway
+    ZLIB_AT_BLOCK_BOUNDARY = 128      # z_stream.data_type's flag: inflate() stopped between blocks
 
 ctypedef struct WsDeflateParams:
     bint client_no_context_takeover
@@ -80,6 +85,7 @@ ctypedef struct WsDeflate:            # one per compressed connection, used by i
     z_stream inflater                 # lazily initialised on the first compressed message
     z_stream deflater                 # initialised per message and ended after it (server_no_context_takeover)
     bint inflater_ready
+    bint stream_ended                 # the sender's stream ended (BFINAL) inside the current message (added field)
 
 # What one permessage-deflate offer said, while it is read.
 ctypedef struct WsDeflateOffer:
@@ -298,10 +304,11 @@ cdef int ws_deflate_init(WsDeflate* deflate, const WsDeflateParams* params) noex
     return 0
 
 
-cdef int ws_inflate_input(z_stream* stream, const unsigned char* data, size_t length, Buffer* out,
+cdef int ws_inflate_input(WsDeflate* deflate, const unsigned char* data, size_t length, Buffer* out,
                           size_t max_size) noexcept nogil:
     """Inflate data[:length] into out, never letting out hold more than max_size + 1 bytes:
     0, 1009 (past max_size), 1007 (corrupt), -1 (no memory)."""
+    cdef z_stream* stream = &deflate.inflater
     cdef size_t room, used, step
     cdef int result
     cdef uInt available_out
@@ -318,25 +325,25 @@ cdef int ws_inflate_input(z_stream* stream, const unsigned char* data, size_t le
         if used > max_size:
             return 1009
         room = max_size + 1 - used                       # one byte past the limit tells it is passed
-        if room > INFLATE_CHUNK:
-            room = INFLATE_CHUNK
+        if room > INFLATE_CHUNK or room == 0:
+            room = INFLATE_CHUNK                        # (room == 0: max_size + 1 wrapped around)
         if buffer_reserve(out, room) != 0:
             return -1
         stream.next_out = <Bytef*>(out.data + out.end)
         stream.avail_out = available_out = <uInt>room
         result = zlib_inflate(stream, Z_SYNC_FLUSH)
         out.end += available_out - stream.avail_out
-        if result == Z_STREAM_END:
-            # The sender ended the DEFLATE stream (a block with BFINAL set): whatever follows starts
-            # a new one (RFC 7692 7.2.3.5), without the old window.
-            if inflateReset(stream) != Z_OK:
-                return 1007
-        elif result == Z_MEM_ERROR:
+        if result == Z_MEM_ERROR:
             return -1
-        elif result != Z_OK and result != Z_BUF_ERROR:
+        if result != Z_OK and result != Z_BUF_ERROR and result != Z_STREAM_END:
             return 1007                                 # Z_DATA_ERROR, Z_NEED_DICT, Z_STREAM_ERROR
         if buffer_length(out) > max_size:
             return 1009
+        if result == Z_STREAM_END:
+            # The sender ended its DEFLATE stream with a BFINAL block (RFC 7692 7.2.3.5): what may
+            # follow in this message is the empty block of 7.2.1, which carries nothing.
+            deflate.stream_ended = True
+            return 0
         if stream.avail_in == 0 and length == 0 and (stream.avail_out != 0 or result == Z_BUF_ERROR):
             return 0                                    # input used up and nothing left pending
         if result == Z_BUF_ERROR and stream.avail_out != 0:
@@ -347,9 +354,10 @@ cdef int ws_inflate(WsDeflate* deflate, const unsigned char* data, size_t length
                     Buffer* out, size_t max_size) noexcept nogil:
     """Append the inflation of one frame's payload to out (final: the message's last frame, which
     also gets the 00 00 FF FF tail). 0 ok; 1009 when buffer_length(out) would pass max_size (out
-    then holds at most max_size + 1 bytes: nothing more is inflated); 1007 corrupt data; -1 no
-    memory. After a non-zero result the stream is unusable (the connection is closed anyway)."""
-    cdef int status, window_bits
+    then holds at most max_size + 1 bytes: nothing more is inflated); 1007 corrupt data, or a
+    message that does not end on a block boundary; -1 no memory. After a non-zero result the
+    stream is unusable (the connection is closed anyway)."""
+    cdef int status = 0, window_bits
     if not deflate.inflater_ready:
         window_bits = deflate.params.client_max_window_bits
         # A zlib client told "8" writes with 9 (zlib has no raw 256-byte window); a larger window
@@ -357,15 +365,28 @@ cdef int ws_inflate(WsDeflate* deflate, const unsigned char* data, size_t length
         if window_bits < DEFLATE_MIN_WINDOW_BITS or window_bits > 15:
             window_bits = 15 if window_bits > 15 else DEFLATE_MIN_WINDOW_BITS
         memset(&deflate.inflater, 0, sizeof(z_stream))
-        status = inflateInit2(&deflate.inflater, -window_bits)
-        if status != Z_OK:
+        if inflateInit2(&deflate.inflater, -window_bits) != Z_OK:
             return -1
         deflate.inflater_ready = True
-    status = ws_inflate_input(&deflate.inflater, data, length, out, max_size)
-    if status == 0 and final:
-        status = ws_inflate_input(&deflate.inflater, WS_DEFLATE_TAIL, 4, out, max_size)
-        if status == 0 and deflate.params.client_no_context_takeover:
-            inflateReset(&deflate.inflater)
+        deflate.stream_ended = False
+    if not deflate.stream_ended:
+        status = ws_inflate_input(deflate, data, length, out, max_size)
+    if status != 0 or not final:
+        return status
+    if deflate.stream_ended:
+        # A new stream for the next message; the old window is gone with it (a sender that ends
+        # its streams cannot refer back to them anyway).
+        deflate.stream_ended = False
+        inflateReset(&deflate.inflater)
+        return 0
+    status = ws_inflate_input(deflate, WS_DEFLATE_TAIL, 4, out, max_size)
+    if status == 0 and deflate.stream_ended:
+        deflate.stream_ended = False
+        inflateReset(&deflate.inflater)
+    elif status == 0 and not (deflate.inflater.data_type & ZLIB_AT_BLOCK_BOUNDARY):
+        return 1007                                     # the message stopped inside a block
+    if status == 0 and deflate.params.client_no_context_takeover:
+        inflateReset(&deflate.inflater)
     return status
 
 
