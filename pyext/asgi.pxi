@@ -581,8 +581,9 @@ cdef void asgi_drain(Core core) except *:
     cdef Worker* context = core.asgi_context
     cdef Conn* conn
     cdef Conn* following
+    cdef WsChannel* ws_ready
     read(core.state.bridge.notify_fd, &value, sizeof(value))       # before taking: see bridge_notify
-    conn = bridge_take_all(context)
+    conn = bridge_take_all(context, &ws_ready)
     release_parked_bodies(context)
     context.now_ms = fc_now_ms()
     date_refresh(&context.date)
@@ -597,11 +598,15 @@ cdef void asgi_drain(Core core) except *:
                 asgi_give_back(core, conn)
             elif conn.held.kind == HELD_STREAM:         # back for more of a streamed response
                 (<ASGIBodyParts>(<object>conn.held.iterator)).cycle.take_back(conn)
+            elif conn.ws_upgrade:
+                asgi_start_websocket(core, conn)        # asgi_websocket.pxi
             else:
                 asgi_start_cycle(core, conn)
         except BaseException:
             _error_log.exception("the ASGI bridge failed on a request")
         conn = following
+    if ws_ready != NULL:
+        asgi_websockets_ready(core, ws_ready)       # asgi_websocket.pxi
     release_parked_bodies(context)                  # bytes bodies sent in full meanwhile
 
 

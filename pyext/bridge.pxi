@@ -54,7 +54,7 @@ cdef void bridge_destroy(Bridge* bridge) noexcept nogil:
 
 
 cdef inline bint bridge_empty(const Bridge* bridge) noexcept nogil:
-    return bridge.first == NULL and bridge.parked_count == 0
+    return bridge.first == NULL and bridge.parked_count == 0 and bridge.ws_ready_first == NULL
 
 
 cdef inline void bridge_notify(Bridge* bridge, bint was_empty) noexcept nogil:
@@ -129,16 +129,19 @@ cdef void bridge_move_parked_locked(Bridge* bridge, Worker* context) noexcept no
         bridge.parked_count = 0
 
 
-cdef Conn* bridge_take_all(Worker* context) noexcept nogil:
+cdef Conn* bridge_take_all(Worker* context, WsChannel** ws_ready) noexcept nogil:
     """For the ASGI event loop (asgi.pxi): take every waiting connection (returned as a list linked
-    by next_awaiting_python, in order) and every parked body (into context's parked list), without
-    waiting."""
+    by next_awaiting_python, in order), every WebSocket with news (into ws_ready, linked by
+    next_ready) and every parked body (into context's parked list), without waiting."""
     cdef Bridge* bridge = &context.server.bridge
     cdef Conn* first
     pthread_mutex_lock(&bridge.lock)
     first = bridge.first
     bridge.first = NULL
     bridge.last = NULL
+    ws_ready[0] = bridge.ws_ready_first
+    bridge.ws_ready_first = NULL
+    bridge.ws_ready_last = NULL
     bridge_move_parked_locked(bridge, context)
     if bridge.parked_count:
         bridge_notify(bridge, True)             # left behind (out of memory): try again soon
@@ -211,14 +214,23 @@ cdef void worker_drain_inbox(Worker* worker) noexcept nogil:
     what is pipelined behind the answer (which may hand the connection over again), then send."""
     cdef Conn* conn
     cdef Conn* following
+    cdef WsChannel* outbox
     pthread_mutex_lock(&worker.inbox_lock)
     conn = worker.inbox_first
     worker.inbox_first = NULL
     worker.inbox_last = NULL
+    outbox = worker.ws_outbox_first
+    worker.ws_outbox_first = NULL
+    worker.ws_outbox_last = NULL
     pthread_mutex_unlock(&worker.inbox_lock)
     while conn != NULL:
         following = conn.next_awaiting_python
         conn.next_awaiting_python = NULL
         conn.with_handler_thread = False
-        conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
+        if conn.ws != NULL:
+            ws_opened(worker, conn)                 # accepted: the 101 goes out (websocket.pxi)
+        else:
+            conn_finish_turn(worker, conn, serve_buffered_requests(worker, conn))
         conn = following
+    if outbox != NULL:
+        ws_drain_outbox(worker, outbox)

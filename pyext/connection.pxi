@@ -44,6 +44,8 @@ cdef bint conn_discard_input(Worker* worker, Conn* conn) noexcept nogil:
 cdef void conn_close(Worker* worker, Conn* conn) noexcept nogil:
     """Take the socket out of epoll, close it, and free everything the connection owns."""
     held_body_park(worker, conn)                        # released at the next batch
+    if conn.ws != NULL:
+        ws_detach(worker, conn)                         # the app learns it (1006 if nothing better)
     conn_transition(worker, conn, EVENT_CLOSE)          # off its timer list
     # Deregister explicitly: close() removes the fd from epoll only when no other descriptor of the
     # socket exists, and a fork()ed child (subprocess, before its exec) briefly holds copies of

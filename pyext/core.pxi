@@ -110,6 +110,11 @@ cdef class Core:
             if handler_threads:
                 raise ConfigError("an ASGI app runs on its event loop: handler_threads must be 0")
             asgi_import_asyncio()
+            asgi_import_websocket_rules()
+            self.state.websockets = True
+            self.state.ws_max_size = config.ws_max_size
+            self.state.ws_max_queue = config.ws_max_queue
+            self.state.ws_deflate = config.ws_per_message_deflate
             self.asgi_tasks = set()
             self.asgi_checked_fields = {}
             self.state.bridge.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
@@ -128,6 +133,8 @@ cdef class Core:
         for i in range(threads):
             worker = &self.workers[i]
             self._init_worker(worker, i, header_timeout, body_timeout, keepalive_timeout, write_timeout)
+            worker.timers[<int>TIMER_WS_PING].duration_ms = <long long>(config.ws_ping_interval * 1000)
+            worker.timers[<int>TIMER_WS_PONG].duration_ms = <long long>(config.ws_ping_timeout * 1000)
             worker.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
             worker.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
             worker.flush_after_python = <Conn**>calloc(python_batch, sizeof(Conn*))   # the inline batch's
@@ -399,6 +406,13 @@ cdef class Core:
             "access_lines_dropped": fc_atomic_load64(&self.state.access_lines_dropped),
             "accept_exhaustions": fc_atomic_load64(&self.state.accept_exhaustions),
             "accept_exhaustion_errno": fc_atomic_load(&self.state.accept_exhaustion_errno),
+            "websockets_open": sum(fc_atomic_load64(&self.workers[i].ws_open)
+                                   for i in range(self.state.worker_count)) if self.workers != NULL else 0,
+            "websocket_messages_received": fc_atomic_load64(&self.state.ws_messages_received),
+            "websocket_messages_sent": fc_atomic_load64(&self.state.ws_messages_sent),
+            "websocket_pings_sent": fc_atomic_load64(&self.state.ws_pings_sent),
+            "websocket_pongs_sent": fc_atomic_load64(&self.state.ws_pongs_sent),
+            "websocket_closed_by_server": fc_atomic_load64(&self.state.ws_closed_by_server),
         }
 
     @property

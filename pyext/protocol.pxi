@@ -23,6 +23,9 @@
 #   LINGERING  IN        LINGER, re-armed          the client's FIN after our last answer; what it
 #                                                  still sends is discarded
 #   CLOSED     -         -                         nothing: fd closed, struct about to be freed
+#   WEBSOCKET  IN        kept (4)                  frames from an upgraded connection (websocket.pxi)
+#   WS_PAUSED  -         none                      the app: its queue of received messages is full, so
+#                                                  the socket is not read until it takes some
 #
 #   (1) inline mode (handler_threads = 0): events are ignored while Python has the connection; the
 #       interest stays IN so the common keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes
@@ -36,6 +39,8 @@
 #       phase that waits for the socket registers it (ADD instead of MOD), and conn_watch() does
 #       when that first read finds nothing yet. HANDLER and STREAMING do not register one that
 #       is not in the set: in inline mode their events are ignored anyway.
+#   (4) a WebSocket's timer is its own to choose (websocket.pxi: ws_arm_timer): the next ping, the
+#       pong of the last one, or the client's close frame.
 #
 # Transitions. Any (phase, event) pair not listed is illegal: conn_transition() leaves the phase
 # as it is and counts it (debug builds), and tests/test_state_machine.py checks every cell.
@@ -49,7 +54,8 @@
 #   TO_HANDLER      IDLE, HEAD, BODY, FLUSHING              HANDLER     a request for Python: complete, or
 #                                                                       its body too large to hold (streamed)
 #   ANSWERED        IDLE, HEAD, BODY, HANDLER, STREAMING,   FLUSHING    a response (or the next part of a
-#                   FLUSHING                                            streamed one) is in the output
+#                   FLUSHING, WEBSOCKET, WS_PAUSED                      streamed one, or WebSocket frames)
+#                                                                       is in the output
 #   STREAM_MORE     FLUSHING                                STREAMING   output drained; the streamed body's
 #                                                                       next part is Python's to give
 #   OUTPUT_BLOCKED  IDLE, HEAD, BODY, FLUSHING, SENDING     SENDING     the socket took less than all (from
@@ -60,6 +66,13 @@
 #                                                                       HEAD: a stop, its next request unread)
 #   CLOSE           every phase but CLOSED                  CLOSED      last answer out, client gone, timer,
 #                                                                       stop, error
+#   WEBSOCKET       FLUSHING, WS_PAUSED                     WEBSOCKET   the 101 (or frames) went out / the app
+#                                                                       took messages: read frames
+#   WS_QUEUE_FULL   WEBSOCKET, FLUSHING                     WS_PAUSED   ws_max_queue messages wait for the app
+#
+# A WebSocket's frames go out as a response does: ANSWERED (from WEBSOCKET or WS_PAUSED too) to
+# FLUSHING, possibly SENDING, and back through WEBSOCKET or WS_QUEUE_FULL; its end is CLOSE, or
+# LINGER after a close it had to force (websocket.pxi).
 #
 # Close policy (ClosePolicy in state.pxi) escalates and never returns: CLOSE_NEVER (keep-alive),
 # CLOSE_AFTER_RESPONSE (no further request is served; close once the output is out: the request
@@ -79,6 +92,7 @@
 # (TIMER_KEPT: leave as armed), and whether re-entering the phase re-arms the timer.
 cdef enum:
     INTEREST_KEPT = 0xFFFFFFFF
+    INTEREST_NONE = 0                 # out of the epoll set
     TIMER_KEPT = 255
 
 cdef unsigned char PHASE_TRANSITIONS[PHASE_COUNT][EVENT_COUNT]
@@ -87,9 +101,10 @@ cdef unsigned char PHASE_TIMER[PHASE_COUNT]
 cdef bint PHASE_TIMER_REARMED[PHASE_COUNT]     # re-arm on every entry, not only when the kind changes
 
 PHASE_NAMES = ("NEW", "IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "SENDING",
-               "LINGERING", "CLOSED")
+               "LINGERING", "CLOSED", "WEBSOCKET", "WS_PAUSED")
 EVENT_NAMES = ("ACCEPTED", "WAIT_REQUEST", "HEAD_BYTES", "BODY_BYTES", "TO_HANDLER", "ANSWERED",
-               "STREAM_MORE", "OUTPUT_BLOCKED", "OUTPUT_DRAINED", "LINGER", "CLOSE")
+               "STREAM_MORE", "OUTPUT_BLOCKED", "OUTPUT_DRAINED", "LINGER", "CLOSE", "WEBSOCKET",
+               "WS_QUEUE_FULL")
 
 # The table above, as data: (event, phases it may come in, the phase it leads to).
 TRANSITIONS = (
@@ -98,13 +113,16 @@ TRANSITIONS = (
     ("HEAD_BYTES", ("IDLE", "HEAD", "FLUSHING"), "HEAD"),
     ("BODY_BYTES", ("IDLE", "HEAD", "BODY", "FLUSHING"), "BODY"),
     ("TO_HANDLER", ("IDLE", "HEAD", "BODY", "FLUSHING"), "HANDLER"),
-    ("ANSWERED", ("IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING"), "FLUSHING"),
+    ("ANSWERED", ("IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "WEBSOCKET", "WS_PAUSED"),
+     "FLUSHING"),
     ("STREAM_MORE", ("FLUSHING",), "STREAMING"),
     ("OUTPUT_BLOCKED", ("IDLE", "HEAD", "BODY", "FLUSHING", "SENDING"), "SENDING"),
     ("OUTPUT_DRAINED", ("SENDING",), "FLUSHING"),
     ("LINGER", ("IDLE", "HEAD", "FLUSHING"), "LINGERING"),
     ("CLOSE", ("NEW", "IDLE", "HEAD", "BODY", "HANDLER", "STREAMING", "FLUSHING", "SENDING",
-               "LINGERING"), "CLOSED"),
+               "LINGERING", "WEBSOCKET", "WS_PAUSED"), "CLOSED"),
+    ("WEBSOCKET", ("FLUSHING", "WS_PAUSED"), "WEBSOCKET"),
+    ("WS_QUEUE_FULL", ("WEBSOCKET", "FLUSHING"), "WS_PAUSED"),
 )
 
 
@@ -128,8 +146,10 @@ cdef void protocol_build_tables():
             (PHASE_STREAMING, EPOLLIN, TIMER_NONE, False),
             (PHASE_SENDING, EPOLLOUT, TIMER_WRITE, False),
             (PHASE_LINGERING, EPOLLIN, TIMER_LINGER, True),
+            (PHASE_WEBSOCKET, EPOLLIN, TIMER_KEPT, False),
+            (PHASE_WS_PAUSED, INTEREST_NONE, TIMER_NONE, False),
             (PHASE_CLOSED, INTEREST_KEPT, TIMER_NONE, False)):
-        PHASE_INTEREST[phase] = interest
+        PHASE_INTEREST[phase] = <uint32_t><long long>interest     # (INTEREST_KEPT is -1 as a Python int)
         PHASE_TIMER[phase] = timer
         PHASE_TIMER_REARMED[phase] = rearmed
 
@@ -277,6 +297,9 @@ cdef void conn_output_drained(Worker* worker, Conn* conn) noexcept nogil:
     if conn_streams_body(conn):
         conn_queue_for_python(worker, conn, EVENT_STREAM_MORE)
         return
+    if conn.ws != NULL and conn_serves_more_requests(conn):
+        ws_output_drained(worker, conn)             # back to reading frames (websocket.pxi)
+        return
     if not conn_serves_more_requests(conn):
         if buffer_length(&conn.input):
             conn_close_after(conn, CLOSE_LINGERING)     # pipelined bytes after a Connection: close
@@ -327,7 +350,9 @@ cdef void conn_on_timeout(Worker* worker, Conn* conn) noexcept nogil:
     """Its timer expired (and is already unlinked): a request caught mid-way gets a 408 and a
     lingering close; an idle or never-used connection, one that stopped reading, or one lingering
     is closed."""
-    if conn.phase == PHASE_BODY or (conn.phase == PHASE_HEAD and buffer_length(&conn.input)):
+    if conn.phase == PHASE_WEBSOCKET:
+        ws_on_timeout(worker, conn)                 # a ping, a missing pong, a close not answered
+    elif conn.phase == PHASE_BODY or (conn.phase == PHASE_HEAD and buffer_length(&conn.input)):
         fc_atomic_add64(&worker.server.body_timeouts if conn.phase == PHASE_BODY else &worker.server.header_timeouts, 1)
         fail_request(worker, conn, 408)
         conn_flush(worker, conn)

@@ -80,6 +80,13 @@ cdef inline void count_response(Worker* worker, int status) noexcept nogil:
 
 cdef int append_error_response(Worker* worker, Conn* conn, int status) noexcept nogil:
     """A short text/plain response with the status's reason as body."""
+    return append_error_response_with(worker, conn, status, NULL, 0)
+
+
+cdef int append_error_response_with(Worker* worker, Conn* conn, int status, const char* field,
+                                    size_t field_length) noexcept nogil:
+    """append_error_response, with one more header field (CRLF-terminated; NULL: none), as a 426's
+    Sec-WebSocket-Version."""
     cdef Buffer* out = &conn.output
     count_response(worker, status)
     cdef const char* reason = status_reason(status)
@@ -92,6 +99,8 @@ cdef int append_error_response(Worker* worker, Conn* conn, int status) noexcept 
     failed |= buffer_append(out, b"\r\n", 2)
     failed |= buffer_append(out, worker.server.server_field, worker.server.server_field_length)
     failed |= buffer_append(out, worker.date.line, worker.date.length)
+    if field != NULL:
+        failed |= buffer_append(out, field, field_length)
     failed |= buffer_append(out, b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ", 57)
     failed |= buffer_append_decimal(out, reason_length + 1)
     failed |= buffer_append(out, b"\r\n", 2)

@@ -33,6 +33,7 @@ cdef inline void finish_request(Conn* conn, size_t request_length) noexcept nogi
     conn.head_complete = False
     conn.body_streamed = False
     conn.continue_deferred = False
+    conn.ws_upgrade = False
     conn.empty_lines_before_request = 0
     memset(&conn.scan, 0, sizeof(HeadScan))
     memset(&conn.request, 0, sizeof(ParsedRequest))
@@ -116,6 +117,12 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
 
         # A complete request: answer it.
         conn_request_complete(conn)
+        if server.websockets and conn.request.version_minor == 1:
+            result = ws_check_upgrade(worker, conn)     # websocket.pxi
+            if result == 101:
+                return SERVE_NEEDS_PYTHON               # the app accepts or refuses it
+            if result:
+                return ws_refuse_upgrade(worker, conn, <int>result)
         head_only = conn.request.is_head
         route = conn_static_route(worker, conn)
         if route != NULL:

@@ -30,7 +30,9 @@ cdef enum ConnPhase:
     PHASE_SENDING = 7
     PHASE_LINGERING = 8
     PHASE_CLOSED = 9
-    PHASE_COUNT = 10
+    PHASE_WEBSOCKET = 10
+    PHASE_WS_PAUSED = 11
+    PHASE_COUNT = 12
     PHASE_ILLEGAL = 255               # in the table: this event cannot happen in this phase
 
 cdef enum ConnEvent:
@@ -45,7 +47,9 @@ cdef enum ConnEvent:
     EVENT_OUTPUT_DRAINED = 8
     EVENT_LINGER = 9
     EVENT_CLOSE = 10
-    EVENT_COUNT = 11
+    EVENT_WEBSOCKET = 11
+    EVENT_WS_QUEUE_FULL = 12
+    EVENT_COUNT = 13
 
 cdef enum ClosePolicy:                # only ever escalates within a connection's life
     CLOSE_NEVER = 0                   # keep-alive: read the next request after this response
@@ -100,10 +104,14 @@ cdef enum TimerKind:
     TIMER_BODY = 2                    # the next bytes of a body are due (re-armed on each read)
     TIMER_IDLE = 3                    # keep-alive: the next request is due
     TIMER_WRITE = 4                   # the client must take more of the response (re-armed on progress)
-    TIMER_LINGER = 5                  # lingering close (CLOSE_LINGERING): how long to discard what the client still sends
-    TIMER_KINDS = 6
+    TIMER_LINGER = 5                  # lingering close (CLOSE_LINGERING): how long to discard what the client still sends;
+                                      #   a WebSocket's close handshake: how long to wait for the client's close frame
+    TIMER_WS_PING = 6                 # a WebSocket: the server's next ping is due (ws_ping_interval)
+    TIMER_WS_PONG = 7                 # a WebSocket: the pong of our ping is due (ws_ping_timeout)
+    TIMER_KINDS = 8
 
 cdef struct Conn
+cdef struct WsChannel                 # websocket.pxi
 
 ctypedef struct TimerList:
     Conn* first                       # earliest deadline: every entry has the same duration, so
@@ -159,6 +167,8 @@ cdef struct Conn:
     long long bytes_in                # bytes received on this connection (the body rate's measure)
     long long body_bytes_base         # bytes_in less the current body's bytes: bytes_in - this = its bytes so far
     long long body_started_ms         # when the current body's rate clock started (timers.pxi)
+    bint ws_upgrade                   # the current request is a valid WebSocket handshake (websocket.pxi)
+    WsChannel* ws                     # upgraded: its WebSocket state, shared with Python (websocket.pxi)
 
 ctypedef struct Bridge:               # handler-thread mode: connections handed to Python (bridge.pxi)
     pthread_mutex_t lock
@@ -171,6 +181,8 @@ ctypedef struct Bridge:               # handler-thread mode: connections handed 
     int stop                          # handler threads return once set and the FIFO is empty
     int notify_fd                     # ASGI: an eventfd the event loop watches, written when the
                                       #   FIFO or the parked bodies go from empty to not (else -1)
+    WsChannel* ws_ready_first         # WebSockets with news for Python (messages, their end, output
+    WsChannel* ws_ready_last          #   drained): websocket.pxi
 
 cdef struct ServerState:
     ConnQueue queue
@@ -180,6 +192,15 @@ cdef struct ServerState:
     bint python_off_workers           # handler threads or an ASGI event loop take requests through
                                       #   the bridge; the I/O workers never take the GIL
     Limits limits
+    bint websockets                   # WebSocket handshakes are checked and go to the ASGI app
+    size_t ws_max_size                # ws_* options (websocket.pxi)
+    int ws_max_queue
+    bint ws_deflate
+    long long ws_messages_received    # atomic counters, summed for stats
+    long long ws_messages_sent
+    long long ws_pings_sent
+    long long ws_pongs_sent
+    long long ws_closed_by_server     # closes the server started (protocol errors, ping timeouts, stops)
     StaticRoute* routes
     size_t route_count
     bint has_python_handler
@@ -245,6 +266,9 @@ cdef struct Worker:
     pthread_mutex_t inbox_lock        # handler-thread mode: connections handed back after Python
     Conn* inbox_first                 #   (bridge.pxi), drained when wake_fd fires
     Conn* inbox_last
+    WsChannel* ws_outbox_first        # WebSockets Python sent to (or wants read again): drained with
+    WsChannel* ws_outbox_last         #   the inbox, under inbox_lock (websocket.pxi)
+    long long ws_open                 # atomic: upgraded connections open in this worker
     long long gil_batches             # atomic: times this thread took the GIL for a batch
     pthread_mutex_t access_lock       # access log (access.pxi): lines of the core's own responses,
     Buffer access_lines               #   taken by a Python thread (Core.take_access_lines), which

@@ -159,6 +159,7 @@ cdef extern from *:
     static inline void fc_atomic_add64(long long *p, long long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
     static inline long long fc_atomic_take64(long long *p) { return __atomic_exchange_n(p, 0, __ATOMIC_ACQ_REL); }
     static inline int fc_atomic_take(int *p) { return __atomic_exchange_n(p, 0, __ATOMIC_SEQ_CST); }
+    static inline int fc_atomic_add_fetch(int *p, int v) { return __atomic_add_fetch(p, v, __ATOMIC_ACQ_REL); }
     /* Between a store and a load of two different variables that another thread writes and reads
        the other way round (a worker's idle flag and the queue's length): one of the two threads
        then sees the other's store. Acquire/release alone allow both to miss. */
@@ -184,7 +185,8 @@ cdef extern from *:
        of each stopped server are back to zero and that no illegal event happened, and name the
        server when not. Release builds compile the counting away. */
     enum { FC_LIVE_CONNECTIONS, FC_LIVE_BUFFERS, FC_LIVE_PYTHON_BODIES, FC_OPEN_FDS,
-           FC_EPOLL_REGISTRATIONS, FC_ILLEGAL_TRANSITIONS, FC_LIVE_ASGI_CYCLES, FC_DEBUG_COUNTERS };
+           FC_EPOLL_REGISTRATIONS, FC_ILLEGAL_TRANSITIONS, FC_LIVE_ASGI_CYCLES,
+           FC_LIVE_WS_CHANNELS, FC_DEBUG_COUNTERS };
     #ifdef FASTCORE_DEBUG
     static long long fc_debug_totals[FC_DEBUG_COUNTERS];
     static inline void fc_debug_count(long long *counters, int counter, long long delta) {
@@ -230,6 +232,7 @@ cdef extern from *:
     void fc_atomic_add64(long long* p, long long v) nogil
     long long fc_atomic_take64(long long* p) nogil
     int fc_atomic_take(int* p) nogil
+    int fc_atomic_add_fetch(int* p, int v) nogil
     void fc_full_fence() nogil
     size_t fc_relaxed_load_size(const size_t* p) nogil
     void fc_relaxed_store_size(size_t* p, size_t v) nogil
@@ -246,6 +249,7 @@ cdef extern from *:
         FC_EPOLL_REGISTRATIONS
         FC_ILLEGAL_TRANSITIONS
         FC_LIVE_ASGI_CYCLES
+        FC_LIVE_WS_CHANNELS
         FC_DEBUG_COUNTERS
     void fc_debug_count(long long* counters, int counter, long long delta) nogil
     long long fc_debug_counter(const long long* counters, int counter) nogil

@@ -83,6 +83,7 @@ cdef dict debug_counts(const long long* counters):
         "epoll_registrations": fc_debug_counter(counters, FC_EPOLL_REGISTRATIONS),
         "illegal_transitions": fc_debug_counter(counters, FC_ILLEGAL_TRANSITIONS),
         "asgi_cycles": fc_debug_counter(counters, FC_LIVE_ASGI_CYCLES),
+        "ws_channels": fc_debug_counter(counters, FC_LIVE_WS_CHANNELS),
     }
 
 

@@ -53,6 +53,8 @@ cdef void worker_close_idle_connections(Worker* worker) noexcept nogil:
         following = conn.next
         if conn_is_idle(conn):
             conn_close_idle_for_stop(worker, conn)
+        elif conn.ws != NULL and not conn.with_handler_thread:
+            ws_close_for_stop(worker, conn)             # 1001, once (websocket.pxi)
         conn = following
 
 
@@ -88,6 +90,8 @@ cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil
         conn_discard_input(worker, conn)
     elif conn.phase == PHASE_SENDING:
         conn_flush(worker, conn)
+    elif conn.phase == PHASE_WEBSOCKET:
+        ws_on_readable(worker, conn)
     else:
         conn_on_readable(worker, conn)
 

@@ -137,7 +137,7 @@ def stop_servers(started):
         core, name = srv._core, f"{type(srv).__name__} at {srv.url} with handler {srv.handler!r}"
         srv.stop()
         counters = core.debug_counters() if core is not None and hasattr(core, "debug_counters") else None
-        if counters is not None and counters.get("asgi_cycles"):
+        if counters is not None and (counters.get("asgi_cycles") or counters.get("ws_channels")):
             # An ASGI cycle is a Python object: one caught in a reference cycle (an app's exception
             # whose traceback holds its frame, say) lives until the collector runs.
             gc.collect()

@@ -183,9 +183,10 @@ def test_errors_and_config_are_leaves():
 
 def test_the_compiled_core_imports_only_what_stands_below_it():
     """_core may raise fastcore's errors (a leaf below it), read trusted proxy headers with
-    fastcore.proxy (a leaf) and follow the ASGI rules both engines share (fastcore.asgi), and nothing else of fastcore: no call back up into the adapters that
-    build on it."""
-    below = {"fastcore.errors", "fastcore.config", "fastcore.proxy", "fastcore.asgi"}
+    fastcore.proxy (a leaf) and follow the ASGI and WebSocket rules both engines share
+    (fastcore.asgi, fastcore.websocket), and nothing else of fastcore: no call back up into the
+    adapters that build on it."""
+    below = {"fastcore.errors", "fastcore.config", "fastcore.proxy", "fastcore.asgi", "fastcore.websocket"}
     from_source = compiled_imports_from_source()
     if from_source is not None:
         assert from_source <= below, from_source

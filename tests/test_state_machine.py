@@ -21,9 +21,9 @@ TABLE = _core.protocol_table()
 # What each phase waits on (protocol.pxi's phase table): epoll interest, timer, and whether
 # re-entering the phase starts its timer again. None: left as it was (FLUSHING lasts one loop turn).
 INTEREST = {"IDLE": "IN", "HEAD": "IN", "BODY": "IN", "HANDLER": "IN", "STREAMING": "IN",
-            "SENDING": "OUT", "LINGERING": "IN"}
+            "SENDING": "OUT", "LINGERING": "IN", "WEBSOCKET": "IN", "WS_PAUSED": None}
 TIMER = {"IDLE": "IDLE", "HEAD": "HEADER", "BODY": "BODY", "HANDLER": "NONE", "STREAMING": "NONE",
-         "SENDING": "WRITE", "LINGERING": "LINGER", "CLOSED": "NONE"}
+         "SENDING": "WRITE", "LINGERING": "LINGER", "CLOSED": "NONE", "WS_PAUSED": "NONE"}
 REARMED_ON_ENTRY = {"IDLE", "BODY", "LINGERING"}
 
 
