@@ -32,7 +32,8 @@ LAYERS = [
     ("leaves", {"fastcore.errors", "fastcore.proxy", "fastcore.config"}),
     # The ASGI rules both engines follow (fastcore.asgi: response checks, scope paths, lifespan):
     # the compiled core calls them too, so they stand below it.
-    ("shared rules", {"fastcore.asgi"}),
+    # fastcore.websocket (the WebSocket handshake and message rules) builds on fastcore.asgi's.
+    ("shared rules", {"fastcore.asgi", "fastcore.websocket"}),
     ("compiled core", {COMPILED}),
     ("server parts", {"fastcore.sockets", "fastcore.access", "fastcore.metrics", "fastcore.process_stats", "fastcore.supervisor", "fastcore.watchdog",
                       "fastcore.wsgi_adapter", "fastcore.demo"}),
