@@ -44,7 +44,9 @@ from ..asgi import (CHUNKED_END, FRAME_CHUNKED, FRAME_CLOSE, FRAME_LENGTH, FRAME
                     client_address, frame, scope_paths)
 from ..errors import ClientDisconnected
 from ..proxy import apply_to_scope, header_values, resolve
+from ..websocket import VALID, handshake_status, subprotocols, upgrade_attempt
 from . import response
+from .asgi_websocket import WebSocketCycle, refuse_handshake, websocket_scope
 from .batch import cut_at_deadline, stop_deadline_passed
 from .bridge import inbox_push
 from .protocol import ANSWERED, CLOSE_AFTER_RESPONSE, CLOSE_LINGERING, close_after, transition
@@ -56,11 +58,27 @@ _EXTENSIONS = {"http.response.pathsend": {}}
 _DISCONNECT = {"type": "http.disconnect"}
 
 
+class WebSocketOptions:
+    """The ws_* options of the ServerConfig, as a WebSocket cycle reads them."""
+
+    __slots__ = ("max_size", "max_queue", "ping_interval", "ping_timeout", "per_message_deflate")
+
+    def __init__(self, config):
+        self.max_size = config.ws_max_size
+        self.max_queue = max(1, config.ws_max_queue)
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+        self.per_message_deflate = config.ws_per_message_deflate
+
+
 class ASGIBridge:
     """The deque of connections waiting for the loop, its eventfd, and the cycles in flight."""
 
-    def __init__(self, asgi, write_timeout):
+    def __init__(self, asgi, write_timeout, config):
         self.asgi = asgi                    # fastcore.asgi.ASGIApp
+        self.websocket_options = WebSocketOptions(config)
+        self.websockets = set()             # accepted WebSocket cycles not yet ended (going_away)
+        self.going_away = False             # the server stops: WebSockets close with 1001
         self.write_timeout = write_timeout or None      # a streamed body's wait for the socket (None: no limit)
         self.lock = threading.Lock()
         self.waiting = collections.deque()
@@ -96,9 +114,37 @@ class ASGIBridge:
                 conn.worker = conn.home
                 inbox_push(conn)
                 continue
-            cycle = Cycle(self, conn)
+            cycle = self.new_cycle(conn)
+            if cycle is None:
+                continue                                # a refused WebSocket handshake
             self.cycles.add(cycle)
             cycle.task = loop.create_task(cycle.run())
+
+    def new_cycle(self, conn):
+        """An HTTP Cycle, a WebSocketCycle for a valid upgrade attempt, or None when the attempt
+        was refused (400, 426: the app never sees it)."""
+        message = conn.parser.message
+        scope = build_scope(self.asgi, conn, message)
+        headers = scope["headers"]
+        if not upgrade_attempt(scope["method"], scope["http_version"], headers):
+            return Cycle(self, conn, scope)
+        status = handshake_status(headers, message.chunked or message.content_length > 0)
+        if status != VALID:
+            refuse_handshake(self, conn, status)
+            return None
+        return WebSocketCycle(self, conn, websocket_scope(scope, subprotocols(headers)), Cycle)
+
+    def stop_websockets(self):
+        """From the stopping thread: close every open WebSocket with 1001 (going away), on the loop."""
+        try:
+            self.asgi.loop.call_soon_threadsafe(self._going_away)
+        except RuntimeError:
+            pass                                        # the loop is closed: nothing runs there
+
+    def _going_away(self):
+        self.going_away = True
+        for cycle in list(self.websockets):
+            cycle.going_away()
 
     def cancel(self):
         """On the loop: cancel every cycle still running (the stop's deadline)."""
@@ -162,14 +208,14 @@ def read_part(reader):
 class Cycle:
     """One request's ASGI cycle on the pure engine."""
 
-    def __init__(self, bridge, conn):
+    def __init__(self, bridge, conn, scope=None):
         self.bridge = bridge
         self.conn = conn
         self.home = conn.home
         message = self.message = conn.parser.message
         self.head_only = message.is_head
         self.reader = BodyReader(conn, message) if conn.body_streamed else None
-        self.scope = build_scope(bridge.asgi, conn, message)
+        self.scope = scope if scope is not None else build_scope(bridge.asgi, conn, message)
         self.task = None
         self.body_done = False              # receive() has given the whole body
         self.reading = None                 # the executor read in flight (a streamed body)

@@ -41,7 +41,7 @@ class Core:
         (path, status, content_type, body) tuples as Server.add_static keeps them."""
         self.handler = dispatch.handler
         # An ASGI app (fastcore.asgi.ASGIApp): every request for Python goes to the event loop.
-        self.asgi = ASGIBridge(dispatch.asgi, config.write_timeout) if dispatch.asgi is not None else None
+        self.asgi = ASGIBridge(dispatch.asgi, config.write_timeout, config) if dispatch.asgi is not None else None
         self.limits = config
         self.proxies = trusted_proxies(config.forwarded_allow_ips)
         self.body_buffer_size = config.body_buffer_size if config.body_buffer_size > 0 else config.max_body_size
@@ -104,6 +104,8 @@ class Core:
             context.stop_requested = True
         for worker in self.workers:
             worker.request_stop(deadline)
+        if self.asgi is not None:
+            self.asgi.stop_websockets()                 # open WebSockets close with 1001 at once
 
     def release(self):
         """Close what the threads used. Only once every thread has returned from run_listener/run_worker."""
