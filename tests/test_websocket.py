@@ -27,14 +27,6 @@ KEY = base64.b64encode(b"0123456789abcdef")
 pytestmark = pytest.mark.hang_timeout(60)
 
 
-@pytest.fixture(autouse=True)
-def _engine_with_websockets(engine):
-    if engine == "compiled":
-        # The lead is writing the compiled engine's WebSockets (pyext/asgi_websocket.pxi) at the
-        # same time: remove this skip when they land.
-        pytest.skip("compiled engine WebSockets not merged yet (pyext/asgi_websocket.pxi)")
-
-
 # -- the apps --------------------------------------------------------------------------------------
 
 class Seen:
