@@ -305,6 +305,8 @@ cdef class Core:
         if self.workers != NULL:
             for i in range(self.state.worker_count):
                 worker_close_all_connections(&self.workers[i], True)
+                ws_list_release(self.workers[i].ws_outbox_first, False)    # sent to after the worker ended
+                self.workers[i].ws_outbox_first = self.workers[i].ws_outbox_last = NULL
                 release_parked_bodies(&self.workers[i])
                 pthread_mutex_destroy(&self.workers[i].inbox_lock)
                 pthread_mutex_destroy(&self.workers[i].access_lock)
@@ -335,6 +337,8 @@ cdef class Core:
             free(self.asgi_context.parked_bodies)
             free(self.asgi_context)
             self.asgi_context = NULL
+        ws_list_release(self.state.bridge.ws_ready_first, True)     # news the loop never took
+        self.state.bridge.ws_ready_first = self.state.bridge.ws_ready_last = NULL
         for i in range(self.state.bridge.parked_count):
             held_body_release(self.state.debug_counters, &self.state.bridge.parked[i])
         bridge_destroy(&self.state.bridge)

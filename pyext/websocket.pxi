@@ -701,3 +701,13 @@ cdef void ws_taken_from_ready(WsChannel* ws) noexcept nogil:
     pthread_mutex_lock(&ws.lock)
     ws.on_ready = False
     pthread_mutex_unlock(&ws.lock)
+
+
+cdef void ws_list_release(WsChannel* ws, bint ready_list) noexcept nogil:
+    """Core.release(): drop the references of a list nobody will drain any more (a worker's outbox,
+    filled after the worker ended, or the bridge's ready list after the loop stopped)."""
+    cdef WsChannel* following
+    while ws != NULL:
+        following = ws.next_ready if ready_list else ws.next_outbox
+        ws_channel_release(ws)
+        ws = following
