@@ -28,6 +28,8 @@ import zlib
 
 from ..websocket import (CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, parse_close_payload)
 
+CLIENT_WINDOW_BITS = 12              # the largest client window we ask for (see negotiate)
+
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -128,16 +130,16 @@ def _accept_offer(params):
             agreed.server_max_window_bits = bits
             response.append(f"server_max_window_bits={bits}")
         elif name == "client_max_window_bits":
-            if value is None:
-                client_bits = 15
-            else:
-                client_bits = _window_bits(value, 8)
-                if client_bits is None:
-                    return None
+            # The client lets us choose its window (RFC 7692 7.1.2.2): at most 2^12, as the compiled
+            # engine asks (an inflater keeps its window for the connection's life: 4 KiB, not 32).
+            client_bits = CLIENT_WINDOW_BITS if value is None else _window_bits(value, 8)
+            if client_bits is None:
+                return None
+            client_bits = min(client_bits, CLIENT_WINDOW_BITS)
         else:
             return None
     if client_bits is not None:
-        response.append(f"client_max_window_bits={client_bits}")   # our inflater takes any window
+        response.append(f"client_max_window_bits={client_bits}")
     return agreed, "; ".join(response).encode("ascii")
 
 
