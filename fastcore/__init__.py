@@ -16,7 +16,7 @@
 import os as _os
 
 try:
-    from ._core import FileWrapper, Headers, Request, RequestBodyError, Response
+    from ._core import FileWrapper, Headers, Request, RequestBodyError, Response, WebSocket
 except ModuleNotFoundError as _error:
     _here = _os.path.dirname(_os.path.abspath(__file__))
     if _error.name != __name__ + "._core" or not _os.path.isdir(_os.path.join(_here, _os.pardir, "pyext")):
@@ -37,4 +37,4 @@ from .wsgi import WSGIHandler, WSGIServer, serve, serve_wsgi
 __version__ = "0.1.0"
 __all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
            "FastcoreError", "ConfigError", "ServerStateError", "WSGIServer", "WSGIHandler", "serve", "serve_wsgi",
-           "ASGIServer", "AsyncServer", "serve_asgi", "ClientDisconnected", "LifespanFailed"]
+           "ASGIServer", "AsyncServer", "serve_asgi", "ClientDisconnected", "LifespanFailed", "WebSocket"]

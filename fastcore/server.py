@@ -47,6 +47,7 @@ from .watchdog import HandlerWatchdog
 from .asgi import ASGIApp, ASGIAppCallable, CallerLoop, Lifespan, LoopThread
 from .config import ServerConfig, ServerOptions
 from .errors import ConfigError, ServerStateError
+from .websocket import WebSocketRoute
 from .wsgi_adapter import WSGIHandler, refuse_async_callable
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class Server:
         self.config = base.replace(**options) if options else base
         self.handler = handler
         self._static_routes = {}
+        self._websocket_routes = {}
         self._core = None
         self._socket = None
         self._last_port = None                  # the port of the last start (port after stop())
@@ -187,6 +189,26 @@ class Server:
         if any(c in content_type for c in "\r\n\0"):
             raise ConfigError("content_type must not contain CR, LF or NUL")
         self._static_routes[path] = (path, int(status), content_type, bytes(body))
+
+    def add_websocket(self, path: str, on_message: Callable[[Any, bytes | str], None],
+                      on_open: Callable[[Any], None] | None = None,
+                      on_close: Callable[[Any, int, str], None] | None = None) -> None:
+        """Serve WebSockets on exactly `path` (query ignored) without an event loop: the server
+        accepts valid handshakes itself, and calls on_open(ws), on_message(ws, message) (str for
+        text, bytes for binary) and on_close(ws, code, reason) where handlers run (README,
+        "WebSockets"). Other requests to `path` go to the handler."""
+        if self._core is not None:
+            raise ServerStateError("add_websocket must be called before start()")
+        if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in " ?#\r\n\0"):
+            raise ConfigError("a WebSocket route's path is a str starting with '/', without space, '?' or '#'")
+        for name, callback in (("on_message", on_message), ("on_open", on_open), ("on_close", on_close)):
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be callable")
+            if callback is not None:
+                refuse_async_callable(callback, f"a WebSocket {name} is a plain callable")
+        if on_message is None:
+            raise TypeError("on_message is required")
+        self._websocket_routes[path] = WebSocketRoute(path, on_message, on_open, on_close)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -235,7 +257,7 @@ class Server:
         if self.config.access_log and handler is not None and not getattr(handler, "logs_access", False):
             handler = access.access_logged(handler)
             wsgi = None
-        return _core.Dispatch(handler, wsgi, wrapper_path)
+        return _core.Dispatch(handler, wsgi, wrapper_path, websockets=tuple(self._websocket_routes.values()))
 
     def start(self) -> Self:
         with self._lifecycle_lock:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, NamedTuple
 
 from .asgi import _BAD_VALUE_BYTE, _TOKEN, _as_bytes
 
@@ -47,6 +47,14 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
 MAX_CLOSE_REASON = 123              # a control frame's payload is at most 125 bytes, 2 for the code
+
+
+class WebSocketRoute(NamedTuple):
+    """A native WebSocket route (Server.add_websocket): its path and callbacks, both engines."""
+    path: str
+    on_message: Callable[[Any, bytes | str], None]
+    on_open: Callable[[Any], None] | None = None
+    on_close: Callable[[Any, int, str], None] | None = None
 
 
 def _tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:

@@ -32,6 +32,7 @@ cdef void worker_run_python_batch(Worker* worker) noexcept with gil:
 cdef void batch_run(Core core, Worker* worker) noexcept:
     cdef int budget = worker.server.python_batch
     cdef Conn* conn
+    cdef WsChannel* ready
     cdef ServeResult result = SERVE_DONE
     worker.flush_after_python_count = 0
     release_parked_bodies(worker)
@@ -54,6 +55,11 @@ cdef void batch_run(Core core, Worker* worker) noexcept:
         conn.next_awaiting_python = NULL
         worker.flush_after_python[worker.flush_after_python_count] = conn
         worker.flush_after_python_count += 1
+    if worker.ws_python_first != NULL:              # native WebSockets' callbacks (websocket_native.pxi)
+        ready = worker.ws_python_first
+        worker.ws_python_first = NULL
+        worker.ws_python_last = NULL
+        native_ws_deliver_list(core, ready)
 
 
 cdef void handler_thread_run(Core core, Worker* context) noexcept:
@@ -63,11 +69,14 @@ cdef void handler_thread_run(Core core, Worker* context) noexcept:
     its Date line, counters, bins and parked bodies; the connection's own worker is conn.home."""
     cdef Conn* conn = NULL
     cdef Worker* home
+    cdef WsChannel* ready
     cdef int taken
     while True:
         with nogil:
-            taken = bridge_take(context, &conn)
+            taken = bridge_take(context, &conn, &ready)
         release_parked_bodies(context)
+        if ready != NULL:
+            native_ws_deliver_list(core, ready)     # native WebSockets' callbacks (websocket_native.pxi)
         if taken < 0:
             return                                  # stopped
         if taken == 0:

@@ -149,16 +149,22 @@ cdef Conn* bridge_take_all(Worker* context, WsChannel** ws_ready) noexcept nogil
     return first
 
 
-cdef int bridge_take(Worker* context, Conn** taken) noexcept nogil:
-    """For a handler thread: wait until a connection waits (or bodies to release, or the stop),
-    then take the first connection, if any, and every parked body (into context's parked list).
-    Returns 1 with `taken` set, 0 when only bodies came, -1 once stopped with nothing left."""
+cdef int bridge_take(Worker* context, Conn** taken, WsChannel** ws_ready) noexcept nogil:
+    """For a handler thread: wait until a connection waits (or bodies to release, native
+    WebSockets with news, or the stop), then take the first connection, if any, every parked body
+    (into context's parked list) and every ready WebSocket (into ws_ready, linked by next_ready).
+    Returns 1 with `taken` set, 0 when only bodies or WebSockets came, -1 once stopped with nothing
+    left."""
     cdef Bridge* bridge = &context.server.bridge
     cdef Conn* conn
     cdef int count = 0
     pthread_mutex_lock(&bridge.lock)
-    while bridge.first == NULL and bridge.parked_count == 0 and not bridge.stop:
+    while (bridge.first == NULL and bridge.parked_count == 0 and bridge.ws_ready_first == NULL
+           and not bridge.stop):
         pthread_cond_wait(&bridge.ready, &bridge.lock)
+    ws_ready[0] = bridge.ws_ready_first
+    bridge.ws_ready_first = NULL
+    bridge.ws_ready_last = NULL
     if bridge.first != NULL:
         conn = bridge.first
         bridge.first = conn.next_awaiting_python
@@ -170,7 +176,7 @@ cdef int bridge_take(Worker* context, Conn** taken) noexcept nogil:
     bridge_move_parked_locked(bridge, context)
     if bridge.first != NULL or bridge.parked_count:
         pthread_cond_signal(&bridge.ready)      # more for another handler thread
-    if count == 0 and bridge.stop and bridge.first == NULL and context.parked_count == 0:
+    if count == 0 and bridge.stop and bridge.first == NULL and context.parked_count == 0 and ws_ready[0] == NULL:
         count = -1
     pthread_mutex_unlock(&bridge.lock)
     return count

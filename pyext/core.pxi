@@ -28,6 +28,7 @@ cdef class Core:
     cdef dict asgi_checked_fields     # response header tuples already checked (asgi.pxi)
     cdef Conn* asgi_given_back        # connections the loop is done with, for asgi_flush()
     cdef Conn* asgi_given_back_last
+    cdef list ws_routes               # Dispatch.websockets: native WebSocket routes (websocket_native.pxi)
 
     def __cinit__(self, config, int listen_fd, Dispatch dispatch not None, list static_routes):
         """`config`: the fastcore.ServerConfig (validated there); `listen_fd`: the listening socket;
@@ -106,15 +107,16 @@ cdef class Core:
         self.state.handler_threads = handler_threads
         self.state.python_off_workers = handler_threads > 0 or self.asgi is not None
         self.state.access_log = config.access_log
+        self.state.ws_max_size = config.ws_max_size
+        self.state.ws_max_queue = config.ws_max_queue
+        self.state.ws_deflate = config.ws_per_message_deflate
+        self._set_websocket_routes(list(dispatch.websockets))
         if self.asgi is not None:
             if handler_threads:
                 raise ConfigError("an ASGI app runs on its event loop: handler_threads must be 0")
             asgi_import_asyncio()
             asgi_import_websocket_rules()
             self.state.websockets = True
-            self.state.ws_max_size = config.ws_max_size
-            self.state.ws_max_queue = config.ws_max_queue
-            self.state.ws_deflate = config.ws_per_message_deflate
             self.asgi_tasks = set()
             self.asgi_checked_fields = {}
             self.state.bridge.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
@@ -171,6 +173,27 @@ cdef class Core:
         worker.input_bin.block_size = READ_CHUNK
         worker.output_bin.block_size = BUFFER_MIN_ALLOCATION
         worker.input_bin.debug_counters = worker.output_bin.debug_counters = self.state.debug_counters
+
+    cdef _set_websocket_routes(self, list routes):
+        """Native WebSocket routes: their paths in C for the worker (ws_find_route)."""
+        cdef bytes path
+        cdef int i
+        self.ws_routes = routes
+        if not routes:
+            return
+        asgi_import_websocket_rules()
+        self.state.websockets = True
+        self.state.ws_native = True
+        self.state.ws_route_paths = <const char**>calloc(len(routes), sizeof(char*))
+        self.state.ws_route_lengths = <size_t*>calloc(len(routes), sizeof(size_t))
+        if self.state.ws_route_paths == NULL or self.state.ws_route_lengths == NULL:
+            raise MemoryError()
+        for i, route in enumerate(routes):
+            path = route.path.encode("latin-1")
+            self._owned_bytes.append(path)
+            self.state.ws_route_paths[i] = PyBytes_AS_STRING(path)
+            self.state.ws_route_lengths[i] = PyBytes_GET_SIZE(path)
+        self.state.ws_route_count = len(routes)
 
     cdef _set_static_routes(self, list static_routes):
         cdef StaticRoute* route
@@ -305,6 +328,9 @@ cdef class Core:
         if self.workers != NULL:
             for i in range(self.state.worker_count):
                 worker_close_all_connections(&self.workers[i], True)
+                if self.workers[i].ws_python_first != NULL:     # native WebSockets' last news: on_close
+                    native_ws_deliver_list(self, self.workers[i].ws_python_first)
+                    self.workers[i].ws_python_first = self.workers[i].ws_python_last = NULL
                 ws_list_release(self.workers[i].ws_outbox_first, False)    # sent to after the worker ended
                 self.workers[i].ws_outbox_first = self.workers[i].ws_outbox_last = NULL
                 release_parked_bodies(&self.workers[i])
@@ -337,13 +363,20 @@ cdef class Core:
             free(self.asgi_context.parked_bodies)
             free(self.asgi_context)
             self.asgi_context = NULL
-        ws_list_release(self.state.bridge.ws_ready_first, True)     # news the loop never took
+        if self.state.ws_native:                    # news no handler thread took: on_close
+            native_ws_deliver_list(self, self.state.bridge.ws_ready_first)
+        else:
+            ws_list_release(self.state.bridge.ws_ready_first, True)     # news the loop never took
         self.state.bridge.ws_ready_first = self.state.bridge.ws_ready_last = NULL
         for i in range(self.state.bridge.parked_count):
             held_body_release(self.state.debug_counters, &self.state.bridge.parked[i])
         bridge_destroy(&self.state.bridge)
         free(self.state.routes)
         self.state.routes = NULL
+        free(self.state.ws_route_paths)
+        free(self.state.ws_route_lengths)
+        self.state.ws_route_paths = NULL
+        self.state.ws_route_lengths = NULL
 
     def stats(self):
         """Counters kept in C without the GIL: server-wide atomics, plus per-worker counters (each

@@ -17,6 +17,9 @@
 #                  `handler`, because the wrapper answers it itself (the metrics route); else None.
 #   asgi           a fastcore.asgi.ASGIApp, or None. When set, `handler` is None and every request
 #                  for Python goes to the ASGI app on its event loop (asgi.pxi).
+#   websockets     native WebSocket routes (fastcore.websocket.WebSocketRoute, Server.add_websocket):
+#                  the worker accepts their handshakes and their callbacks run in handler batches
+#                  (websocket_native.pxi). Not with `asgi` (its app has the websocket scope).
 #
 # Nothing is inferred from the handler's attributes: the Core copies these fields into its own C
 # attributes when it is built (Core.__cinit__), and per request it tests one of them (Core.wsgi).
@@ -31,8 +34,9 @@ cdef class Dispatch:
     cdef readonly WSGIAdapter wsgi
     cdef readonly str wrapper_path
     cdef readonly object asgi
+    cdef readonly tuple websockets
 
-    def __init__(self, handler, WSGIAdapter wsgi=None, str wrapper_path=None, asgi=None):
+    def __init__(self, handler, WSGIAdapter wsgi=None, str wrapper_path=None, asgi=None, websockets=()):
         if handler is not None and not callable(handler):
             raise TypeError("a Dispatch's handler is callable (request -> Response) or None")
         if wsgi is not None and handler is None:
@@ -43,7 +47,10 @@ cdef class Dispatch:
         if asgi is not None and (handler is not None or wsgi is not None):
             raise TypeError("a Dispatch for an ASGI app has no handler and no WSGI adapter")
         self.asgi = asgi
+        self.websockets = tuple(websockets)
+        if self.websockets and asgi is not None:
+            raise TypeError("an ASGI app serves its own WebSockets: no native WebSocket routes with it")
 
     def __repr__(self):
         return (f"<fastcore._core.Dispatch handler={self.handler!r} wsgi={self.wsgi!r} "
-                f"wrapper_path={self.wrapper_path!r} asgi={self.asgi!r}>")
+                f"wrapper_path={self.wrapper_path!r} asgi={self.asgi!r} websockets={self.websockets!r}>")

@@ -55,6 +55,8 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
     cdef const StaticRoute* route
     cdef bint head_only
     conn.serving_paused = False
+    if conn.ws != NULL:
+        return SERVE_DONE                               # frames, not requests (websocket.pxi)
     while True:
         if not conn_serves_more_requests(conn) and not conn.head_complete:
             return SERVE_CLOSE
@@ -121,6 +123,8 @@ cdef ServeResult serve_buffered_requests(Worker* worker, Conn* conn) noexcept no
             result = ws_check_upgrade(worker, conn)     # websocket.pxi
             if result == 101:
                 return SERVE_NEEDS_PYTHON               # the app accepts or refuses it
+            if result == 1:
+                return SERVE_DONE                       # a native route accepted it: frames follow
             if result:
                 return ws_refuse_upgrade(worker, conn, <int>result)
         head_only = conn.request.is_head

@@ -192,7 +192,11 @@ cdef struct ServerState:
     bint python_off_workers           # handler threads or an ASGI event loop take requests through
                                       #   the bridge; the I/O workers never take the GIL
     Limits limits
-    bint websockets                   # WebSocket handshakes are checked and go to the ASGI app
+    bint websockets                   # WebSocket handshakes are checked (ASGI app, or native routes)
+    bint ws_native                    # native routes (Server.add_websocket): accepted by the worker
+    const char** ws_route_paths       #   itself, their callbacks run in handler batches
+    size_t* ws_route_lengths          #   (websocket.pxi, websocket_native.pxi)
+    int ws_route_count
     size_t ws_max_size                # ws_* options (websocket.pxi)
     int ws_max_queue
     bint ws_deflate
@@ -269,6 +273,8 @@ cdef struct Worker:
     WsChannel* ws_outbox_first        # WebSockets Python sent to (or wants read again): drained with
     WsChannel* ws_outbox_last         #   the inbox, under inbox_lock (websocket.pxi)
     long long ws_open                 # atomic: upgraded connections open in this worker
+    WsChannel* ws_python_first        # inline mode, native WebSockets: channels with news for this
+    WsChannel* ws_python_last         #   worker's own handler batch (worker thread only)
     long long gil_batches             # atomic: times this thread took the GIL for a batch
     pthread_mutex_t access_lock       # access log (access.pxi): lines of the core's own responses,
     Buffer access_lines               #   taken by a Python thread (Core.take_access_lines), which

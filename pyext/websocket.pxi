@@ -41,6 +41,7 @@
 cdef enum:
     WS_WRITE_LIMIT = 65536            # unsent bytes beyond which the app's send() waits
     WS_EVENT_CLOSED = 0x100           # a WsMessage kind: the connection ended (code, reason)
+    WS_EVENT_OPEN = 0x101             # native routes: accepted (code: the route; payload: WsOpenInfo + head)
     WS_RECORD_HEAD = 8                # an outgoing record: kind (4 bytes), payload length (4 bytes)
     WS_DEFLATE_MIN = 128              # shorter messages go out uncompressed (RFC 7692 6: an endpoint
                                       #   may): a compressor's setup costs more than they could save
@@ -51,6 +52,11 @@ ctypedef struct WsMessage:
     int code                          # WS_EVENT_CLOSED: the code of websocket.disconnect
     size_t length
     # the payload follows the struct (text: valid UTF-8; closed: the reason)
+
+ctypedef struct WsOpenInfo:            # a native WebSocket's handshake, for its ws.request
+    ParsedRequest request
+    PeerAddress peer
+    # the request head follows
 
 ctypedef struct WsRecordHead:
     uint32_t kind                     # WS_OP_TEXT, WS_OP_BINARY or WS_OP_CLOSE (payload: a close payload)
@@ -95,6 +101,7 @@ cdef struct WsChannel:
     WsDeflate deflate
     TimerKind timer                   # what the armed timer waits for (conn.timer_kind is cleared when it fires)
     bint opened                       # counted in the worker's ws_open
+    bint in_python                    # native: a thread is delivering its messages (websocket_native.pxi)
     # loop
     void* owner                       # the WebSocketCycle (borrowed; it clears this before it goes)
 
@@ -142,12 +149,86 @@ cdef int ws_check_upgrade(Worker* worker, Conn* conn) noexcept nogil:
     refuses it (400, 426)."""
     cdef WsHandshake handshake
     cdef ParsedRequest* request = &conn.request
+    cdef int route = -1
+    if worker.server.ws_native:
+        route = ws_find_route(worker.server, conn.input.data + conn.input.start + request.path_offset,
+                              request.path_length)
+        if route < 0:
+            return 0                                # not a WebSocket path: the handler's request
     ws_handshake_check(conn.input.data + conn.input.start, request.head_length,
                        request_method_is(conn, "GET", 3), request.version_minor,
                        request.chunked or request.body_length > 0, &handshake)
     if handshake.status == 101:
+        if route >= 0:
+            return ws_accept_native(worker, conn, route, &handshake)
         conn.ws_upgrade = True
     return handshake.status
+
+
+cdef int ws_find_route(const ServerState* server, const char* path, size_t length) noexcept nogil:
+    cdef int i
+    if length == 0:
+        path = "/"
+        length = 1
+    for i in range(server.ws_route_count):
+        if server.ws_route_lengths[i] == length and memcmp(server.ws_route_paths[i], path, length) == 0:
+            return i
+    return -1
+
+
+cdef int ws_accept_native(Worker* worker, Conn* conn, int route, WsHandshake* handshake) noexcept nogil:
+    """A native route's valid handshake, accepted here without Python: the 101, the channel, and the
+    open event for the handler batch. Returns 1 (serve.pxi: the connection is a WebSocket now), or
+    500 when memory runs out."""
+    cdef const char* head = conn.input.data + conn.input.start
+    cdef size_t head_length = conn.request.head_length
+    cdef char accept[28]
+    cdef char extension[256]
+    cdef size_t extension_length = 0
+    cdef WsDeflateParams params
+    cdef bint deflate = False
+    cdef WsChannel* ws
+    cdef WsOpenInfo* info
+    cdef int failed = 0
+    ws_accept_value(handshake.key, handshake.key_length, accept)
+    if worker.server.ws_deflate:
+        deflate = ws_deflate_negotiate(head, head_length, &params, extension, sizeof(extension),
+                                       &extension_length) == 1
+    ws = ws_channel_new(conn, worker.server)
+    info = <WsOpenInfo*>malloc(sizeof(WsOpenInfo) + head_length)
+    if ws == NULL or info == NULL:
+        free(info)
+        if ws != NULL:
+            ws_channel_release(ws)
+            ws_channel_release(ws)
+        return 500
+    failed |= buffer_append(&conn.output, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: ", 97)
+    failed |= buffer_append(&conn.output, accept, 28)
+    failed |= buffer_append(&conn.output, b"\r\n", 2)
+    if deflate:
+        failed |= buffer_append(&conn.output, b"Sec-WebSocket-Extensions: ", 26)
+        failed |= buffer_append(&conn.output, extension, extension_length)
+        failed |= buffer_append(&conn.output, b"\r\n", 2)
+        ws_deflate_init(&ws.deflate, &params)
+        ws.deflate_on = True
+    failed |= buffer_append(&conn.output, worker.server.server_field, worker.server.server_field_length)
+    failed |= buffer_append(&conn.output, worker.date.line, worker.date.length)
+    failed |= buffer_append(&conn.output, b"\r\n", 2)
+    count_response(worker, 101)
+    info.request = conn.request
+    info.peer = conn.peer
+    memcpy(<char*>(info + 1), head, head_length)
+    conn.ws = ws
+    ws.opened = True
+    fc_atomic_add64(&worker.ws_open, 1)
+    ws_queue_message(worker, ws, WS_EVENT_OPEN, route, <const char*>info, sizeof(WsOpenInfo) + head_length)
+    free(info)
+    finish_request(conn, conn.request.request_length)   # what follows the head is frames
+    conn_transition(worker, conn, EVENT_ANSWERED)
+    if failed:
+        ws_fail(worker, conn, 1011)
+    return 1
 
 
 cdef ServeResult ws_refuse_upgrade(Worker* worker, Conn* conn, int status) noexcept nogil:
@@ -165,7 +246,9 @@ cdef ServeResult ws_refuse_upgrade(Worker* worker, Conn* conn, int status) noexc
 # -- telling the loop ----------------------------------------------------------------------------
 
 cdef void ws_notify_loop(Worker* worker, WsChannel* ws) noexcept nogil:
-    """Put `ws` on the bridge's ready list unless it is there already (the loop then wakes its app)."""
+    """Put `ws` on the ready list of whoever runs its Python, unless it is there already: the
+    bridge's (the ASGI loop, or native callbacks on handler threads), or the worker's own (native
+    callbacks in its inline batch)."""
     cdef Bridge* bridge = &worker.server.bridge
     cdef bint was_empty
     pthread_mutex_lock(&ws.lock)
@@ -175,6 +258,14 @@ cdef void ws_notify_loop(Worker* worker, WsChannel* ws) noexcept nogil:
     ws.on_ready = True
     fc_atomic_add_fetch(&ws.refs, 1)                # the list's reference
     pthread_mutex_unlock(&ws.lock)
+    if not worker.server.python_off_workers:
+        ws.next_ready = NULL
+        if worker.ws_python_last != NULL:
+            worker.ws_python_last.next_ready = ws
+        else:
+            worker.ws_python_first = ws
+        worker.ws_python_last = ws
+        return
     pthread_mutex_lock(&bridge.lock)
     was_empty = bridge_empty(bridge)
     ws.next_ready = NULL
@@ -183,6 +274,7 @@ cdef void ws_notify_loop(Worker* worker, WsChannel* ws) noexcept nogil:
     else:
         bridge.ws_ready_first = ws
     bridge.ws_ready_last = ws
+    pthread_cond_signal(&bridge.ready)              # native callbacks: a handler thread takes it
     pthread_mutex_unlock(&bridge.lock)
     bridge_notify(bridge, was_empty)
 
@@ -215,12 +307,12 @@ cdef bint ws_queue_message(Worker* worker, WsChannel* ws, int kind, int code, co
         ws.received_first = message
     ws.received_last = message
     ws.received_count += 1
-    full = kind != WS_EVENT_CLOSED and ws.received_count >= ws.max_queue
+    full = kind < WS_EVENT_CLOSED and ws.received_count >= ws.max_queue
     if full:
         ws.reading_paused = True
         ws.resume_asked = False
     pthread_mutex_unlock(&ws.lock)
-    if kind != WS_EVENT_CLOSED:
+    if kind < WS_EVENT_CLOSED:
         fc_atomic_add64(&worker.server.ws_messages_received, 1)
     ws_notify_loop(worker, ws)
     return full
@@ -711,3 +803,27 @@ cdef void ws_list_release(WsChannel* ws, bint ready_list) noexcept nogil:
         following = ws.next_ready if ready_list else ws.next_outbox
         ws_channel_release(ws)
         ws = following
+
+
+cdef bint ws_begin_python(WsChannel* ws) noexcept nogil:
+    """Native callbacks: this thread delivers the channel's messages, unless another one is at it
+    (it takes the new ones too: ws_take_or_end_python)."""
+    cdef bint mine
+    pthread_mutex_lock(&ws.lock)
+    mine = not ws.in_python
+    ws.in_python = True
+    pthread_mutex_unlock(&ws.lock)
+    return mine
+
+
+cdef WsMessage* ws_take_or_end_python(WsChannel* ws) noexcept nogil:
+    """ws_take_message for the delivering thread; when none is left, it stops delivering (in the
+    same lock, so a message queued meanwhile is either taken now or notified anew)."""
+    cdef WsMessage* message
+    pthread_mutex_lock(&ws.lock)
+    if ws.received_first == NULL:
+        ws.in_python = False
+        pthread_mutex_unlock(&ws.lock)
+        return NULL
+    pthread_mutex_unlock(&ws.lock)
+    return ws_take_message(ws)

@@ -82,8 +82,8 @@ cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil
     cdef Conn* conn = <Conn*>event.data.ptr
     if conn == NULL:
         worker_take_queued_connections(worker)
-        if worker.server.python_off_workers:
-            worker_drain_inbox(worker)
+        if worker.server.python_off_workers or worker.server.ws_native:
+            worker_drain_inbox(worker)              # (and the WebSockets Python sent to)
     elif conn_with_python(conn):
         pass                                            # its Python batch runs at the end of this turn
     elif conn.phase == PHASE_LINGERING:
@@ -112,7 +112,7 @@ cdef int worker_wait_ms(Worker* worker) noexcept nogil:
     when a Python batch is left over from the last turn."""
     cdef int timeout = timers_wait_ms(worker)
     cdef long long remaining
-    if worker.python_first != NULL or worker.parked_count:
+    if worker.python_first != NULL or worker.parked_count or worker.ws_python_first != NULL:
         return 0
     if worker.stopping:
         remaining = fc_atomic_load64(&worker.stop_deadline_ms) - worker.now_ms
@@ -161,10 +161,12 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
         if worker.server.python_off_workers:
             if worker.parked_count:
                 bridge_park_bodies(worker)          # a handler thread releases them
-        elif worker.python_first != NULL or worker.parked_count:
+        elif worker.python_first != NULL or worker.parked_count or worker.ws_python_first != NULL:
             fc_atomic_add64(&worker.gil_batches, 1)
             worker_run_python_batch(worker)
             for i in range(worker.flush_after_python_count):
                 conn_finish_turn(worker, worker.flush_after_python[i], SERVE_DONE)
             worker.flush_after_python_count = 0
+            if worker.ws_outbox_first != NULL:
+                worker_drain_inbox(worker)          # what native WebSocket callbacks sent, now
         worker_expire_timers(worker)
