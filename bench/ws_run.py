@@ -3,6 +3,7 @@
     python -m bench.ws_run [--servers a,b] [--scenarios ws64,ws16k] [--ws-connections 1,64]
                            [--rounds 2] [--duration 5] [--warmup 1] [--idle-connections 1000]
                            [--unpinned] [--fastcore-from DIR] [--output PATH]
+    python -m bench.ws_run --from-json bench/results-ws-<timestamp>.json      (the table again)
 
 Servers (bench/ws_servers.py): fastcore-asgi, pure-asgi, uvicorn-websockets, uvicorn-wsproto,
 granian-asgi, all running the same ASGI echo app; a server that cannot run here is skipped with
@@ -201,8 +202,8 @@ def median(values):
 
 
 def markdown(records, servers):
-    lines = ["| scenario | server | msg/s (median) | rounds | p50 ms | p99 ms | server us/msg |",
-             "|---|---|--:|---|--:|--:|--:|"]
+    lines = ["| scenario | server | msg/s (median) | rounds | p50 ms | p99 ms | server us/msg | other CPU % (max) |",
+             "|---|---|--:|---|--:|--:|--:|--:|"]
     echo_keys = sorted({(r["scenario"], r["parameter"]) for r in records if r["scenario"] != "idle"},
                        key=lambda key: (key[0], key[1]))
     for scenario, connections in echo_keys:
@@ -212,13 +213,14 @@ def markdown(records, servers):
             if not runs:
                 continue
             if not good:
-                lines.append(f"| {scenario} c{connections} | {name} | error | | | | |")
+                lines.append(f"| {scenario} c{connections} | {name} | error | | | | | |")
                 continue
             rates = [r["messages_per_s"] for r in good]
             lines.append(f"| {scenario} c{connections} | {name} | {median(rates):,.0f} | "
-                         f"{' '.join(f'{x:,.0f}' for x in rates)} | {median([r['p50_ms'] for r in good])} | "
-                         f"{median([r['p99_ms'] for r in good])} | "
-                         f"{median([r.get('server_us_per_msg') or 0 for r in good])} |")
+                         f"{' '.join(f'{x:,.0f}' for x in rates)} | {median([r['p50_ms'] for r in good]):.3f} | "
+                         f"{median([r['p99_ms'] for r in good]):.3f} | "
+                         f"{median([r.get('server_us_per_msg') or 0 for r in good]):.1f} | "
+                         f"{max(r.get('other_cpu_pct') or 0 for r in good):.0f} |")
     idle = [r for r in records if r["scenario"] == "idle"]
     if idle:
         lines += ["", "| server | KiB per idle WebSocket | with permessage-deflate | held |", "|---|--:|--:|---|"]
@@ -246,6 +248,7 @@ def parse_args(argv):
     parser.add_argument("--unpinned", action="store_true")
     parser.add_argument("--fastcore-from", default=None, metavar="DIR")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--from-json", default=None, metavar="PATH", help="measure nothing: print an earlier run's table")
     args = parser.parse_args(argv)
     args.servers = [s for s in args.servers.split(",") if s]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
@@ -261,6 +264,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            earlier = json.load(f)
+        print(markdown(earlier["runs"], list(earlier["servers"])))
+        return 0
     pinned = not args.unpinned and (os.cpu_count() or 1) >= 2
     servers = []
     for name in args.servers:
