@@ -36,8 +36,9 @@ from websocket_support import echo_app, skip_unless_websockets
 
 ASGI_LIFESPAN = "off"
 
-# Against uvicorn (--ws websockets) on this machine this subset runs in about 13 s (the full run: 11
-# min), so both engines stay within the minute even at uvicorn's speed. 1.* to 7.*: whole (0.3 s,
+# On this machine this subset ran in 12 s against uvicorn --ws websockets and 9 s against granian
+# (whose 12.*/13.* end at once: no permessage-deflate); the full run took 11 min against uvicorn. So
+# both engines stay within the minute even at uvicorn's speed. 1.* to 7.*: whole (0.3 s,
 # except 6.4.*: about 6 s of the cases' own waits, kept because they are the fail-fast UTF-8 checks).
 # 9.*: the 64 KiB and 256 KiB sizes of 9.1/9.2, the first of 9.5 to 9.8 (the 1-16 MiB sizes, and
 # 9.3/9.4's 4 MiB in 64-byte fragments, are for the full run). 12.* and 13.*: one case of each
