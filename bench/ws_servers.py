@@ -1,0 +1,123 @@
+"""WebSocket benchmark servers, one per process, all serving the same ASGI echo app:
+
+    python bench/ws_servers.py NAME --port 8080 [--threads 1] [--max-connections 11000] [--fastcore-from DIR]
+
+The app (`bench.ws_servers:echo_app`): a WebSocket on any path is accepted and every message sent
+back as it came (text as text, bytes as bytes); `GET /` answers bench/apps.py's "Hello, World!", so
+bench/run.py's readiness probe (http_probe) serves here too. WebSocket options are each server's
+defaults (permessage-deflate accepted when offered, 16 MiB max message, server pings every 20 s),
+except where a launcher says otherwise.
+
+The fastcore launchers import fastcore as bench/servers.py's do (the checkout's in-place build, or
+--fastcore-from DIR) and print its FASTCORE and READY lines; the others exec their server.
+"""
+import argparse
+import os
+import sys
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+import servers  # noqa: E402  (bench/servers.py: fixes sys.path for the checkout's fastcore)
+from servers import ROOT, _exec_module, _fastcore_config, _serve, import_fastcore, raise_fd_limit  # noqa: E402
+
+from bench.apps import HELLO  # noqa: E402
+
+_HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
+
+
+async def echo_app(scope, receive, send):
+    kind = scope["type"]
+    if kind == "websocket":
+        await receive()                                 # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return                                  # websocket.disconnect
+            text = message.get("text")
+            if text is not None:
+                await send({"type": "websocket.send", "text": text})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+    elif kind == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": _HELLO_HEADERS})
+        await send({"type": "http.response.body", "body": HELLO})
+    elif kind == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def run_fastcore_asgi(args):
+    import fastcore
+    _serve(fastcore.ASGIServer(echo_app, lifespan="off", **_fastcore_config(args)))
+
+
+def run_pure_asgi(args):
+    from fastcore.pure import ASGIServer
+    _serve(ASGIServer(echo_app, lifespan="off", **_fastcore_config(args)))
+
+
+def _uvicorn(args, ws):
+    # as bench/servers.py's uvicorn (httptools, uvloop when installed), with the given WebSocket
+    # implementation
+    _exec_module("uvicorn", ["--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
+                             "--http", "httptools", "--loop", servers.UVICORN_LOOP, "--ws", ws,
+                             "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+                             "--backlog", "1024", "--app-dir", ROOT, "bench.ws_servers:echo_app"])
+
+
+def run_uvicorn_websockets(args):
+    _uvicorn(args, "websockets")
+
+
+def run_uvicorn_wsproto(args):
+    _uvicorn(args, "wsproto")
+
+
+def run_granian_asgi(args):
+    # as bench/servers.py's granian-asgi, WebSockets on (its default); --backpressure raised so the
+    # idle test can hold its connections
+    _exec_module("granian", ["--interface", "asgi", "--host", "127.0.0.1", "--port", str(args.port),
+                             "--workers", "1", "--backpressure", str(args.max_connections), "--http", "1",
+                             "--backlog", "1024", "--log-level", "warning", "--working-dir", ROOT,
+                             "bench.ws_servers:echo_app"])
+
+
+# name: (launcher, Python modules it needs, one-line description)
+SERVERS = {
+    "fastcore-asgi": (run_fastcore_asgi, ["fastcore._core"], "fastcore.ASGIServer, echo app; threads=T"),
+    "pure-asgi": (run_pure_asgi, ["fastcore.pure"], "fastcore.pure.ASGIServer, echo app; threads=T"),
+    "uvicorn-websockets": (run_uvicorn_websockets, ["uvicorn", "websockets", "httptools"],
+                           f"uvicorn --ws websockets, 1 worker, httptools, {servers.UVICORN_LOOP} loop"),
+    "uvicorn-wsproto": (run_uvicorn_wsproto, ["uvicorn", "wsproto", "httptools"],
+                        f"uvicorn --ws wsproto, 1 worker, httptools, {servers.UVICORN_LOOP} loop"),
+    "granian-asgi": (run_granian_asgi, ["granian"], "granian --interface asgi (WebSockets on), 1 worker, HTTP/1"),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=list(SERVERS))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-connections", type=int, default=11000)
+    parser.add_argument("--fastcore-from", default=None, metavar="DIR")
+    args = parser.parse_args(argv)
+    raise_fd_limit(args.max_connections + 1000)
+    if args.kind.startswith(("fastcore", "pure")):
+        wrong = import_fastcore(args.kind, args.fastcore_from)
+        if wrong:
+            print(wrong, file=sys.stderr)
+            return 3
+    elif args.fastcore_from:
+        parser.error(f"--fastcore-from applies to the fastcore and pure servers, not {args.kind}")
+    return SERVERS[args.kind][0](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
