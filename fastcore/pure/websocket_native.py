@@ -169,7 +169,7 @@ class WebSocket:
         self._reader = MessageReader(conn.worker.limits.ws_max_size, deflate)
         self._deflate = deflate
         self._reading = True                # the worker reads the socket (False: the queue is full)
-        self._paused = False                # reading stopped for ws_max_queue
+        self._paused = False                # reading stopped for ws_max_queue (under the lock)
         self._pong_due = False              # a ping is out; any frame answers it
         self._ping_timer = None             # the heap entries in force (others are stale)
         self._close_timer = None
@@ -241,8 +241,9 @@ class WebSocket:
                 resume = False
                 if kind == EVENT_MESSAGE:
                     self._waiting_messages -= 1
-                    resume = self._paused and not self._noticed
-                    if resume:
+                    if self._paused:             # the worker stopped reading: room again
+                        self._paused = False
+                        resume = not self._noticed
                         self._noticed = True
             if resume:
                 notify_worker(self._worker, self)   # room in the queue: read again
@@ -332,10 +333,12 @@ class WebSocket:
         reader = self._reader
         max_queue = max(1, self._worker.limits.ws_max_queue)
         while self._phase != ENDED:
-            if self._phase == OPEN and self._waiting_messages >= max_queue:
-                self._paused = True          # the callbacks are behind: stop reading the socket
-                self._set_reading(False)
-                return
+            if self._phase == OPEN:
+                with self._lock:             # checked and set with run_callbacks' decrement
+                    full = self._paused = self._waiting_messages >= max_queue
+                if full:                     # the callbacks are behind: stop reading the socket
+                    self._set_reading(False)
+                    return
             try:
                 event = reader.next()
             except ProtocolError as error:
@@ -381,11 +384,10 @@ class WebSocket:
             self._start_close(*close_request)
         elif queued:
             self._flush()
-        if self._phase != ENDED and self._paused:
+        if self._phase == OPEN and not self._reading:
             with self._lock:
-                room = self._waiting_messages < max(1, self._worker.limits.ws_max_queue)
-            if room:
-                self._paused = False
+                paused = self._paused
+            if not paused:                   # run_callbacks made room in the queue
                 self._set_reading(True)
                 self._process()
 
