@@ -110,9 +110,10 @@ def start_servers(server_class, started):
     127.0.0.1, appended to `started` (the fixture stops them with stop_servers).
 
     `static` maps a path to a body, or to a dict of add_static keyword arguments
-    ({"body": ..., "content_type": ..., "status": ...})."""
+    ({"body": ..., "content_type": ..., "status": ...}); `websockets` a path to a dict of
+    add_websocket keyword arguments ({"on_message": ..., "on_open": ..., "on_close": ...})."""
 
-    def start(handler=None, threads=2, static=None, **options):
+    def start(handler=None, threads=2, static=None, websockets=None, **options):
         options = {"host": "127.0.0.1", "port": 0, "handler_threads": DEFAULT_HANDLER_THREADS, **options}
         srv = server_class(handler, threads=threads, **options)
         for path, spec in (static or {}).items():
@@ -120,6 +121,8 @@ def start_servers(server_class, started):
                 srv.add_static(path, **spec)
             else:
                 srv.add_static(path, spec)
+        for path, callbacks in (websockets or {}).items():
+            srv.add_websocket(path, **callbacks)
         srv.start()
         started.append(srv)
         assert srv.running

@@ -31,6 +31,8 @@ fragments:
     request.py     Request (the attributes of fastcore.Request) and BodyReader (large bodies)
     response.py    response bytes: handler results, static routes, errors, Date cache
     timers.py      header / body / keep-alive / write / linger timeouts, one sorted list per kind
+    websocket_native.py  Server.add_websocket: the worker does the handshake and framing,
+                   callbacks run in the handler batch or on handler threads; WebSocket
     wsgi.py        serve_wsgi: the WSGI entry point on this engine (the adapter is
                    fastcore.wsgi_adapter's, shared by both engines)
 
@@ -77,10 +79,11 @@ from ..config import ServerConfig
 from ..asgi_server import AsyncServer as _AsyncServer
 from .request import Request
 from .server import ASGIServer, Server, WSGIServer
+from .websocket_native import WebSocket
 from .wsgi import serve_wsgi
 
 __all__ = ["Server", "ServerConfig", "Request", "Response", "Headers", "FileWrapper", "RequestBodyError",
-           "WSGIServer", "serve_wsgi", "ASGIServer", "AsyncServer"]
+           "WSGIServer", "serve_wsgi", "ASGIServer", "AsyncServer", "WebSocket"]
 
 
 class AsyncServer(_AsyncServer):

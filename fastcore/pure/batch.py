@@ -28,6 +28,7 @@ from .bridge import inbox_push
 from .connection import SERVE_DONE, SERVE_NEEDS_PYTHON
 from .protocol import ANSWERED, CLOSE_LINGERING, CLOSED, TO_HANDLER, close_after, transition
 from .response import DateCache, pull_stream
+from .websocket_native import WebSocket, run_on_handler_thread
 
 
 def run_python_batch(worker):
@@ -112,6 +113,9 @@ def handler_thread_run(core, context):
         conn = bridge.take()                    # one at a time, as the compiled engine
         if conn is None:
             return                              # stopped
+        if type(conn) is WebSocket:             # a native WebSocket's callbacks (Bridge.push_task)
+            run_on_handler_thread(core, conn)
+            continue
         context.now = time.monotonic()
         context.date.refresh()
         home = conn.home

@@ -51,6 +51,13 @@ class Bridge:
             self.waiting.append(conn)
             self.ready.notify()
 
+    def push_task(self, ws):
+        """Hand a native WebSocket whose callbacks are due to the handler threads
+        (websocket_native.py; it stays in its worker's epoll set)."""
+        with self.ready:
+            self.waiting.append(ws)
+            self.ready.notify()
+
     def take(self):
         """For a handler thread: wait until a connection waits (or the stop), then take the first.
         Returns it; None once stopped with nothing left (bridge_take)."""

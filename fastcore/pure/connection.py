@@ -25,7 +25,7 @@ import time
 
 from .. import access
 from .._core import RequestBodyError
-from . import protocol, response, timers
+from . import protocol, response, timers, websocket_native
 from .parser import Reject, RequestParser
 from .protocol import (ANSWERED, CLOSE, CLOSE_AFTER_RESPONSE, CLOSE_LINGERING, CLOSE_NEVER, CLOSED, NEW,
                        OUTPUT_BLOCKED, OUTPUT_DRAINED, SENDING, TO_HANDLER, close_after, transition)
@@ -34,6 +34,7 @@ from .request import BodyReader, Request
 SERVE_DONE = 0              # every complete request answered; waiting for more bytes
 SERVE_NEEDS_PYTHON = 1      # stopped at a request for the handler
 SERVE_CLOSE = 2             # answer written; close once output is flushed
+SERVE_WEBSOCKET = 3         # a native WebSocket's 101 is written: the connection leaves HTTP
 
 READ_SIZE = 65536
 # recv calls per readable event of a lingering connection: the rest is reported again (epoll is
@@ -55,7 +56,7 @@ class Conn:
                  "continue_deferred", "serving_paused", "timer_kind", "home", "with_handler_thread",
                  "stream", "stream_owner", "stream_chunked", "stream_remaining",
                  "sendfile_fd", "sendfile_offset", "sendfile_remaining",
-                 "bytes_in", "body_bytes_base", "body_started", "request_started")
+                 "bytes_in", "body_bytes_base", "body_started", "request_started", "websocket")
 
     def __init__(self, worker, sock, peer):
         self.worker = worker                # the I/O worker, or a handler thread's context while it has it
@@ -88,6 +89,7 @@ class Conn:
         self.body_bytes_base = 0            # bytes_in less the current body's bytes so far
         self.body_started = 0.0             # when the current body's rate clock started (timers.py)
         self.request_started = 0.0          # access log: when the current head's first byte was seen
+        self.websocket = None               # a native WebSocket (websocket_native.py) once upgraded
 
     def write(self, data):
         self.out.append(data)
@@ -100,6 +102,8 @@ class Conn:
         parser = self.parser
         worker = self.worker
         self.serving_paused = False
+        if self.websocket is not None:
+            return SERVE_WEBSOCKET                      # upgraded: nothing after the handshake is HTTP
         while True:
             if self.close_policy != CLOSE_NEVER and not self.head_complete:
                 return SERVE_CLOSE
@@ -130,6 +134,14 @@ class Conn:
 
             # A complete request: answer it.
             protocol.request_complete(self)
+            if worker.ws_routes and message.is_get:
+                ws_route = worker.ws_routes.get(message.path)
+                if ws_route is not None and websocket_native.upgrade_requested(message):
+                    if websocket_native.handshake(self, message, ws_route):
+                        return SERVE_WEBSOCKET
+                    transition(self, ANSWERED)          # refused (400, 426): closes after it
+                    self.finish_request()
+                    continue
             route = worker.static_route(message)
             if route is not None:
                 response.append_static_response(self, route, message.is_head)
@@ -286,7 +298,11 @@ class Conn:
         self.finish_turn(self.serve())
 
     def finish_turn(self, result):
-        """After serving: queue for the handler, or flush what was answered (and close if that is the end)."""
+        """After serving: queue for the handler, or flush what was answered (and close if that is the end),
+        or, after a native WebSocket's handshake, give the connection to it."""
+        if self.websocket is not None:
+            self.websocket.begin()
+            return
         if result == SERVE_NEEDS_PYTHON:
             protocol.queue_for_python(self, TO_HANDLER)
             return
@@ -395,8 +411,12 @@ class Conn:
                 break
             # Requests pipelined behind a file, or behind a full output, waited for it: answer them
             # now (in this loop, not by recursion: a long pipeline of files must not grow the stack).
-            if self.serve() == SERVE_NEEDS_PYTHON:
+            result = self.serve()
+            if result == SERVE_NEEDS_PYTHON:
                 protocol.queue_for_python(self, TO_HANDLER)
+                return
+            if result == SERVE_WEBSOCKET:
+                self.websocket.begin()
                 return
             if self.peer_closed:
                 close_after(self, CLOSE_AFTER_RESPONSE)

@@ -34,11 +34,13 @@ from .worker import Worker
 
 
 class Core:
-    def __init__(self, config, listening, dispatch, static_routes):
+    def __init__(self, config, listening, dispatch, static_routes, websocket_routes=None):
         """As the compiled Core: `config` is a fastcore.ServerConfig (its limit fields are read by
         the parser directly), `listening` the listening socket, `dispatch` a fastcore._core.Dispatch
         (this engine always calls dispatch.handler: it has no compiled WSGI path), `static_routes`
-        (path, status, content_type, body) tuples as Server.add_static keeps them."""
+        (path, status, content_type, body) tuples as Server.add_static keeps them, `websocket_routes`
+        path -> websocket_native.WebSocketRoute (Server.add_websocket)."""
+        self.websocket_routes = dict(websocket_routes or {})
         self.handler = dispatch.handler
         # An ASGI app (fastcore.asgi.ASGIApp): every request for Python goes to the event loop.
         self.asgi = ASGIBridge(dispatch.asgi, config.write_timeout, config) if dispatch.asgi is not None else None

@@ -33,7 +33,7 @@ import time
 
 import threading
 
-from . import protocol, timers
+from . import protocol, timers, websocket_native
 from .batch import HandlerContext, run_python_batch
 from .bridge import drain_inbox
 from .connection import Conn
@@ -48,6 +48,12 @@ class Worker(HandlerContext):
         super().__init__(core, index)           # handler, limits, Date line, stop flags, counters
         self.queue = core.queue
         self.routes = core.formats.routes
+        # raw path bytes -> WebSocketRoute (Server.add_websocket), as static routes are matched
+        self.ws_routes = {path.encode("utf-8"): route for path, route in core.websocket_routes.items()}
+        self.ws_open = set()                    # native WebSockets not ended (websocket_native.py)
+        self.ws_ready = collections.deque()     # inline mode: WebSockets whose callbacks are due
+        self.ws_notices = collections.deque()   # WebSockets with sends / a close to pump (inbox_lock)
+        self.ws_timers = []                     # heap of their pings and close deadlines
         self.timers = timers.Timers(core.header_timeout, core.body_timeout, core.keepalive_timeout,
                                     core.write_timeout)
         self.connections = {}                   # fd -> Conn
@@ -87,14 +93,14 @@ class Worker(HandlerContext):
         while True:
             if self.stopping:
                 self.close_idle_connections()
-                if not connections:
+                if not connections and not self.ws_ready:
                     break
                 if self.now >= self.stop_deadline:
                     # What a handler thread still holds stays in our dict, for Core.release() to
                     # close once that thread has given it back and returned (Server.stop).
                     self.close_all_connections(False)
                     break
-            if not self.python_queue:
+            if not self.python_queue and not self.ws_ready:
                 self.idle = True
                 # As worker.pxi: a worker about to sleep takes what still waits in the queue, so no
                 # connection credited to a worker stuck in a handler waits for it.
@@ -106,15 +112,20 @@ class Worker(HandlerContext):
             self.date.refresh()
             if not self.stopping and self.stop_requested:
                 self.stopping = True
-            for fd, _ in events:
+                websocket_native.going_away(self)   # 1001 to every open native WebSocket
+            for fd, mask in events:
                 if fd == wake_fd:
                     self.take_queued_connections()
                     if self.python_elsewhere:
                         drain_inbox(self)
+                    websocket_native.drain_notices(self)
                     continue
                 conn = connections.get(fd)
                 if conn is None:
                     continue                        # closed this turn
+                if conn.websocket is not None:
+                    conn.websocket.on_event(mask)   # a native WebSocket's (websocket_native.py)
+                    continue
                 if conn.with_handler_thread:
                     continue                        # not ours to read until it comes back (bridge.py)
                 phase = conn.phase
@@ -129,14 +140,19 @@ class Worker(HandlerContext):
             if self.python_queue:
                 self.gil_batches += 1
                 run_python_batch(self)
+            if self.ws_ready:
+                websocket_native.run_inline_callbacks(self)
             self.expire_timers()
 
     def wait_seconds(self):
         """How long epoll may sleep: until the earliest timer, the stop deadline, or not at all when
         a handler batch is left over from the last turn."""
-        if self.python_queue:
+        if self.python_queue or self.ws_ready:
             return 0
         timeout = self.timers.wait(self.now)
+        ws_timeout = websocket_native.timers_wait(self)
+        if ws_timeout >= 0 and (timeout < 0 or ws_timeout < timeout):
+            timeout = ws_timeout
         if self.stopping:
             remaining = max(0.0, self.stop_deadline - self.now)
             if timeout < 0 or remaining < timeout:
@@ -197,6 +213,8 @@ class Worker(HandlerContext):
         """Hand every connection whose deadline has passed to the state machine (protocol.on_timeout)."""
         for _, conn in self.timers.expire(self.now):
             protocol.on_timeout(conn)
+        if self.ws_timers:
+            websocket_native.expire_timers(self)
 
     # -- stopping ------------------------------------------------------------------------------------
 
@@ -215,9 +233,13 @@ class Worker(HandlerContext):
         for conn in list(self.connections.values()):
             if conn.with_handler_thread and not threads_gone:
                 continue
-            if not protocol.is_idle(conn) and conn.close_policy != CLOSE_LINGERING:
+            if conn.websocket is not None:
+                conn.websocket.abandon()            # on_close (1006) still runs
+            elif not protocol.is_idle(conn) and conn.close_policy != CLOSE_LINGERING:
                 self.requests_cut_at_stop += 1
             conn.close()
+        if self.ws_ready:
+            websocket_native.run_inline_callbacks(self)
 
     def close(self):
         """Free what the thread used. Only once it has returned from run() (or never ran)."""
