@@ -43,8 +43,6 @@ cdef enum:
     WS_EVENT_CLOSED = 0x100           # a WsMessage kind: the connection ended (code, reason)
     WS_EVENT_OPEN = 0x101             # native routes: accepted (code: the route; payload: WsOpenInfo + head)
     WS_RECORD_HEAD = 8                # an outgoing record: kind (4 bytes), payload length (4 bytes)
-    WS_DEFLATE_MIN = 128              # shorter messages go out uncompressed (RFC 7692 6: an endpoint
-                                      #   may): a compressor's setup costs more than they could save
 
 ctypedef struct WsMessage:
     WsMessage* next
@@ -332,7 +330,10 @@ cdef int ws_append_frame(Worker* worker, Conn* conn, int opcode, const char* dat
     cdef size_t head_length
     cdef Buffer compressed
     cdef int failed = 0
-    if ws.deflate_on and (opcode == WS_OP_TEXT or opcode == WS_OP_BINARY) and length >= WS_DEFLATE_MIN:
+    # Every data message is compressed once it was agreed, short ones too: RFC 7692 allows sending
+    # some uncompressed, but clients differ in how well they take that (kosoku, the Autobahn
+    # client of our tests, fails on them).
+    if ws.deflate_on and (opcode == WS_OP_TEXT or opcode == WS_OP_BINARY):
         memset(&compressed, 0, sizeof(Buffer))
         if ws_deflate(&ws.deflate, <const unsigned char*>data, length, &compressed) != 0:
             buffer_release(&compressed)

@@ -21,14 +21,6 @@ TIMEOUT = 5.0
 pytestmark = pytest.mark.hang_timeout(60)
 
 
-@pytest.fixture(autouse=True)
-def compiled_add_websocket_not_landed(request):
-    """Delete this fixture when the compiled engine's Server.add_websocket lands."""
-    callspec = getattr(request.node, "callspec", None)
-    if callspec is not None and callspec.params.get("engine") == "compiled":
-        pytest.skip("the compiled engine's Server.add_websocket is not in this branch yet")
-
-
 class App:
     """Callbacks that record what they saw (and whether two ever ran at once for one connection)
     for the test thread to wait on; on_message echoes unless told otherwise."""

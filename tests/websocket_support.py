@@ -8,7 +8,7 @@ no other change), and from then on its parametrization runs. The suites were che
 """
 import pytest
 
-WEBSOCKET_ENGINES = frozenset()           # "compiled", "pure": flipped by whoever lands that engine
+WEBSOCKET_ENGINES = frozenset({"compiled", "pure"})
 
 
 def skip_unless_websockets(engine):

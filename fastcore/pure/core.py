@@ -39,7 +39,7 @@ class Core:
         the parser directly), `listening` the listening socket, `dispatch` a fastcore._core.Dispatch
         (this engine always calls dispatch.handler: it has no compiled WSGI path), `static_routes`
         (path, status, content_type, body) tuples as Server.add_static keeps them, `websocket_routes`
-        path -> websocket_native.WebSocketRoute (Server.add_websocket)."""
+        path -> fastcore.websocket.WebSocketRoute (Server.add_websocket)."""
         self.websocket_routes = dict(websocket_routes or {})
         self.handler = dispatch.handler
         # An ASGI app (fastcore.asgi.ASGIApp): every request for Python goes to the event loop.

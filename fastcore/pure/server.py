@@ -19,11 +19,8 @@ start()). ASGIServer likewise: fastcore.ASGIServer's loop and lifespan around th
 _build_core (whose Core serves ASGI in fastcore/pure/asgi.py). Nothing is copied.
 """
 from .. import server as compiled_server
-from ..errors import ConfigError, ServerStateError
-from ..wsgi_adapter import refuse_async_callable
 from .connection import Conn
 from .core import Core
-from .websocket_native import WebSocketRoute
 
 
 class Server(compiled_server.Server):
@@ -35,29 +32,10 @@ class Server(compiled_server.Server):
     """
 
     _handler_callers = (Conn.answer_with_handler.__code__,)
-    _websocket_routes = None                # path -> WebSocketRoute, set by add_websocket
-
-    def add_websocket(self, path, on_message, on_open=None, on_close=None):
-        """Accept WebSockets on exactly `path` (fastcore.Server.add_websocket's twin): on_open(ws),
-        on_message(ws, message) (str for text, bytes for binary), on_close(ws, code, reason), where
-        native handlers run (fastcore/pure/websocket_native.py). Before start()."""
-        if self._core is not None:
-            raise ServerStateError("add_websocket must be called before start()")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ConfigError("a WebSocket route's path is a str starting with '/'")
-        for name, callback in (("on_message", on_message), ("on_open", on_open), ("on_close", on_close)):
-            if callback is None and name != "on_message":
-                continue
-            if not callable(callback):
-                raise TypeError(f"{name} must be callable")
-            refuse_async_callable(callback, f"{name} is a plain callable, run where native handlers run")
-        if self._websocket_routes is None:
-            self._websocket_routes = {}
-        self._websocket_routes[path] = WebSocketRoute(path, on_message, on_open, on_close)
 
     def _build_core(self, listening):
         return Core(self.config, listening, self._dispatch(), list(self._static_routes.values()),
-                    self._websocket_routes)
+                    self._websocket_routes or None)   # Server.add_websocket's routes
 
     @classmethod
     def wsgi(cls, app, config=None, **options):

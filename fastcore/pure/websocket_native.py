@@ -74,18 +74,6 @@ _OUT = select.EPOLLOUT
 _sequence = itertools.count()   # ties in the timer heap (WebSockets do not compare)
 
 
-class WebSocketRoute:
-    """A path registered with Server.add_websocket and its callbacks."""
-
-    __slots__ = ("path", "on_message", "on_open", "on_close")
-
-    def __init__(self, path, on_message, on_open=None, on_close=None):
-        self.path = path
-        self.on_message = on_message
-        self.on_open = on_open
-        self.on_close = on_close
-
-
 def request_headers(message):
     """The head's fields as (lower-case name, value) bytes pairs, as fastcore.websocket reads them."""
     pairs = []
