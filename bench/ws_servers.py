@@ -57,6 +57,23 @@ def run_fastcore_asgi(args):
     _serve(fastcore.ASGIServer(echo_app, lifespan="off", **_fastcore_config(args)))
 
 
+def _echo_native(ws, message):
+    ws.send(message)
+
+
+def _hello(request):
+    import fastcore
+    return fastcore.Response(HELLO, content_type="text/plain")
+
+
+def run_fastcore_native(args):
+    # the native API (Server.add_websocket): callbacks in the workers' handler batches, no event loop
+    import fastcore
+    server = fastcore.Server(_hello, **_fastcore_config(args))
+    server.add_websocket("/ws", _echo_native)               # bench/ws_run.py's clients use /ws
+    _serve(server)
+
+
 def run_pure_asgi(args):
     from fastcore.pure import ASGIServer
     _serve(ASGIServer(echo_app, lifespan="off", **_fastcore_config(args)))
@@ -91,6 +108,8 @@ def run_granian_asgi(args):
 # name: (launcher, Python modules it needs, one-line description)
 SERVERS = {
     "fastcore-asgi": (run_fastcore_asgi, ["fastcore._core"], "fastcore.ASGIServer, echo app; threads=T"),
+    "fastcore-native": (run_fastcore_native, ["fastcore._core"],
+                        "fastcore.Server.add_websocket('/ws', echo callback): no event loop; threads=T"),
     "pure-asgi": (run_pure_asgi, ["fastcore.pure"], "fastcore.pure.ASGIServer, echo app; threads=T"),
     "uvicorn-websockets": (run_uvicorn_websockets, ["uvicorn", "websockets", "httptools"],
                            f"uvicorn --ws websockets, 1 worker, httptools, {servers.UVICORN_LOOP} loop"),
