@@ -74,6 +74,38 @@ def run_fastcore_native(args):
     _serve(server)
 
 
+def run_picows_echo(args):
+    # A floor, not a competitor: picows's own Cython server (on uvloop) echoing each frame from its
+    # frame callback, with no ASGI and no app: what this client and the loopback cost by themselves.
+    import asyncio
+
+    import picows
+    from picows import WSListener, WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener
+
+    class Echo(WSListener):
+        def on_ws_frame(self, transport, frame):
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+            elif frame.msg_type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                transport.send(frame.msg_type, frame.get_payload_as_bytes())    # (the client never fragments)
+
+    def listener(request):
+        if (request.headers.get("upgrade") or "").lower() != "websocket":
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_ok_response(HELLO), None)
+        return Echo()
+
+    async def main():
+        server = await picows.ws_create_server(listener, "127.0.0.1", args.port, backlog=1024,
+                                               max_frame_size=16 << 20)
+        servers.ready(args.port)
+        async with server:
+            await server.serve_forever()
+
+    import uvloop
+    uvloop.run(main())
+
+
 def run_pure_asgi(args):
     from fastcore.pure import ASGIServer
     _serve(ASGIServer(echo_app, lifespan="off", **_fastcore_config(args)))
@@ -115,6 +147,8 @@ SERVERS = {
                            f"uvicorn --ws websockets, 1 worker, httptools, {servers.UVICORN_LOOP} loop"),
     "uvicorn-wsproto": (run_uvicorn_wsproto, ["uvicorn", "wsproto", "httptools"],
                         f"uvicorn --ws wsproto, 1 worker, httptools, {servers.UVICORN_LOOP} loop"),
+    "picows-echo": (run_picows_echo, ["picows", "uvloop"],
+                    "picows.ws_create_server echoing in its frame callback (uvloop): a floor, no ASGI"),
     "granian-asgi": (run_granian_asgi, ["granian"], "granian --interface asgi (WebSockets on), 1 worker, HTTP/1"),
 }
 

@@ -43,6 +43,10 @@ def function_bodies(c_source):
 def test_the_threads_have_nogil_functions_to_check():
     names = nogil_function_names()
     assert {"worker_loop", "listener_loop", "serve_buffered_requests", "parse_head", "conn_flush"} <= names
+    # WebSockets: reading frames, control frames (ping, pong, close), UTF-8, inflate and deflate,
+    # the server's pings and the native handshake all run on the I/O workers without the GIL.
+    assert {"ws_on_readable", "ws_read_frames", "ws_control_frame", "ws_unmask", "utf8_feed", "ws_inflate",
+            "ws_deflate", "ws_on_timeout", "ws_accept_native", "ws_handshake_check", "ws_drain_outbox"} <= names
 
 
 def test_no_nogil_function_touches_the_python_c_api(generated_c):
