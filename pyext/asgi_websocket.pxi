@@ -206,9 +206,10 @@ cdef class WebSocketCycle:
             ws_channel_release(channel)
             ws_channel_release(channel)
             raise MemoryError()
-        if deflate:
-            ws_deflate_init(&channel.deflate, &params)
-            channel.deflate_on = True
+        if deflate and ws_channel_deflate(channel, &params) != 0:
+            ws_channel_release(channel)
+            ws_channel_release(channel)
+            raise MemoryError()
         channel.owner = <void*>self
         count_response(context, 101)
         conn.ws = channel

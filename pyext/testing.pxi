@@ -492,3 +492,9 @@ cdef class WsDeflateForTest:
             return out.data[out.start:out.end] if out.data != NULL else b""
         finally:
             buffer_release(&out)
+
+
+def struct_sizes():
+    """sizeof() of the per-connection C structs, for the memory figures README and the bench state."""
+    return {"Conn": sizeof(Conn), "WsChannel": sizeof(WsChannel), "WsDeflate": sizeof(WsDeflate),
+            "ParsedRequest": sizeof(ParsedRequest), "HeadScan": sizeof(HeadScan), "ChunkedBody": sizeof(ChunkedBody)}

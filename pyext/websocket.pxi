@@ -96,7 +96,7 @@ cdef struct WsChannel:
     bint close_received
     bint ping_outstanding
     bint deflate_on
-    WsDeflate deflate
+    WsDeflate* deflate                # only when permessage-deflate was agreed (ws_channel_deflate)
     TimerKind timer                   # what the armed timer waits for (conn.timer_kind is cleared when it fires)
     bint opened                       # counted in the worker's ws_open
     bint in_python                    # native: a thread is delivering its messages (websocket_native.pxi)
@@ -119,6 +119,17 @@ cdef WsChannel* ws_channel_new(Conn* conn, ServerState* server) noexcept nogil:
     ws.max_queue = server.ws_max_queue
     fc_debug_count(server.debug_counters, FC_LIVE_WS_CHANNELS, 1)
     return ws
+
+
+cdef int ws_channel_deflate(WsChannel* ws, const WsDeflateParams* params) noexcept nogil:
+    """permessage-deflate was agreed: its state (allocated only then, so a connection without it
+    does not carry two z_streams). 0, or -1 out of memory."""
+    ws.deflate = <WsDeflate*>calloc(1, sizeof(WsDeflate))
+    if ws.deflate == NULL:
+        return -1
+    ws_deflate_init(ws.deflate, params)
+    ws.deflate_on = True
+    return 0
 
 
 cdef void ws_channel_release(WsChannel* ws) noexcept nogil:
@@ -208,8 +219,8 @@ cdef int ws_accept_native(Worker* worker, Conn* conn, int route, WsHandshake* ha
         failed |= buffer_append(&conn.output, b"Sec-WebSocket-Extensions: ", 26)
         failed |= buffer_append(&conn.output, extension, extension_length)
         failed |= buffer_append(&conn.output, b"\r\n", 2)
-        ws_deflate_init(&ws.deflate, &params)
-        ws.deflate_on = True
+        if ws_channel_deflate(ws, &params) != 0:
+            failed = -1
     failed |= buffer_append(&conn.output, worker.server.server_field, worker.server.server_field_length)
     failed |= buffer_append(&conn.output, worker.date.line, worker.date.length)
     failed |= buffer_append(&conn.output, b"\r\n", 2)
@@ -335,7 +346,7 @@ cdef int ws_append_frame(Worker* worker, Conn* conn, int opcode, const char* dat
     # client of our tests, fails on them).
     if ws.deflate_on and (opcode == WS_OP_TEXT or opcode == WS_OP_BINARY):
         memset(&compressed, 0, sizeof(Buffer))
-        if ws_deflate(&ws.deflate, <const unsigned char*>data, length, &compressed) != 0:
+        if ws_deflate(ws.deflate, <const unsigned char*>data, length, &compressed) != 0:
             buffer_release(&compressed)
             return -1
         head_length = ws_write_frame_head(head, opcode, True, True, buffer_length(&compressed))
@@ -439,7 +450,7 @@ cdef int ws_data_payload(Worker* worker, Conn* conn, unsigned char* payload, siz
     cdef size_t max_size = worker.server.ws_max_size
     cdef int result
     if ws.message_compressed:
-        result = ws_inflate(&ws.deflate, payload, length, frame_ends and ws.frame.fin, &ws.message, max_size)
+        result = ws_inflate(ws.deflate, payload, length, frame_ends and ws.frame.fin, &ws.message, max_size)
         if result == -1:
             return 1011
         if result != 0:
@@ -695,7 +706,10 @@ cdef void ws_detach(Worker* worker, Conn* conn) noexcept nogil:
     ws.conn = NULL
     pthread_mutex_unlock(&ws.lock)
     buffer_release(&ws.message)
-    ws_deflate_free(&ws.deflate)
+    if ws.deflate != NULL:
+        ws_deflate_free(ws.deflate)
+        free(ws.deflate)
+        ws.deflate = NULL
     if ws.opened:
         fc_atomic_add64(&worker.ws_open, -1)
     ws_channel_release(ws)                          # the connection's reference

@@ -30,12 +30,20 @@ cdef class WebSocket:
     cdef object route                 # fastcore.websocket.WebSocketRoute
     cdef readonly Request request     # the handshake: path, query, headers, remote_addr
     cdef readonly bint closed         # close() was called, or the connection ended
-    cdef public dict state            # the app's own, per connection
+    cdef dict _state                  # the app's own, per connection (made at first use)
 
     def __dealloc__(self):
         if self.channel != NULL:
             ws_channel_release(self.channel)
             self.channel = NULL
+
+    @property
+    def state(self):
+        """A dict of the app's own, per connection (made at first use: an idle connection that
+        never uses it does not carry one)."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     def send(self, message):
         """Queue a message (str: text, bytes-like: binary). True, or False when more than 64 KiB
@@ -96,7 +104,6 @@ cdef WebSocket native_ws_opened(Core core, WsChannel* ws, WsMessage* message):
     request._proxies = core.proxies
     socket_object.request = request
     socket_object.route = core.ws_routes[message.code]
-    socket_object.state = {}
     socket_object.channel = ws
     ws.owner = <void*>socket_object
     Py_INCREF(socket_object)
