@@ -519,6 +519,12 @@ def main(argv=None):
     parser.add_argument("--fastcore-from", default=None, metavar="DIR",
                         help="import fastcore from DIR (a build of another revision) instead of this checkout")
     args = parser.parse_args(argv)
+    return launch(parser, args, SERVERS)
+
+
+def launch(parser, args, servers):
+    """Run the launcher args.kind of `servers` (name: (launcher, ...)): a fastcore or pure kind
+    imports the build asked for first (3 when it is the wrong one); bench/ws_servers.py too."""
     raise_fd_limit(args.max_connections + 1000)
     if args.kind.startswith(("fastcore", "pure")):
         wrong = import_fastcore(args.kind, args.fastcore_from)
@@ -527,7 +533,7 @@ def main(argv=None):
             return 3
     elif args.fastcore_from:
         parser.error(f"--fastcore-from applies to the fastcore and pure servers, not {args.kind}")
-    return SERVERS[args.kind][0](args) or 0
+    return servers[args.kind][0](args) or 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
 import servers  # noqa: E402  (bench/servers.py: fixes sys.path for the checkout's fastcore)
-from servers import ROOT, _exec_module, _fastcore_config, _serve, import_fastcore, raise_fd_limit  # noqa: E402
+from servers import ROOT, _exec_module, _fastcore_config, _serve, launch  # noqa: E402
 
 from bench.apps import HELLO  # noqa: E402
 
@@ -161,15 +161,7 @@ def main(argv=None):
     parser.add_argument("--max-connections", type=int, default=11000)
     parser.add_argument("--fastcore-from", default=None, metavar="DIR")
     args = parser.parse_args(argv)
-    raise_fd_limit(args.max_connections + 1000)
-    if args.kind.startswith(("fastcore", "pure")):
-        wrong = import_fastcore(args.kind, args.fastcore_from)
-        if wrong:
-            print(wrong, file=sys.stderr)
-            return 3
-    elif args.fastcore_from:
-        parser.error(f"--fastcore-from applies to the fastcore and pure servers, not {args.kind}")
-    return SERVERS[args.kind][0](args) or 0
+    return launch(parser, args, SERVERS)
 
 
 if __name__ == "__main__":

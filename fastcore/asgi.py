@@ -390,6 +390,23 @@ def _as_bytes(value: Any, what: str) -> bytes:
     raise RuntimeError(f"ASGI response header {what}s are bytes, not {type(value).__name__}")
 
 
+def checked_field(field: Any, what: str) -> tuple[bytes, bytes]:
+    """One (name, value) header pair an app gives, as bytes, or RuntimeError: a name that is not a
+    token, a value with CR, LF, NUL or another control byte (response splitting). `what` names it
+    in the message ("ASGI response header", "websocket.accept header")."""
+    try:
+        raw_name, raw_value = field
+    except (TypeError, ValueError):
+        raise RuntimeError(f"each {what} is a (name, value) pair, not {field!r}") from None
+    name = _as_bytes(raw_name, "name")
+    value = _as_bytes(raw_value, "value")
+    if _TOKEN.fullmatch(name) is None:
+        raise RuntimeError(f"invalid {what} name {name!r}")
+    if _BAD_VALUE_BYTE.search(value) is not None:
+        raise RuntimeError(f"invalid byte (CR, LF, NUL or another control) in {what} {name!r}")
+    return name, value
+
+
 def check_start(message: MutableMapping[str, Any]) -> ResponseStart:
     """Check an http.response.start message; RuntimeError for what cannot be sent (a status outside
     200..999, a header name that is not a token, a value with CR, LF, NUL or another control byte,
@@ -410,16 +427,7 @@ def check_start(message: MutableMapping[str, Any]) -> ResponseStart:
     declared = -1
     close = own_server = own_date = False
     for field in headers:
-        try:
-            raw_name, raw_value = field
-        except (TypeError, ValueError):
-            raise RuntimeError(f"an ASGI response header is a (name, value) pair, not {field!r}") from None
-        name = _as_bytes(raw_name, "name")
-        value = _as_bytes(raw_value, "value")
-        if _TOKEN.fullmatch(name) is None:
-            raise RuntimeError(f"invalid ASGI response header name {name!r}")
-        if _BAD_VALUE_BYTE.search(value) is not None:
-            raise RuntimeError(f"invalid byte (CR, LF, NUL or another control) in ASGI response header {name!r}")
+        name, value = checked_field(field, "ASGI response header")
         lowered = name.lower()
         if lowered == b"content-length":
             text = value.strip(b" \t")

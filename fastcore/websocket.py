@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, NamedTuple
 
-from .asgi import _BAD_VALUE_BYTE, _TOKEN, _as_bytes
+from .asgi import checked_field
 
 # RFC 6455 1.3: appended to the client's key before hashing.
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -164,19 +164,7 @@ def check_accept(message: MutableMapping[str, Any], offered: list[str]) -> tuple
         if subprotocol not in offered:
             raise RuntimeError(f"websocket.accept's subprotocol {subprotocol!r} was not offered by the client "
                                f"(offered: {offered!r})")
-    checked = []
-    for field in message.get("headers") or ():
-        try:
-            raw_name, raw_value = field
-        except (TypeError, ValueError):
-            raise RuntimeError(f"a websocket.accept header is a (name, value) pair, not {field!r}") from None
-        name = _as_bytes(raw_name, "name")
-        value = _as_bytes(raw_value, "value")
-        if _TOKEN.fullmatch(name) is None:
-            raise RuntimeError(f"invalid websocket.accept header name {name!r}")
-        if _BAD_VALUE_BYTE.search(value) is not None:
-            raise RuntimeError(f"invalid byte (CR, LF, NUL or another control) in websocket.accept header {name!r}")
-        checked.append((name, value))
+    checked = [checked_field(field, "websocket.accept header") for field in message.get("headers") or ()]
     return subprotocol, checked
 
 
