@@ -43,6 +43,7 @@ cdef enum:
     WS_EVENT_CLOSED = 0x100           # a WsMessage kind: the connection ended (code, reason)
     WS_EVENT_OPEN = 0x101             # native routes: accepted (code: the route; payload: WsOpenInfo + head)
     WS_RECORD_HEAD = 8                # an outgoing record: kind (4 bytes), payload length (4 bytes)
+    WS_WHOLE_FRAME_MAX = 1 << 20      # a one-frame binary message up to this is buffered whole in the input
 
 ctypedef struct WsMessage:
     WsMessage* next
@@ -483,6 +484,34 @@ cdef int ws_message_complete(Worker* worker, Conn* conn) noexcept nogil:
     return -1 if full else 0
 
 
+cdef inline bint ws_frame_is_whole_message(WsChannel* ws, size_t available) noexcept nogil:
+    """The frame just parsed is a whole uncompressed message, all of it in the input."""
+    return (ws.frame.fin and ws.frame.opcode != WS_OP_CONTINUATION and not ws.message_compressed
+            and available >= ws.frame.head_length + ws.frame.payload_length)
+
+
+cdef int ws_whole_message(Worker* worker, Conn* conn) noexcept nogil:
+    """A message in one frame, all of it in the input: unmasked in place and handed to the app
+    from there, without the reassembly buffer (one copy and its allocation less per message).
+    Returns 0, -1 (the queue is now full) or a close code."""
+    cdef WsChannel* ws = conn.ws
+    cdef size_t length = <size_t>ws.frame.payload_length
+    cdef unsigned char* payload
+    cdef bint full
+    buffer_consume(&conn.input, ws.frame.head_length)
+    payload = <unsigned char*>(conn.input.data + conn.input.start)
+    ws_unmask(payload, length, ws.frame.mask, 0)
+    ws.message_opcode = 0
+    if ws.frame.opcode == WS_OP_TEXT and not (utf8_feed(&ws.utf8, payload, length) and utf8_complete(&ws.utf8)):
+        return 1007
+    if ws.close_sent:                                # closing: the app is not given more messages
+        buffer_consume(&conn.input, length)
+        return 0
+    full = ws_queue_message(worker, ws, ws.frame.opcode, 0, <const char*>payload, length)
+    buffer_consume(&conn.input, length)
+    return -1 if full else 0
+
+
 cdef int ws_read_frames(Worker* worker, Conn* conn) noexcept nogil:
     """Take every whole frame (and the available part of a data frame) from the input. Returns 0
     (need more bytes), -1 (the app's queue is full: stop reading) or a close code."""
@@ -514,6 +543,19 @@ cdef int ws_read_frames(Worker* worker, Conn* conn) noexcept nogil:
                 if (not ws.message_compressed
                         and buffer_length(&ws.message) + ws.frame.payload_length > worker.server.ws_max_size):
                     return 1009                     # refused before a byte of it is held
+                if ws_frame_is_whole_message(ws, available):
+                    result = ws_whole_message(worker, conn)
+                    if result != 0:
+                        return result
+                    continue
+                if (ws.frame.opcode == WS_OP_BINARY and ws.frame.fin and not ws.message_compressed
+                        and ws.frame.payload_length <= WS_WHOLE_FRAME_MAX):
+                    # A binary message in one frame, not all here yet: make room for all of it and
+                    # wait, to hand it over from the input (its head is read again then).
+                    ws.message_opcode = 0
+                    if buffer_reserve(&conn.input, ws.frame.head_length + ws.frame.payload_length - available) != 0:
+                        return 1011
+                    return 0
             elif available < ws.frame.head_length + ws.frame.payload_length:
                 return 0                            # a control frame is handled whole (<= 125 bytes)
             buffer_consume(&conn.input, ws.frame.head_length)
