@@ -120,7 +120,8 @@ class ServerConfig:
                                        "all restart at once", 0)
     timeout: float = _option(0.0, "a handler call running longer than this many seconds has its Python stack "
                              "logged once and is counted (stats: handlers_over_timeout); with processes > 1 "
-                             "its process is then recycled (0: off; not for ASGI apps)", 0)
+                             "its process is then recycled; for an ASGI app, its event loop running no callback for this long (an app "
+                             "blocking it) is reported the same way (0: off)", 0)
     metrics_path: str = _option("", "serve server.stats() in Prometheus text format on GET of this path "
                                 "(e.g. /metrics; empty: off)")
     handler_threads: int = _option(0, "Python threads that run handlers beside the I/O workers, which then never "

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from . import _core, access, metrics, sockets
-from .watchdog import HandlerWatchdog
+from .watchdog import HandlerWatchdog, LoopWatchdog
 from .asgi import ASGIApp, ASGIAppCallable, CallerLoop, Lifespan, LoopThread
 from .config import ServerConfig, ServerOptions
 from .errors import ConfigError, ServerStateError
@@ -573,6 +573,11 @@ class ASGIServer(Server):
             raise
         if isinstance(runner, LoopThread):
             runner.rename(f"fastcore-asgi-loop:{self.port}")
+        if self.config.timeout > 0 and runner.thread is not None:
+            # `timeout` for an ASGI app: the loop blocked by it (fastcore/watchdog.py); stopped
+            # and counted (handlers_over_timeout) as the handler watchdog is.
+            self._watchdog = LoopWatchdog(self.config.timeout, runner.loop, runner.thread,
+                                          f"fastcore-watchdog:{self.port}", self._on_handler_timeout).start()
         return self
 
     def _dispatch(self):

@@ -1,8 +1,9 @@
 """Hung handlers (`timeout`, fastcore/watchdog.py): a handler that never returns (until the test
 sets its Event at the end) has its stack logged once and is counted, on both engines, inline and
 with handler threads, for a native handler and a WSGI app on the compiled fast path; the other
-requests go on being answered; with --processes the child is recycled and replaced. Without
-`timeout` no watchdog runs."""
+requests go on being answered; with --processes the child is recycled and replaced. An ASGI app
+that blocks its event loop is reported the same way, with the loop's stack. Without `timeout` no
+watchdog runs."""
 import socket
 import threading
 import time
@@ -84,6 +85,40 @@ def test_a_hung_wsgi_app_on_the_compiled_fast_path_is_reported(wsgi_server, wsgi
         assert hung.recv(65536).startswith(b"HTTP/1.1 200")
     error_log.records.clear()
     assert len(wsgi_problems.take("fastcore.error", "more than timeout")) == 1
+
+
+def test_an_asgi_app_blocking_its_event_loop_is_reported_once_with_the_blocking_stack(asgi_server, error_log,
+                                                                                      release):
+    """An ASGI app's requests are tasks: what hangs is the loop, when the app blocks it."""
+    entered = threading.Event()
+
+    async def blocking_app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/block":
+            entered.set()
+            release.wait(30)                            # a synchronous wait inside async code
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"fine\n"})
+
+    srv = asgi_server(blocking_app, timeout=0.3)
+    assert get(srv.port, "/quick")[2] == b"fine\n"
+    with send_without_waiting(srv.port, "/block") as blocked:
+        assert entered.wait(TIMEOUT)
+        assert wait_until(lambda: hung_reports(error_log), TIMEOUT)
+        time.sleep(0.5)                                 # more looks: still one report for this episode
+        reports = hung_reports(error_log)
+        assert len(reports) == 1
+        text = reports[0].getMessage()
+        assert "the ASGI event loop has run no callback" in text and "more than timeout (0.3 s)" in text
+        assert "in blocking_app" in text and "release.wait(30)" in text, text
+        assert srv.stats()["handlers_over_timeout"] == 1
+        release.set()
+        assert blocked.recv(65536).startswith(b"HTTP/1.1 200")
+    assert get(srv.port, "/quick")[2] == b"fine\n"
+    time.sleep(0.5)                                     # a loop that runs again is not reported
+    assert len(hung_reports(error_log)) == 1
+    error_log.records.clear()
 
 
 def test_quick_handlers_are_not_reported_and_no_watchdog_runs_without_timeout(server, error_log):
