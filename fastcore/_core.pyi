@@ -206,6 +206,9 @@ def parse_request(data: bytes, *, max_request_line: int = 8190, max_head_size: i
 
 def debug_counters() -> dict[str, int] | None: ...
 def struct_sizes() -> dict[str, int]: ...
+def ws_receive_for_test(stream: bytes, chunk_sizes: Any = (), max_size: int = ..., deflate: bool = False,
+                        client_no_context_takeover: bool = False,
+                        client_max_window_bits: int = 15) -> tuple[list[tuple[str, int, bytes]], int, bytes]: ...
 
 # The connection state machine (pyext/protocol.pxi), for tests/test_state_machine.py and
 # tests/test_protocol_tables.py.

@@ -498,3 +498,82 @@ def struct_sizes():
     """sizeof() of the per-connection C structs, for the memory figures README and the bench state."""
     return {"Conn": sizeof(Conn), "WsChannel": sizeof(WsChannel), "WsDeflate": sizeof(WsDeflate),
             "ParsedRequest": sizeof(ParsedRequest), "HeadScan": sizeof(HeadScan), "ChunkedBody": sizeof(ChunkedBody)}
+
+
+def ws_receive_for_test(bytes stream, chunk_sizes=(), size_t max_size=1 << 20, bint deflate=False,
+                        bint client_no_context_takeover=False, int client_max_window_bits=15):
+    """The worker's WebSocket receive path (websocket.pxi: ws_read_frames) over `stream`, fed in
+    pieces of `chunk_sizes` (cycled; empty: all at once), on a connection without a socket: what a
+    worker would hand the app. Returns (messages, code, output): messages as (kind, code, payload)
+    with kind "text", "binary" or "closed" (code and reason of the client's close frame); code 0,
+    or the close code the connection fails with; output, the frames the worker answered with
+    (pongs, the close). For tests/test_websocket_receive.py and the coverage-guided fuzzing."""
+    cdef ServerState* state = <ServerState*>calloc(1, sizeof(ServerState))
+    cdef Worker* worker = <Worker*>calloc(1, sizeof(Worker))
+    cdef Conn* conn = <Conn*>calloc(1, sizeof(Conn))
+    cdef WsChannel* ws = NULL
+    cdef WsChannel* ready
+    cdef WsChannel* following
+    cdef WsMessage* message
+    cdef WsDeflateParams params
+    cdef size_t position = 0, size, length = len(stream)
+    cdef int result = 0, index = 0
+    cdef list sizes = [int(n) for n in chunk_sizes if int(n) > 0] or [max(1, length)]
+    messages = []
+    try:
+        if state == NULL or worker == NULL or conn == NULL:
+            raise MemoryError()
+        state.ws_max_size = max_size
+        state.ws_max_queue = 1 << 30
+        worker.server = state
+        conn.home = worker
+        conn.fd = -1
+        conn.sendfile_fd = -1
+        conn.phase = PHASE_WEBSOCKET
+        ws = ws_channel_new(conn, state)
+        if ws == NULL:
+            raise MemoryError()
+        conn.ws = ws
+        if deflate:
+            memset(&params, 0, sizeof(params))
+            params.client_no_context_takeover = client_no_context_takeover
+            params.client_max_window_bits = client_max_window_bits
+            params.server_window_bits = 12
+            if ws_channel_deflate(ws, &params) != 0:
+                raise MemoryError()
+        while position < length and result <= 0 and not ws.close_received:
+            size = min(<size_t>sizes[index % len(sizes)], length - position)
+            index += 1
+            if buffer_append(&conn.input, PyBytes_AS_STRING(stream) + position, size) != 0:
+                raise MemoryError()
+            position += size
+            result = ws_read_frames(worker, conn)
+        while True:
+            message = ws_take_message(ws)
+            if message == NULL:
+                break
+            kind = {WS_OP_TEXT: "text", WS_OP_BINARY: "binary"}.get(message.kind, "closed")
+            messages.append((kind, message.code, PyBytes_FromStringAndSize(<const char*>(message + 1), message.length)))
+            free(message)
+        output = PyBytes_FromStringAndSize(conn.output.data + conn.output.start, buffer_length(&conn.output))
+        return messages, (result if result > 0 else 0), output
+    finally:
+        if ws != NULL:
+            ready = worker.ws_python_first                  # the references of its ready list
+            while ready != NULL:
+                following = ready.next_ready
+                ws_channel_release(ready)
+                ready = following
+            buffer_release(&ws.message)
+            if ws.deflate != NULL:
+                ws_deflate_free(ws.deflate)
+                free(ws.deflate)
+                ws.deflate = NULL
+            ws_channel_release(ws)
+            ws_channel_release(ws)
+        if conn != NULL:
+            buffer_release(&conn.input)
+            buffer_release(&conn.output)
+        free(conn)
+        free(worker)
+        free(state)
