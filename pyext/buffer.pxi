@@ -96,6 +96,8 @@ cdef int buffer_reserve(Buffer* b, size_t extra) noexcept nogil:
 
 
 cdef inline int buffer_append(Buffer* b, const char* bytes_, size_t n) noexcept nogil:
+    if n == 0:
+        return 0                      # (memcpy into a released buffer's NULL is undefined, even of 0 bytes)
     if buffer_reserve(b, n) != 0:
         return -1
     memcpy(b.data + b.end, bytes_, n)

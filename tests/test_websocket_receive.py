@@ -183,3 +183,14 @@ def test_known_stream_in_pieces(chunks):
     assert compiled_reading(stream, list(chunks), False, False) == (
         [("text", b"hello"), ("binary", b"abcd"), ("close", 1000, "bye")], 0)
     assert_same(stream, chunks)
+
+
+def test_empty_fragments_and_messages():
+    """Empty payloads at every place (the sanitizer build checks that no empty copy touches a
+    released buffer: the fuzzer found one)."""
+    stream = (masked_frame(0x1, b"", fin=False) + masked_frame(0x0, b"", fin=False) + masked_frame(0x0, b"x")
+              + masked_frame(0x2, b"") + masked_frame(0x9, b"") + masked_frame(0x8, b""))
+    for chunks in ((), (1,), (3,)):
+        assert compiled_reading(stream, list(chunks), False, False) == (
+            [("text", b"x"), ("binary", b""), ("close", 1005, "")], 0)
+        assert_same(stream, chunks)
