@@ -43,7 +43,6 @@ cdef enum:
     WS_EVENT_CLOSED = 0x100           # a WsMessage kind: the connection ended (code, reason)
     WS_EVENT_OPEN = 0x101             # native routes: accepted (code: the route; payload: WsOpenInfo + head)
     WS_RECORD_HEAD = 8                # an outgoing record: kind (4 bytes), payload length (4 bytes)
-    WS_WHOLE_FRAME_MAX = 1 << 20      # a one-frame binary message up to this is buffered whole in the input
 
 ctypedef struct WsMessage:
     WsMessage* next
@@ -548,14 +547,6 @@ cdef int ws_read_frames(Worker* worker, Conn* conn) noexcept nogil:
                     if result != 0:
                         return result
                     continue
-                if (ws.frame.opcode == WS_OP_BINARY and ws.frame.fin and not ws.message_compressed
-                        and ws.frame.payload_length <= WS_WHOLE_FRAME_MAX):
-                    # A binary message in one frame, not all here yet: make room for all of it and
-                    # wait, to hand it over from the input (its head is read again then).
-                    ws.message_opcode = 0
-                    if buffer_reserve(&conn.input, ws.frame.head_length + ws.frame.payload_length - available) != 0:
-                        return 1011
-                    return 0
             elif available < ws.frame.head_length + ws.frame.payload_length:
                 return 0                            # a control frame is handled whole (<= 125 bytes)
             buffer_consume(&conn.input, ws.frame.head_length)
