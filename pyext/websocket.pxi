@@ -77,7 +77,8 @@ cdef struct WsChannel:
     bint close_queued                 # the app sent its close: it sends nothing after
     Buffer outgoing                   # WsRecordHead + payload, as the app sent them
     bint want_drained                 # the app's send() waits for the output to be sent
-    size_t unsent                     # bytes the worker has not sent yet (published after each flush)
+    size_t unsent                     # output the socket has not taken: set after the worker frames
+                                      #   the app's records, 0 once all is out (ws_output_drained)
     bint on_ready                     # on the bridge's ws_ready list
     bint on_outbox                    # on the home worker's ws_outbox
     WsChannel* next_ready
@@ -346,7 +347,7 @@ cdef int ws_append_frame(Worker* worker, Conn* conn, int opcode, const char* dat
     # client of our tests, fails on them).
     if ws.deflate_on and (opcode == WS_OP_TEXT or opcode == WS_OP_BINARY):
         memset(&compressed, 0, sizeof(Buffer))
-        if ws_deflate(ws.deflate, <const unsigned char*>data, length, &compressed) != 0:
+        if ws_deflate(&worker.ws_compressor, ws.deflate, <const unsigned char*>data, length, &compressed) != 0:
             buffer_release(&compressed)
             return -1
         head_length = ws_write_frame_head(head, opcode, True, True, buffer_length(&compressed))
@@ -668,6 +669,13 @@ cdef void ws_drain_outbox(Worker* worker, WsChannel* ws) noexcept nogil:
                 ws_process_input(worker, conn)
             elif conn.phase == PHASE_WEBSOCKET or conn.phase == PHASE_WS_PAUSED or conn.phase == PHASE_SENDING:
                 ws_send_output(worker, conn)
+            conn = ws.conn                          # (NULL if that closed it)
+            if conn != NULL:
+                # What the socket did not take is the app's backlog now: its next send() waits
+                # while this is past WS_WRITE_LIMIT, until ws_output_drained says all is out.
+                pthread_mutex_lock(&ws.lock)
+                ws.unsent = buffer_length(&conn.output)
+                pthread_mutex_unlock(&ws.lock)
         buffer_release(&records)
         ws_channel_release(ws)                      # the outbox's reference
         ws = following
