@@ -328,6 +328,7 @@ cdef class Core:
         if self.workers != NULL:
             for i in range(self.state.worker_count):
                 worker_close_all_connections(&self.workers[i], True)
+                ws_compressor_free(&self.workers[i].ws_compressor)
                 if self.workers[i].ws_python_first != NULL:     # native WebSockets' last news: on_close
                     native_ws_deliver_list(self, self.workers[i].ws_python_first)
                     self.workers[i].ws_python_first = self.workers[i].ws_python_last = NULL

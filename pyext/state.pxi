@@ -273,6 +273,7 @@ cdef struct Worker:
     WsChannel* ws_outbox_first        # WebSockets Python sent to (or wants read again): drained with
     WsChannel* ws_outbox_last         #   the inbox, under inbox_lock (websocket.pxi)
     long long ws_open                 # atomic: upgraded connections open in this worker
+    WsCompressor ws_compressor        # permessage-deflate: the stream every message this worker sends is compressed with
     WsChannel* ws_python_first        # inline mode, native WebSockets: channels with news for this
     WsChannel* ws_python_last         #   worker's own handler batch (worker thread only)
     long long gil_batches             # atomic: times this thread took the GIL for a batch

@@ -450,8 +450,9 @@ def ws_negotiate_for_test(bytes head, size_t capacity=256):
 
 cdef class WsDeflateForTest:
     """One connection's WsDeflate: inflate() one received message from its frames' payloads,
-    deflate() one message to send."""
+    deflate() one message to send (with a compressor of its own, as a worker has one)."""
     cdef WsDeflate state
+    cdef WsCompressor compressor
 
     def __init__(self, bint client_no_context_takeover=False, int client_max_window_bits=15,
                  int server_window_bits=DEFLATE_WINDOW_BITS):
@@ -464,6 +465,7 @@ cdef class WsDeflateForTest:
 
     def __dealloc__(self):
         ws_deflate_free(&self.state)
+        ws_compressor_free(&self.compressor)
 
     def inflate(self, frames, size_t max_size):
         """Inflate a message given as a list of frame payloads (the last is final): (status, output)."""
@@ -487,7 +489,8 @@ cdef class WsDeflateForTest:
         cdef Buffer out
         memset(&out, 0, sizeof(out))
         try:
-            if ws_deflate(&self.state, <const unsigned char*><const char*>message, len(message), &out) != 0:
+            if ws_deflate(&self.compressor, &self.state, <const unsigned char*><const char*>message, len(message),
+                          &out) != 0:
                 raise MemoryError()
             return out.data[out.start:out.end] if out.data != NULL else b""
         finally:

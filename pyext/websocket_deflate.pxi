@@ -6,12 +6,13 @@
 #   a comma list of offers `name; param[=value]; ...` (values may be quoted), and takes the first
 #   permessage-deflate offer whose parameters it knows, each at most once, with values in range
 #   (RFC 7692 7.1); any other offer is declined and the next one tried. The answer always carries
-#   server_no_context_takeover, so the compressor lives only while one message is compressed and an
-#   idle connection holds none; it echoes client_no_context_takeover and server_max_window_bits when
+#   server_no_context_takeover, so no message refers to an earlier one and a connection needs no
+#   compressor of its own; it echoes client_no_context_takeover and server_max_window_bits when
 #   offered, and client_max_window_bits (the offered value, at most 12; 12 without one) when offered.
-#   Outgoing: ws_deflate() compresses one whole message with a fresh raw deflater (window
+#   Outgoing: ws_deflate() compresses one whole message with a fresh raw stream (window
 #   2^DEFLATE_WINDOW_BITS, or the client's server_max_window_bits if smaller), flushes with
-#   Z_SYNC_FLUSH, drops the 00 00 FF FF that flush ends with (7.2.1) and ends the deflater.
+#   Z_SYNC_FLUSH and drops the 00 00 FF FF that flush ends with (7.2.1). The stream is the
+#   worker's (WsCompressor), reset before each message, so no connection holds one.
 #   Incoming: the inflater is created at the first compressed message and kept while the client
 #   uses context takeover (its window is the next message's dictionary); with
 #   client_no_context_takeover it is reset after each message. ws_inflate() inflates a frame's
@@ -23,7 +24,7 @@
 #   and a fresh stream for the next one.
 #
 # Memory (zlib 1.2.13, measured with a counting allocator): a deflater with window 2^12 and
-# memLevel 5 allocates 38,720 bytes, only for the duration of a ws_deflate() call (zlib's formula:
+# memLevel 5 allocates 38,720 bytes, once per I/O worker (WsCompressor; zlib's formula:
 # 2^(windowBits+2) + 2^(memLevel+9) plus its 5.7 KiB state); 2^12 / 5 compresses JSON as well as
 # zlib's defaults (2^15 / 8, 268,096 bytes) and English text about 10 % worse. An inflater is
 # 7,160 bytes from its creation, plus its window (2^bits bytes: 32 KiB for a client that does not
@@ -62,6 +63,7 @@ cdef extern from "<zlib.h>" nogil:
     int deflateInit2(z_stream* strm, int level, int method, int windowBits, int memLevel, int strategy)
     int zlib_deflate "deflate"(z_stream* strm, int flush)   # renamed: `deflate` is our parameters' name
     int deflateEnd(z_stream* strm)
+    int deflateReset(z_stream* strm)
     uLong deflateBound(z_stream* strm, uLong sourceLen)
     int inflateInit2(z_stream* strm, int windowBits)
     int zlib_inflate "inflate"(z_stream* strm, int flush)
@@ -85,9 +87,12 @@ ctypedef struct WsDeflateParams:
 ctypedef struct WsDeflate:            # one per compressed connection, used by its I/O worker only
     WsDeflateParams params
     z_stream inflater                 # lazily initialised on the first compressed message
-    z_stream deflater                 # initialised per message and ended after it (server_no_context_takeover)
     bint inflater_ready
     bint stream_ended                 # the sender's stream ended (BFINAL) inside the current message (added field)
+
+ctypedef struct WsCompressor:         # one per I/O worker, for every message it compresses
+    z_stream stream
+    int window_bits                   # the stream's window (0: not initialised yet)
 
 # What one permessage-deflate offer said, while it is read.
 ctypedef struct WsDeflateOffer:
@@ -397,16 +402,36 @@ cdef int ws_inflate(WsDeflate* deflate, const unsigned char* data, size_t length
     return status
 
 
-cdef int ws_deflate(WsDeflate* deflate, const unsigned char* data, size_t length,
-                    Buffer* out) noexcept nogil:
-    """Append the compressed message (without the 00 00 FF FF tail) to out; 0 ok, -1 no memory.
-    The deflater exists only during this call (we always answer server_no_context_takeover)."""
-    cdef z_stream* stream = &deflate.deflater
+cdef int ws_compressor_ready(WsCompressor* compressor, int window_bits) noexcept nogil:
+    """A fresh stream with this window: reset (a message never refers to the one before it: we
+    always answer server_no_context_takeover), or initialised anew the first time or for another
+    window. 0, or -1 out of memory."""
+    if compressor.window_bits == window_bits:
+        return 0 if deflateReset(&compressor.stream) == Z_OK else -1
+    ws_compressor_free(compressor)
+    memset(&compressor.stream, 0, sizeof(z_stream))
+    if deflateInit2(&compressor.stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -window_bits,
+                    DEFLATE_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK:
+        return -1
+    compressor.window_bits = window_bits
+    return 0
+
+
+cdef void ws_compressor_free(WsCompressor* compressor) noexcept nogil:
+    if compressor.window_bits:
+        deflateEnd(&compressor.stream)
+        compressor.window_bits = 0
+
+
+cdef int ws_deflate(WsCompressor* compressor, const WsDeflate* deflate, const unsigned char* data,
+                    size_t length, Buffer* out) noexcept nogil:
+    """Append the compressed message (without the 00 00 FF FF tail) to out, with `compressor` (the
+    worker's: one z_stream reset per message instead of one allocated and freed per message, and
+    none held by an idle connection) at the connection's window; 0 ok, -1 no memory."""
+    cdef z_stream* stream = &compressor.stream
     cdef size_t start = buffer_length(out), step, room
     cdef int result
-    memset(stream, 0, sizeof(z_stream))
-    if deflateInit2(stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -deflate.params.server_window_bits,
-                    DEFLATE_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK:
+    if ws_compressor_ready(compressor, deflate.params.server_window_bits) != 0:
         return -1
     # Usually one reservation: zlib's bound for the data, and room for the sync flush's empty block.
     room = deflateBound(stream, <uLong>length) + 16 if length < ZLIB_INPUT_STEP else INFLATE_CHUNK
@@ -418,19 +443,17 @@ cdef int ws_deflate(WsDeflate* deflate, const unsigned char* data, size_t length
             data += step
             length -= step
         if buffer_reserve(out, room) != 0:
-            deflateEnd(stream)
             return -1
         stream.next_out = <Bytef*>(out.data + out.end)
         stream.avail_out = <uInt>room
         result = zlib_deflate(stream, Z_SYNC_FLUSH)
         out.end += room - stream.avail_out
         if result != Z_OK and result != Z_BUF_ERROR:
-            deflateEnd(stream)
+            ws_compressor_free(compressor)              # (a stream in error is not reset: begin anew)
             return -1
         if stream.avail_in == 0 and length == 0 and stream.avail_out != 0:
             break                                       # all input taken and the flush complete
         room = INFLATE_CHUNK
-    deflateEnd(stream)
     if buffer_length(out) - start >= 4:
         out.end -= 4                                    # the sync flush's 00 00 FF FF (7.2.1)
     return 0
