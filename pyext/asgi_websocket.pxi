@@ -21,7 +21,6 @@
 from cpython.unicode cimport PyUnicode_DecodeUTF8 as _decode_utf8, PyUnicode_AsUTF8AndSize
 
 cdef str _TYPE_WEBSOCKET = "websocket"
-cdef dict _WS_EXTENSIONS = {"websocket.http.response": {}}
 cdef dict _WS_CONNECT = {"type": "websocket.connect"}
 cdef str _WS_RECEIVE = "websocket.receive"
 cdef bytes _WS_101_HEAD = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -43,6 +43,7 @@ cdef enum:
     WS_EVENT_CLOSED = 0x100           # a WsMessage kind: the connection ended (code, reason)
     WS_EVENT_OPEN = 0x101             # native routes: accepted (code: the route; payload: WsOpenInfo + head)
     WS_RECORD_HEAD = 8                # an outgoing record: kind (4 bytes), payload length (4 bytes)
+    WS_SERVER_HEAD_MAX = 10           # a server frame's head at most (unmasked, 64-bit length)
 
 ctypedef struct WsMessage:
     WsMessage* next
@@ -255,7 +256,7 @@ cdef ServeResult ws_refuse_upgrade(Worker* worker, Conn* conn, int status) noexc
 
 # -- telling the loop ----------------------------------------------------------------------------
 
-cdef void ws_notify_loop(Worker* worker, WsChannel* ws) noexcept nogil:
+cdef void ws_notify_python(Worker* worker, WsChannel* ws) noexcept nogil:
     """Put `ws` on the ready list of whoever runs its Python, unless it is there already: the
     bridge's (the ASGI loop, or native callbacks on handler threads), or the worker's own (native
     callbacks in its inline batch)."""
@@ -324,7 +325,7 @@ cdef bint ws_queue_message(Worker* worker, WsChannel* ws, int kind, int code, co
     pthread_mutex_unlock(&ws.lock)
     if kind < WS_EVENT_CLOSED:
         fc_atomic_add64(&worker.server.ws_messages_received, 1)
-    ws_notify_loop(worker, ws)
+    ws_notify_python(worker, ws)
     return full
 
 
@@ -339,22 +340,29 @@ cdef int ws_append_frame(Worker* worker, Conn* conn, int opcode, const char* dat
     """Frame one message (compressed when agreed and it is data) into the output."""
     cdef WsChannel* ws = conn.ws
     cdef unsigned char head[WS_FRAME_HEAD_MAX]
-    cdef size_t head_length
-    cdef Buffer compressed
+    cdef size_t head_length, head_at, compressed
+    cdef char* frame
     cdef int failed = 0
     # Every data message is compressed once it was agreed, short ones too: RFC 7692 allows sending
     # some uncompressed, but clients differ in how well they take that (kosoku, the Autobahn
     # client of our tests, fails on them).
     if ws.deflate_on and (opcode == WS_OP_TEXT or opcode == WS_OP_BINARY):
-        memset(&compressed, 0, sizeof(Buffer))
-        if ws_deflate(&worker.ws_compressor, ws.deflate, <const unsigned char*>data, length, &compressed) != 0:
-            buffer_release(&compressed)
+        # Compressed straight into the output after room for the longest head; the head's length
+        # depends on the compressed size, so the payload moves down onto the room it leaves unused.
+        head_at = buffer_length(&conn.output)           # (an offset from start: reserve may slide)
+        if buffer_reserve(&conn.output, WS_SERVER_HEAD_MAX) != 0:
             return -1
-        head_length = ws_write_frame_head(head, opcode, True, True, buffer_length(&compressed))
-        failed |= buffer_append(&conn.output, <const char*>head, head_length)
-        failed |= buffer_append(&conn.output, compressed.data + compressed.start, buffer_length(&compressed))
-        buffer_release(&compressed)
-        return failed
+        conn.output.end += WS_SERVER_HEAD_MAX
+        if ws_deflate(&worker.ws_compressor, ws.deflate, <const unsigned char*>data, length, &conn.output) != 0:
+            buffer_truncate(&conn.output, head_at)
+            return -1
+        compressed = buffer_length(&conn.output) - head_at - WS_SERVER_HEAD_MAX
+        head_length = ws_write_frame_head(head, opcode, True, True, compressed)
+        frame = conn.output.data + conn.output.start + head_at
+        memmove(frame + head_length, frame + WS_SERVER_HEAD_MAX, compressed)
+        memcpy(frame, head, head_length)
+        conn.output.end -= WS_SERVER_HEAD_MAX - head_length
+        return 0
     head_length = ws_write_frame_head(head, opcode, True, False, length)
     failed |= buffer_append(&conn.output, <const char*>head, head_length)
     if length:
@@ -632,7 +640,7 @@ cdef void ws_output_drained(Worker* worker, Conn* conn) noexcept nogil:
     paused = ws.reading_paused and not ws.resume_asked
     pthread_mutex_unlock(&ws.lock)
     if waiting:
-        ws_notify_loop(worker, ws)
+        ws_notify_python(worker, ws)
     if paused:
         conn_transition(worker, conn, EVENT_WS_QUEUE_FULL)
         return
