@@ -180,15 +180,21 @@ _A_BIG = [(b"content-type", b"application/octet-stream"), (b"content-length", st
 _A_NOT_FOUND = [(b"content-type", b"text/plain"), (b"content-length", str(len(_NOT_FOUND)).encode())]
 
 
+async def asgi_lifespan(receive, send):
+    """An ASGI lifespan scope answered (startup and shutdown complete), for the bench's apps."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def asgi_app(scope, receive, send):
     if scope["type"] == "lifespan":                     # uvicorn runs with --lifespan off; for others
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await asgi_lifespan(receive, send)
+        return
     path = scope["path"]
     if path.startswith("/fastapi/"):
         await _built_app("fastapi", build_fastapi)(scope, receive, send)

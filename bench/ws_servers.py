@@ -20,7 +20,7 @@ sys.path.insert(0, BENCH)
 import servers  # noqa: E402  (bench/servers.py: fixes sys.path for the checkout's fastcore)
 from servers import ROOT, _exec_module, _fastcore_config, _serve, launch  # noqa: E402
 
-from bench.apps import HELLO  # noqa: E402
+from bench.apps import HELLO, asgi_lifespan  # noqa: E402
 
 _HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
 
@@ -43,13 +43,7 @@ async def echo_app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": _HELLO_HEADERS})
         await send({"type": "http.response.body", "body": HELLO})
     elif kind == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await asgi_lifespan(receive, send)
 
 
 def run_fastcore_asgi(args):
