@@ -299,7 +299,7 @@ cdef void asgi_start_websocket(Core core, Conn* conn) except *:
     cycle.core = core
     cycle.conn = conn
     fc_debug_count(core.state.debug_counters, FC_LIVE_ASGI_CYCLES, 1)
-    cycle.task = core.asgi_loop.create_task(_run_websocket(core.asgi.app, scope, cycle))
+    cycle.task = asgi_new_task(core, _run_websocket(core.asgi.app, scope, cycle))
     core.asgi_tasks.add(cycle.task)
 
 

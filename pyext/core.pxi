@@ -23,6 +23,7 @@ cdef class Core:
     cdef object asgi                  # Dispatch.asgi: the fastcore.asgi.ASGIApp served, else None
     cdef object proxies               # fastcore.proxy.TrustedProxies of forwarded_allow_ips, None: none
     cdef object asgi_loop             # its event loop, known from the first asgi_drain()
+    cdef bint asgi_plain_tasks        # the loop has no task factory (asgi_new_task), as of this drain
     cdef Worker* asgi_context         # the loop thread's own Worker (asgi.pxi)
     cdef set asgi_tasks               # the cycles' tasks not finished yet
     cdef dict asgi_checked_fields     # response header tuples already checked (asgi.pxi)

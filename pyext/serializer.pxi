@@ -336,7 +336,8 @@ cdef class ResponseSerializer:
             if declared_length >= 0 and not head_only:
                 if declared_length > body_length:
                     raise ValueError(f"Content-Length {declared_length} is more than the body's {body_length} bytes")
-                body = (<bytes>body)[:declared_length]   # never send more than was declared
+                if declared_length < body_length:       # never send more than was declared
+                    body = (<bytes>body)[:declared_length]
                 body_length = declared_length
             elif declared_length >= 0:
                 body_length = declared_length           # HEAD: what the GET would carry
