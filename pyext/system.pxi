@@ -117,6 +117,8 @@ cdef extern from "<netinet/in.h>" nogil:
         unsigned short sin6_port
         in6_addr sin6_addr
     unsigned short ntohs(unsigned short value)
+    unsigned short htons(unsigned short value)
+    uint32_t htonl(uint32_t value)
 
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)

@@ -83,6 +83,16 @@ def test_scope(asgi_server):
     assert fields["server"] == "fastcore" and "date" in fields and fields["content-length"]
 
 
+def test_scope_header_names_are_lower_case_bytes(asgi_server):
+    # Common names come from a table of shared objects, the rest are lowered while copied: both
+    # must give exactly the lower-cased name, and a name one letter off a common one is its own.
+    srv = asgi_server(echo_app)
+    sent = [("USER-AGENT", "a"), ("Content-Type", "b"), ("CooKie", "c"), ("Cookif", "d"),
+            ("X-Forwarded-FOR", "e"), ("X-Odd_Name!1~", "f"), ("sec-fetch-mode", "g")]
+    described, _ = get_json(srv.port, "/", b"".join(f"{n}: {v}\r\n".encode() for n, v in sent))
+    assert described["headers"][1:] == [[name.lower(), value] for name, value in sent]
+
+
 @pytest.mark.parametrize("target, expected_path, expected_raw", [
     ("/app/items", "/app/items", "/app/items"),        # the prefix is there: as is
     ("/items", "/app/items", "/app/items"),            # a proxy stripped it: put back
