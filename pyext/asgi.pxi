@@ -49,6 +49,7 @@ from collections import deque as _deque
 import fastcore.errors as _errors
 
 cdef object _asyncio = None           # imported with the first ASGI core (not every server needs it)
+cdef object _Task = None              # asyncio.Task
 cdef dict _ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
 cdef str _HTTP_VERSION_11 = "1.1", _HTTP_VERSION_10 = "1.0", _SCHEME_HTTP = "http"
 cdef str _TYPE_HTTP = "http"
@@ -166,6 +167,16 @@ cdef dict asgi_scope(object app_info, Conn* conn, object proxies):
             if proxied is not None:
                 _proxy_apply_to_scope(scope, proxied)
     return scope
+
+
+cdef Response asgi_response(object body, int status, object headers):
+    """The Response the serializer writes for an app's http.response.start and body (built
+    without Response.__init__'s argument parsing, once per request)."""
+    cdef Response response = Response.__new__(Response)
+    response.body = body
+    response.status = status
+    response.headers = headers
+    return response
 
 
 @cython.auto_pickle(False)
@@ -367,13 +378,13 @@ cdef class ASGICycle:
             self._check_length(len(body), more)
             if self.response == RESPONSE_STARTED:
                 if not more:
-                    self._respond(Response(body, self.status, self.headers))
+                    self._respond(asgi_response(body, self.status, self.headers))
                     return _SENT
                 self.parts = ASGIBodyParts.__new__(ASGIBodyParts)
                 self.parts.parts = _deque()
                 self.parts.cycle = self
                 self.parts.parts.append(body)
-                self._respond(Response(self.parts, self.status, self.headers))
+                self._respond(asgi_response(self.parts, self.status, self.headers))
                 if self.response == RESPONSE_DONE:
                     return _SENT                # HEAD, 204, 304: no body goes out
             else:
@@ -390,7 +401,7 @@ cdef class ASGICycle:
         if kind == "http.response.pathsend":
             if self.response != RESPONSE_STARTED:
                 raise RuntimeError("http.response.pathsend after a body was sent")
-            self._respond(Response(FileWrapper(open(message["path"], "rb")), self.status, self.headers))
+            self._respond(asgi_response(FileWrapper(open(message["path"], "rb")), self.status, self.headers))
             return _SENT
         raise RuntimeError(f"unknown ASGI message type {kind!r}")
 
@@ -598,11 +609,12 @@ cdef object _scope_paths = None
 
 
 cdef void asgi_import_asyncio():
-    global _asyncio, _check_start, _body_bytes, _scope_paths
+    global _asyncio, _Task, _check_start, _body_bytes, _scope_paths
     if _asyncio is None:
         import asyncio
         from fastcore.asgi import body_bytes, check_start, scope_paths
         _asyncio = asyncio
+        _Task = asyncio.Task
         _check_start = check_start
         _body_bytes = body_bytes
         _scope_paths = scope_paths
@@ -621,7 +633,7 @@ cdef object asgi_new_task(Core core, object coroutine):
     of the loop thread's time, pipelined hello world, perf), and loop.create_task passes no name
     to the constructor. A loop with a task factory gets loop.create_task, so the factory applies."""
     if core.asgi_plain_tasks:
-        return _asyncio.Task(coroutine, loop=core.asgi_loop, name=_TASK_NAME)
+        return _Task(coroutine, loop=core.asgi_loop, name=_TASK_NAME)
     return core.asgi_loop.create_task(coroutine)
 
 
