@@ -671,6 +671,40 @@ def test_async_server_runs_on_the_callers_loop(engine):
     asyncio.run(asyncio.wait_for(main(), 20))
 
 
+def test_each_request_runs_in_a_task_made_by_the_loops_task_factory_if_it_has_one(engine):
+    # Without a factory the compiled engine builds asyncio.Task itself (a fixed name saves the
+    # "Task-<n>" formatting); with one, every request's task must still come from it.
+    made = []
+
+    def factory(loop, coroutine, **options):
+        task = asyncio.Task(coroutine, loop=loop, **options)
+        made.append(task)
+        return task
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        current = asyncio.current_task()
+        await respond(send, body=b"%d%d" % (current is not None, current in made))
+
+    async def request(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), TIMEOUT)
+        writer.close()
+        return data.rpartition(b"\r\n\r\n")[2]
+
+    async def main():
+        async with fastcore.AsyncServer(app, host="127.0.0.1", port=0, engine=engine) as server:
+            assert await request(server.port) == b"10"      # a task, not one of the factory's
+            asyncio.get_running_loop().set_task_factory(factory)
+            assert await request(server.port) == b"11"
+            asyncio.get_running_loop().set_task_factory(None)
+            assert await request(server.port) == b"10"
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
 @pytest.mark.compiled_only("the pure engine's I/O workers are Python threads")
 def test_the_io_workers_never_take_the_gil_for_an_asgi_app(asgi_server):
     srv = asgi_server(echo_app)
