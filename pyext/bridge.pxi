@@ -6,9 +6,9 @@
 # FIFO of connections under one mutex, with a condition variable the handler threads sleep on. From
 # then until it comes back, the connection belongs to the handler thread that takes it:
 #
-#   * its worker has taken it out of its epoll set (in this mode the HANDLER and STREAMING phases
-#     have no epoll interest: protocol.pxi), no timer runs for it, and the worker marks it
-#     `with_handler_thread` and reads nothing else of it until it comes back;
+#   * no timer runs for it, and the worker marks it `with_handler_thread` and reads nothing else of
+#     it until it comes back; it stays in the worker's epoll set until an event for it arrives,
+#     which takes it out (protocol.pxi (1): the common keep-alive turn then makes no epoll_ctl);
 #   * the handler thread works on it with a Worker of its own (a "handler context": its own Date
 #     line, counters, buffer bins and parked bodies), so nothing it touches is shared with an I/O
 #     worker; the connection's buffers use that context's bins while it is there.

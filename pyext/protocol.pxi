@@ -29,8 +29,11 @@
 #
 #   (1) inline mode (handler_threads = 0): events are ignored while Python has the connection; the
 #       interest stays IN so the common keep-alive turn (IDLE -> HANDLER -> FLUSHING -> IDLE) makes
-#       no epoll_ctl call. Handler-thread mode: the connection leaves the epoll set (interest none)
-#       while a handler thread has it (bridge.pxi), and comes back in the phase after FLUSHING.
+#       no epoll_ctl call. Handler-thread mode (and ASGI): the registration is kept as it is while a
+#       handler thread (or the loop) has the connection (bridge.pxi), so that turn makes none
+#       either; the first event before it comes back (the client sent more, left, or an OUT
+#       interest is still set) takes it out of the set (conn_event_while_away: level-triggered, it
+#       would wake every epoll_wait until then), and the phase after FLUSHING registers it again.
 #   (2) a phase that lasts only within one loop turn: changing epoll or a timer for it would be
 #       undone before epoll_wait could see it.
 #   (3) adoption (conn_accepted) enters HEAD without registering: its first read is tried at once
@@ -180,9 +183,11 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
         return -1
     conn.phase = target
     interest = PHASE_INTEREST[<int>target]
-    if (target == PHASE_HANDLER or target == PHASE_STREAMING) and (worker.server.python_off_workers
-                                                                  or conn.interest == 0):
-        interest = 0                            # a handler thread has it (1), or not in the set yet (3)
+    if target == PHASE_HANDLER or target == PHASE_STREAMING:
+        if conn.interest == 0:
+            interest = 0                        # not in the set yet (3): it stays out
+        elif worker.server.python_off_workers:
+            interest = INTEREST_KEPT            # a handler thread has it: registered as it is (1)
     if not register and conn.interest == 0:
         interest = INTEREST_KEPT
     if interest == 0 and conn.interest:
@@ -338,6 +343,17 @@ cdef void conn_queue_for_python(Worker* worker, Conn* conn, ConnEvent event) noe
     else:
         worker.python_first = conn
     worker.python_last = conn
+
+
+cdef void conn_event_while_away(Worker* worker, Conn* conn) noexcept nogil:
+    """An epoll event for a connection a handler thread or the ASGI loop has (1): it leaves the
+    epoll set until it comes back. Only `interest` is touched, which the other thread never reads
+    (its transitions, ANSWERED, keep the registration as it is); the fd stays open, since only
+    the worker closes it."""
+    if conn.interest:
+        epoll_ctl(worker.epoll_fd, EPOLL_CTL_DEL, conn.fd, NULL)
+        fc_debug_count(worker.server.debug_counters, FC_EPOLL_REGISTRATIONS, -1)
+        conn.interest = 0
 
 
 cdef inline bint conn_with_python(const Conn* conn) noexcept nogil:

@@ -124,11 +124,13 @@ cdef class ProtocolHarness:
     cdef Worker worker
     cdef Conn conn
 
-    def __cinit__(self):
+    def __cinit__(self, bint python_off_workers=False):
+        """`python_off_workers`: as with handler threads or an ASGI app (Python beside the I/O)."""
         cdef int kind
         memset(&self.state, 0, sizeof(ServerState))
         memset(&self.worker, 0, sizeof(Worker))
         memset(&self.conn, 0, sizeof(Conn))
+        self.state.python_off_workers = python_off_workers
         self.worker.server = &self.state
         self.worker.now_ms = 1000
         for kind in range(1, <int>TIMER_KINDS):
@@ -159,6 +161,14 @@ cdef class ProtocolHarness:
         elif result != 0:
             raise OSError(errno, "epoll refused the harness's eventfd")
         return result == 0
+
+    def hand_away(self, bint away=True):
+        """Mark the connection as with a handler thread (bridge_push), or back (worker_drain_inbox)."""
+        self.conn.with_handler_thread = away
+
+    def event_while_away(self):
+        """What the worker does with an epoll event for a connection that is away."""
+        conn_event_while_away(&self.worker, &self.conn)
 
     def adopt(self):
         """What conn_adopt does before its first read (conn_accepted): HEAD, its header timer running,

@@ -78,12 +78,21 @@ cdef void worker_close_all_connections(Worker* worker, bint threads_gone) noexce
         conn = following
 
 
+cdef void worker_handle_woken(Worker* worker) noexcept nogil:
+    """The wake eventfd fired: new connections queued, or connections given back (handler threads,
+    the ASGI loop, native WebSocket sends). After the turn's other events: a connection given back
+    may be closed here, and an event of this same epoll_wait for it (it stays registered while
+    away: protocol.pxi (1)) must not be handled after that."""
+    worker_take_queued_connections(worker)
+    if worker.server.python_off_workers or worker.server.ws_native:
+        worker_drain_inbox(worker)                  # (and the WebSockets Python sent to)
+
+
 cdef void worker_handle_event(Worker* worker, epoll_event* event) noexcept nogil:
+    """One connection's epoll event (not the wake eventfd's: worker_handle_woken)."""
     cdef Conn* conn = <Conn*>event.data.ptr
-    if conn == NULL:
-        worker_take_queued_connections(worker)
-        if worker.server.python_off_workers or worker.server.ws_native:
-            worker_drain_inbox(worker)              # (and the WebSockets Python sent to)
+    if conn.with_handler_thread:
+        conn_event_while_away(worker, conn)             # (protocol.pxi (1)); it comes back through the inbox
     elif conn_with_python(conn):
         pass                                            # its Python batch runs at the end of this turn
     elif conn.phase == PHASE_LINGERING:
@@ -125,6 +134,7 @@ cdef int worker_wait_ms(Worker* worker) noexcept nogil:
 
 cdef void worker_loop(Worker* worker) noexcept nogil:
     cdef int ready, i
+    cdef bint woken
     worker.now_ms = fc_now_ms()
     date_refresh(&worker.date)
     while True:
@@ -156,8 +166,14 @@ cdef void worker_loop(Worker* worker) noexcept nogil:
         date_refresh(&worker.date)
         if not worker.stopping and fc_atomic_load(&worker.stop_requested):
             worker.stopping = True
+        woken = False
         for i in range(ready):
-            worker_handle_event(worker, &worker.events[i])
+            if worker.events[i].data.ptr == NULL:
+                woken = True
+            else:
+                worker_handle_event(worker, &worker.events[i])
+        if woken:
+            worker_handle_woken(worker)
         if worker.server.python_off_workers:
             if worker.parked_count:
                 bridge_park_bodies(worker)          # a handler thread releases them

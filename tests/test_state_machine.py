@@ -109,6 +109,38 @@ def test_the_keep_alive_turn_makes_no_epoll_change():
         assert harness.interest == "IN" == kernel_interest(harness)
 
 
+def test_with_handler_threads_the_keep_alive_turn_makes_no_epoll_change_either():
+    """Python beside the I/O (handler threads, ASGI): the connection keeps its registration while
+    it is away, so the common turn costs no epoll_ctl there either."""
+    harness = _core.ProtocolHarness(python_off_workers=True)
+    for event in path_to("IDLE"):
+        assert harness.fire(event)
+    assert harness.interest == "IN" == kernel_interest(harness)
+    for event in ("TO_HANDLER", "ANSWERED", "WAIT_REQUEST"):
+        assert harness.fire(event)
+        assert harness.interest == "IN" == kernel_interest(harness)
+
+
+def test_an_event_while_away_takes_the_connection_out_until_it_comes_back():
+    """Level-triggered, a client's bytes or FIN would wake the worker at every epoll_wait while a
+    handler thread has the connection: the first such event takes it out of the set, and the
+    phase after the answer puts it back."""
+    harness = _core.ProtocolHarness(python_off_workers=True)
+    for event in path_to("IDLE"):
+        assert harness.fire(event)
+    assert harness.fire("TO_HANDLER")
+    harness.hand_away()
+    harness.event_while_away()
+    assert harness.interest is None is kernel_interest(harness)
+    harness.event_while_away()                          # a second event (it cannot come) changes nothing
+    assert harness.interest is None is kernel_interest(harness)
+    assert harness.fire("ANSWERED")                     # the handler thread's answer
+    assert harness.interest is None is kernel_interest(harness)
+    harness.hand_away(False)
+    assert harness.fire("WAIT_REQUEST")
+    assert harness.interest == "IN" == kernel_interest(harness)
+
+
 def adopted():
     harness = _core.ProtocolHarness()
     harness.adopt()
