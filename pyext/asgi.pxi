@@ -2,11 +2,12 @@
 #
 # Theory of operation. A Core built for an ASGI app (Dispatch.asgi, a fastcore.asgi.ASGIApp) runs
 # no handler threads: its Python executor is an event loop (a loop thread of ASGIServer in
-# fastcore/server.py, or the caller's own loop with fastcore.AsyncServer). The I/O workers are unchanged: a request for Python goes onto the
-# bridge (bridge.pxi) and leaves the worker's epoll set, exactly as in handler-thread mode; the
-# only difference is the wake-up. Instead of a condition variable, the bridge writes an eventfd
-# (Core.asgi_fd) when it goes from empty to not, and the loop watches it (loop.add_reader). Its
-# callback, Core.asgi_drain(), takes everything waiting in one lock acquisition:
+# fastcore/server.py, or the caller's own loop with fastcore.AsyncServer). The I/O workers are
+# unchanged: a request for Python goes onto the bridge (bridge.pxi) and its worker leaves the
+# connection alone, exactly as in handler-thread mode; the only difference is the wake-up.
+# Instead of a condition variable, the bridge writes an eventfd (Core.asgi_fd) when it goes from
+# empty to not, and the loop watches it (loop.add_reader). Its callback, Core.asgi_drain(), takes
+# everything waiting in one lock acquisition:
 #
 #   * parked bodies: released here, under the GIL (as a handler thread does);
 #   * a new request: its scope is built from the head bytes (asgi_scope), an ASGICycle takes the
@@ -16,8 +17,8 @@
 #     what the cycle gave it, and the app's send() that waited for that returns.
 #
 # While a cycle holds its connection (`holding`), the connection is the loop's: the cycle reads
-# a streamed request body from the socket without blocking (the socket is not in the worker's
-# epoll set, so the loop's add_reader may watch it), writes the response into the output with the
+# a streamed request body from the socket without blocking (its worker ignores the socket
+# meanwhile, so the loop's add_reader may watch it), writes the response into the output with the
 # ResponseSerializer, and sends what the socket takes at once. It gives the connection back to its
 # worker when the response is complete, or when the socket is full (the worker then sends the rest
 # and hands it back through the bridge: that is the backpressure of a streamed response); the

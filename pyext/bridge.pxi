@@ -66,7 +66,7 @@ cdef inline void bridge_notify(Bridge* bridge, bint was_empty) noexcept nogil:
 
 
 cdef void bridge_push(Worker* worker, Conn* conn) noexcept nogil:
-    """Hand `conn` (already in HANDLER or STREAMING, out of the epoll set) to the handler threads."""
+    """Hand `conn` (already in HANDLER or STREAMING) to the handler threads (or the ASGI loop)."""
     cdef Bridge* bridge = &worker.server.bridge
     cdef bint was_empty
     conn.with_handler_thread = True
