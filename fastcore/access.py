@@ -112,6 +112,8 @@ def asgi_access_logged(app):
     answered 500, or cut the connection: the line says 500, or the status the app had started)."""
 
     async def logged(scope, receive, send):
+        if scope["type"] == "websocket":
+            return await _websocket_logged(app, scope, receive, send)
         if scope["type"] != "http":
             return await app(scope, receive, send)
         wall, started = time.time(), time.perf_counter()
@@ -147,6 +149,49 @@ def asgi_access_logged(app):
 
     logged.logs_access = True
     return logged
+
+
+async def _websocket_logged(app, scope, receive, send):
+    """A WebSocket's line is its handshake's answer, written when it is sent, as uvicorn logs
+    "[accepted]" (nginx writes its 101 at the end; a long-lived connection would show up hours
+    late): 101 when the app accepts; 403 when it closes first; the status of its denial response
+    (the websocket.http.response extension) once that is sent; 500 when its call ends before any
+    of those (the server then answers 500)."""
+    wall, started = time.time(), time.perf_counter()
+    outcome = [500, 0, False]                       # status, body bytes, written
+
+    def write_line():
+        outcome[2] = True
+        client = scope.get("client")
+        query = scope.get("query_string") or b""
+        target = scope["raw_path"] + (b"?" + query if query else b"")
+        log.info(FORMAT, client[0] if client else "-", clf_time(wall), "GET", target.decode("latin-1"),
+                 scope.get("http_version", "1.1"), outcome[0], outcome[1] or "-",
+                 int((time.perf_counter() - started) * 1_000_000))
+
+    async def send_logged(message):
+        await send(message)
+        if outcome[2]:
+            return
+        kind = message["type"]
+        if kind == "websocket.accept":
+            outcome[0] = 101
+            write_line()
+        elif kind == "websocket.close":
+            outcome[0] = 403
+            write_line()
+        elif kind == "websocket.http.response.start":
+            outcome[0] = message["status"]
+        elif kind == "websocket.http.response.body":
+            outcome[1] += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                write_line()
+
+    try:
+        await app(scope, receive, send_logged)
+    finally:
+        if not outcome[2]:
+            write_line()
 
 
 class FileClosedHook:

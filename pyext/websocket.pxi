@@ -227,6 +227,7 @@ cdef int ws_accept_native(Worker* worker, Conn* conn, int route, WsHandshake* ha
     failed |= buffer_append(&conn.output, worker.date.line, worker.date.length)
     failed |= buffer_append(&conn.output, b"\r\n", 2)
     count_response(worker, 101)
+    access_log_core_response(worker, conn, 101, 0)      # (with access_log on; before the head goes)
     info.request = conn.request
     info.peer = conn.peer
     memcpy(<char*>(info + 1), head, head_length)

@@ -288,6 +288,27 @@ def test_answers_before_accept(asgi_server, error_log, app, status, body, logged
         error_log.records.clear()
 
 
+@pytest.mark.parametrize("app, line", [
+    (None, '"GET /chat?room=1 HTTP/1.1" 101 -'),
+    (_close_before_accept, '"GET /chat?room=1 HTTP/1.1" 403 -'),
+    (_deny, '"GET /chat?room=1 HTTP/1.1" 401 8'),
+], ids=["accepted", "closed-before-accept", "denial-response"])
+def test_the_access_log_has_a_line_for_each_handshake(asgi_server, access_lines, app, line):
+    seen = Seen()
+    srv = asgi_server(app or echo_app(seen), access_log=True)
+    if app is None:
+        with ws_connect(url(srv, "/chat?room=1"), open_timeout=TIMEOUT) as ws:
+            assert wait_until(lambda: access_lines, TIMEOUT)    # at the accept, not at the end
+            ws.send("hi")
+            assert ws.recv(TIMEOUT) == "hi"
+    else:
+        with pytest.raises(InvalidStatus):
+            ws_connect(url(srv, "/chat?room=1"), open_timeout=TIMEOUT)
+        assert wait_until(lambda: access_lines, TIMEOUT)
+    assert len(access_lines) == 1 and line in access_lines[0], access_lines
+    assert access_lines[0].startswith("127.0.0.1 - - [")
+
+
 # -- messages ----------------------------------------------------------------------------------------
 
 def test_echo_text_and_bytes_small_and_large(asgi_server):

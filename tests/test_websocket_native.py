@@ -14,7 +14,7 @@ from websockets.sync.client import connect as ws_connect
 
 import fastcore.errors
 from conftest import get, wait_until
-from test_websocket import RawClient, frame
+from test_websocket import KEY, RawClient, frame, raw_answer
 
 TIMEOUT = 5.0
 
@@ -289,3 +289,23 @@ def test_plain_http_on_the_path_and_other_paths_go_to_the_handler(server):
         ws_connect(url(srv, "/other"), open_timeout=TIMEOUT)
     assert refused.value.response.status_code == 200
     assert app.events == []
+
+
+def test_the_access_log_has_a_line_for_each_handshake(server, access_lines):
+    # The worker answers a native route's handshake itself: its 101 (or refusal) is a core line,
+    # with the refusal's body bytes.
+    app = App()
+    srv = start(server, app, access_log=True)
+    with ws_connect(url(srv, "/ws?x=1"), open_timeout=TIMEOUT) as client:
+        client.send("hi")
+        assert client.recv(timeout=TIMEOUT) == "hi"
+    upgrade = b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    status, _, old_version = raw_answer(srv.port, upgrade + b"Sec-WebSocket-Version: 12\r\nSec-WebSocket-Key: "
+                                        + KEY + b"\r\n\r\n")
+    assert status == 426
+    status, _, no_key = raw_answer(srv.port, upgrade + b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert status == 400
+    assert wait_until(lambda: len(access_lines) >= 3, TIMEOUT), access_lines
+    expected = {'"GET /ws?x=1 HTTP/1.1" 101 -', f'"GET /ws HTTP/1.1" 426 {len(old_version)}',
+                f'"GET /ws HTTP/1.1" 400 {len(no_key)}'}
+    assert {line.split("] ", 1)[1].rsplit(" ", 1)[0] for line in access_lines} == expected, access_lines

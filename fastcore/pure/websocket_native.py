@@ -105,9 +105,12 @@ def handshake(conn, message, route):
         conn.write(b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n%s%s"
                    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                    % (worker.formats.server_field, worker.date.line, len(body), body))
+        if worker.access_log:
+            conn.log_core_response(426, len(body))
         return False
     if status != VALID:
         response.append_error_response(conn, status, False)
+        conn.log_error_response(status, False)
         return False
     lines = [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Accept: ", accept_value(handshake_key(headers)), b"\r\n"]
@@ -119,6 +122,8 @@ def handshake(conn, message, route):
             lines.append(b"Sec-WebSocket-Extensions: " + value + b"\r\n")
     lines += [worker.formats.server_field, worker.date.line, b"\r\n"]
     worker.count_response(101)
+    if worker.access_log:
+        conn.log_core_response(101, 0)
     conn.write(b"".join(lines))
     request = Request(message, conn.peer, False)
     request._proxies = worker.proxies
