@@ -56,6 +56,7 @@ cdef const char* status_reason(int status) noexcept nogil:
     if status == 413: return "Content Too Large"
     if status == 414: return "URI Too Long"
     if status == 417: return "Expectation Failed"
+    if status == 426: return "Upgrade Required"
     if status == 431: return "Request Header Fields Too Large"
     if status == 500: return "Internal Server Error"
     if status == 501: return "Not Implemented"

@@ -221,6 +221,7 @@ def test_malformed_handshakes_are_refused_before_the_app(asgi_server, request_by
     got, head, _ = raw_answer(srv.port, request_bytes)
     assert got == status
     if status == 426:
+        assert head.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
         assert b"\r\nSec-WebSocket-Version: 13" in head
     assert not seen.events
 

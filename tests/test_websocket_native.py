@@ -302,7 +302,7 @@ def test_the_access_log_has_a_line_for_each_handshake(server, access_lines):
     upgrade = b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     status, _, old_version = raw_answer(srv.port, upgrade + b"Sec-WebSocket-Version: 12\r\nSec-WebSocket-Key: "
                                         + KEY + b"\r\n\r\n")
-    assert status == 426
+    assert (status, old_version) == (426, b"Upgrade Required\n")
     status, _, no_key = raw_answer(srv.port, upgrade + b"Sec-WebSocket-Version: 13\r\n\r\n")
     assert status == 400
     assert wait_until(lambda: len(access_lines) >= 3, TIMEOUT), access_lines
