@@ -106,92 +106,86 @@ def write(request, status, sent, started_wall, started):
              int((time.perf_counter() - started) * 1_000_000))
 
 
+class _ScopeLine:
+    """One ASGI exchange's access line: what its app has sent so far (status, body bytes) and
+    whether the line was written."""
+
+    __slots__ = ("scope", "wall", "started", "status", "sent", "written")
+
+    def __init__(self, scope, status):
+        self.scope = scope
+        self.wall, self.started = time.time(), time.perf_counter()
+        self.status, self.sent, self.written = status, 0, False
+
+    def write(self):
+        self.written = True
+        scope = self.scope
+        client = scope.get("client")
+        query = scope.get("query_string") or b""
+        target = scope["raw_path"] + (b"?" + query if query else b"")
+        log.info(FORMAT, client[0] if client else "-", clf_time(self.wall), scope.get("method", "GET"),
+                 target.decode("latin-1"), scope.get("http_version", "1.1"), self.status, self.sent or "-",
+                 int((time.perf_counter() - self.started) * 1_000_000))
+
+
 def asgi_access_logged(app):
     """An ASGI app with the access log: one line per HTTP response, when its last body message is
     sent (a streamed body: at its end), or when the app's call ends without one (the server then
-    answered 500, or cut the connection: the line says 500, or the status the app had started)."""
+    answered 500, or cut the connection: the line says 500, or the status the app had started).
+    A WebSocket's line is its handshake's answer (_websocket_line)."""
 
     async def logged(scope, receive, send):
-        if scope["type"] == "websocket":
-            return await _websocket_logged(app, scope, receive, send)
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             return await app(scope, receive, send)
-        wall, started = time.time(), time.perf_counter()
-        outcome = [500, 0, False]                   # status, body bytes, written
-
-        def write_line():
-            outcome[2] = True
-            client = scope.get("client")
-            query = scope.get("query_string") or b""
-            target = scope["raw_path"] + (b"?" + query if query else b"")
-            log.info(FORMAT, client[0] if client else "-", clf_time(wall), scope["method"],
-                     target.decode("latin-1"), scope["http_version"], outcome[0], outcome[1] or "-",
-                     int((time.perf_counter() - started) * 1_000_000))
-
-        async def send_logged(message):
-            kind = message["type"]
-            if kind == "http.response.start":
-                outcome[0] = message["status"]
-            elif kind == "http.response.body":
-                outcome[1] += len(message.get("body", b""))
-            elif kind == "http.response.pathsend":
-                outcome[1] += os.stat(message["path"]).st_size
-            await send(message)
-            if not outcome[2] and (kind == "http.response.pathsend"
-                                   or kind == "http.response.body" and not message.get("more_body", False)):
-                write_line()
-
+        line = _ScopeLine(scope, 500)
         try:
-            await app(scope, receive, send_logged)
+            await app(scope, receive, _http_line(line, send) if kind == "http" else _websocket_line(line, send))
         finally:
-            if not outcome[2]:
-                write_line()
+            if not line.written:
+                line.write()
 
     logged.logs_access = True
     return logged
 
 
-async def _websocket_logged(app, scope, receive, send):
-    """A WebSocket's line is its handshake's answer, written when it is sent, as uvicorn logs
-    "[accepted]" (nginx writes its 101 at the end; a long-lived connection would show up hours
-    late): 101 when the app accepts; 403 when it closes first; the status of its denial response
-    (the websocket.http.response extension) once that is sent; 500 when its call ends before any
-    of those (the server then answers 500)."""
-    wall, started = time.time(), time.perf_counter()
-    outcome = [500, 0, False]                       # status, body bytes, written
+def _http_line(line, send):
+    async def send_logged(message):
+        kind = message["type"]
+        if kind == "http.response.start":
+            line.status = message["status"]
+        elif kind == "http.response.body":
+            line.sent += len(message.get("body", b""))
+        elif kind == "http.response.pathsend":
+            line.sent += os.stat(message["path"]).st_size
+        await send(message)
+        if not line.written and (kind == "http.response.pathsend"
+                                 or kind == "http.response.body" and not message.get("more_body", False)):
+            line.write()
+    return send_logged
 
-    def write_line():
-        outcome[2] = True
-        client = scope.get("client")
-        query = scope.get("query_string") or b""
-        target = scope["raw_path"] + (b"?" + query if query else b"")
-        log.info(FORMAT, client[0] if client else "-", clf_time(wall), "GET", target.decode("latin-1"),
-                 scope.get("http_version", "1.1"), outcome[0], outcome[1] or "-",
-                 int((time.perf_counter() - started) * 1_000_000))
 
+def _websocket_line(line, send):
+    """A WebSocket's line is written when its handshake is answered, as uvicorn logs "[accepted]"
+    (nginx writes its 101 at the end; a long-lived connection would show up hours late): 101 when
+    the app accepts; 403 when it closes first; the status of its denial response (the
+    websocket.http.response extension) once that is sent; 500 when its call ends before any of
+    those (the server then answers 500)."""
     async def send_logged(message):
         await send(message)
-        if outcome[2]:
+        if line.written:
             return
         kind = message["type"]
-        if kind == "websocket.accept":
-            outcome[0] = 101
-            write_line()
-        elif kind == "websocket.close":
-            outcome[0] = 403
-            write_line()
+        if kind == "websocket.accept" or kind == "websocket.close":
+            line.status = 101 if kind == "websocket.accept" else 403
+            line.write()
         elif kind == "websocket.http.response.start":
-            outcome[0] = message["status"]
+            line.status = message["status"]
         elif kind == "websocket.http.response.body":
-            outcome[1] += len(message.get("body", b""))
+            line.sent += len(message.get("body", b""))
             if not message.get("more_body", False):
-                write_line()
-
-    try:
-        await app(scope, receive, send_logged)
-    finally:
-        if not outcome[2]:
-            write_line()
+                line.write()
+    return send_logged
 
 
 class FileClosedHook:
