@@ -173,6 +173,24 @@ def test_stop_closes_with_1001(server):
     assert app.wait_for("close") == [("close", 1001, "")]
 
 
+def test_the_stop_deadline_with_a_silent_client_still_runs_on_close_with_handler_threads(server):
+    # The client never answers our 1001: the stop's deadline ends the WebSocket (1006), after the
+    # handler threads may have left; on_close must still run, and nothing may leak.
+    app = App()
+    srv = start(server, app, path="/raw", handler_threads=2)
+    client = RawClient(srv.port)
+    try:
+        assert client.status == 101
+        app.wait_for("open")
+        stopper = threading.Thread(target=srv.stop, args=(0.5,))
+        stopper.start()
+        stopper.join(TIMEOUT)
+        assert not stopper.is_alive()
+        assert [event[0] for event in app.wait_for("close")] == ["close"]
+    finally:
+        client.sock.close()
+
+
 def test_app_close_with_code_and_reason(server):
     app = App(on_message=lambda ws, message: ws.close(4002, "done"))
     srv = start(server, app)
