@@ -121,11 +121,15 @@ def test_stop_called_from_a_handler_stops_the_server_without_deadlock():
         holder["server"].stop()
         return b"stopping"
 
+    earlier = set(threading.enumerate())        # (another test's stop may still be finishing)
     holder["server"] = server = fastcore.Server(handler, port=0).start()
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5) as response:
         assert response.read() == b"stopping"
     assert wait_until(lambda: not server.running, 10)
-    assert wait_until(lambda: not any(t.name.startswith("fastcore") for t in threading.enumerate()), 10)
+
+    def ours_left():
+        return [t.name for t in threading.enumerate() if t.name.startswith("fastcore") and t not in earlier]
+    assert wait_until(lambda: not ours_left(), 10), ours_left()
 
 
 def test_an_error_answer_survives_a_client_that_keeps_uploading(server):
