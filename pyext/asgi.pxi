@@ -170,16 +170,6 @@ cdef dict asgi_scope(object app_info, Conn* conn, object proxies):
     return scope
 
 
-cdef Response asgi_response(object body, int status, object headers):
-    """The Response the serializer writes for an app's http.response.start and body (built
-    without Response.__init__'s argument parsing, once per request)."""
-    cdef Response response = Response.__new__(Response)
-    response.body = body
-    response.status = status
-    response.headers = headers
-    return response
-
-
 @cython.auto_pickle(False)
 @cython.final
 cdef class _Sent:
@@ -379,13 +369,13 @@ cdef class ASGICycle:
             self._check_length(len(body), more)
             if self.response == RESPONSE_STARTED:
                 if not more:
-                    self._respond(asgi_response(body, self.status, self.headers))
+                    self._respond(response_of(body, self.status, self.headers))
                     return _SENT
                 self.parts = ASGIBodyParts.__new__(ASGIBodyParts)
                 self.parts.parts = _deque()
                 self.parts.cycle = self
                 self.parts.parts.append(body)
-                self._respond(asgi_response(self.parts, self.status, self.headers))
+                self._respond(response_of(self.parts, self.status, self.headers))
                 if self.response == RESPONSE_DONE:
                     return _SENT                # HEAD, 204, 304: no body goes out
             else:
@@ -402,7 +392,7 @@ cdef class ASGICycle:
         if kind == "http.response.pathsend":
             if self.response != RESPONSE_STARTED:
                 raise RuntimeError("http.response.pathsend after a body was sent")
-            self._respond(asgi_response(FileWrapper(open(message["path"], "rb")), self.status, self.headers))
+            self._respond(response_of(FileWrapper(open(message["path"], "rb")), self.status, self.headers))
             return _SENT
         raise RuntimeError(f"unknown ASGI message type {kind!r}")
 

@@ -586,3 +586,14 @@ cdef class Response:
 
     def __repr__(self):
         return f"<Response {self.status}>"
+
+
+cdef Response response_of(object body, int status, object headers, object reason=None):
+    """A Response built without __init__'s argument parsing: what the WSGI fast path and an ASGI
+    cycle hand the serializer, once per request."""
+    cdef Response response = Response.__new__(Response)
+    response.body = body
+    response.status = status
+    response.headers = headers
+    response.reason = reason
+    return response

@@ -397,9 +397,4 @@ cdef object _complete_sequence(WSGIAdapter handler, WSGIExchange exchange, Reque
     else:
         exchange.finished = True
         exchange.errors.flush()
-    cdef Response response = Response.__new__(Response)
-    response.body = body
-    response.status = code
-    response.headers = exchange.headers
-    response.reason = exchange.reason
-    return response
+    return response_of(body, code, exchange.headers, exchange.reason)
