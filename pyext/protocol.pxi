@@ -187,7 +187,9 @@ cdef int conn_transition(Worker* worker, Conn* conn, ConnEvent event, bint progr
         if conn.interest == 0:
             interest = 0                        # not in the set yet (3): it stays out
         elif worker.server.python_off_workers:
-            interest = INTEREST_KEPT            # a handler thread has it: registered as it is (1)
+            # A handler thread has it (1): an IN registration is kept; an OUT one (its last output
+            # went out through SENDING) would fire at once on the writable socket: out now.
+            interest = INTEREST_KEPT if conn.interest == PHASE_INTEREST[<int>target] else 0
     if not register and conn.interest == 0:
         interest = INTEREST_KEPT
     if interest == 0 and conn.interest:

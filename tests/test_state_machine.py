@@ -141,6 +141,17 @@ def test_an_event_while_away_takes_the_connection_out_until_it_comes_back():
     assert harness.interest == "IN" == kernel_interest(harness)
 
 
+def test_with_handler_threads_an_out_registration_leaves_when_python_takes_the_connection():
+    """A streamed response's part went out through SENDING (OUT): handed back to Python for the
+    next part, it leaves the set at once; kept, the writable socket would wake the worker."""
+    harness = _core.ProtocolHarness(python_off_workers=True)
+    for event in path_to("IDLE") + ["TO_HANDLER", "ANSWERED", "OUTPUT_BLOCKED", "OUTPUT_DRAINED"]:
+        assert harness.fire(event), event
+    assert (harness.phase, harness.interest) == ("FLUSHING", "OUT") and kernel_interest(harness) == "OUT"
+    assert harness.fire("STREAM_MORE")
+    assert harness.interest is None is kernel_interest(harness)
+
+
 def adopted():
     harness = _core.ProtocolHarness()
     harness.adopt()
